@@ -1,0 +1,85 @@
+//! A builtin's arguments, as the plugin shim hands them over: one attribute set, as JSON.
+//!
+//! Reading goes through [`Args`] so that every mistake is reported the same way, naming the
+//! argument (and the list element) at fault in the words Nix uses for type errors.
+
+use crate::{Error, Result};
+use serde_json::{Map, Value};
+
+/// The attributes a builtin was called with.
+#[derive(Debug)]
+pub struct Args {
+    attrs: Map<String, Value>,
+}
+
+impl Args {
+    /// Reads `json`, an object, refusing attributes that are not in `expected` (as a Nix
+    /// function with a `{ a ? …, b ? … }` pattern does).
+    pub fn parse(json: &str, expected: &[&'static str]) -> Result<Args> {
+        let attrs = match serde_json::from_str(json)? {
+            Value::Object(attrs) => attrs,
+            other => return Err(Error::NotASet { found: nix_type(&other) }),
+        };
+        if let Some(arg) = attrs.keys().find(|k| !expected.contains(&k.as_str())) {
+            return Err(Error::UnexpectedArgument { arg: arg.clone(), expected: expected.to_vec() });
+        }
+        Ok(Args { attrs })
+    }
+
+    /// The list of strings `name`, or an empty list when it is not given.
+    pub fn string_list(&self, name: &str) -> Result<Vec<String>> {
+        let Some(value) = self.attrs.get(name) else { return Ok(Vec::new()) };
+        let Value::Array(items) = value else {
+            return Err(type_error(name, value, "a list"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(type_error(format!("{name}[{i}]"), other, "a string")),
+            })
+            .collect()
+    }
+}
+
+fn type_error(arg: impl std::fmt::Display, value: &Value, expected: &str) -> Error {
+    Error::argument(arg, format!("is {} while {expected} was expected", nix_type(value)))
+}
+
+/// How Nix names the type of a value (`showType`), for the JSON it becomes.
+fn nix_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a Boolean",
+        Value::Number(n) if n.is_f64() => "a float",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a set",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_lists() {
+        let args = Args::parse(r#"{"lines": ["a", "b"]}"#, &["lines", "other"]).unwrap();
+        assert_eq!(args.string_list("lines").unwrap(), ["a", "b"]);
+        assert!(args.string_list("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_types_name_the_argument() {
+        let err = |json: &str| Args::parse(json, &["lines"]).and_then(|a| a.string_list("lines")).unwrap_err().to_string();
+        assert_eq!(err(r#"{"lines": "a"}"#), "argument 'lines' is a string while a list was expected");
+        assert_eq!(err(r#"{"lines": ["a", 1]}"#), "argument 'lines[1]' is an integer while a string was expected");
+        assert_eq!(err(r#"{"lines": [1.5]}"#), "argument 'lines[0]' is a float while a string was expected");
+        assert_eq!(err(r#"{"lines": null}"#), "argument 'lines' is null while a list was expected");
+        assert_eq!(err(r#"{"lines": {}}"#), "argument 'lines' is a set while a list was expected");
+        assert_eq!(err(r#"{"lnes": []}"#), "unexpected argument 'lnes'; the arguments are: lines");
+        assert_eq!(err(r#"["lines"]"#), "the argument is a list while a set was expected");
+    }
+}

@@ -1,0 +1,55 @@
+//! The error type shared by every part of stowage.
+//!
+//! Errors carry what they are about (the argument, the line, the system name) as data, so the
+//! plugin can put the builtin's name in front and the user sees exactly what to fix.
+
+use std::fmt;
+
+/// Everything that can go wrong in stowage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builtin's argument has the wrong type or an unusable value.
+    #[error("argument '{arg}' {problem}")]
+    Argument {
+        /// The argument's name, with an index for list elements (`extraPasswdLines[2]`).
+        arg: String,
+        /// What is wrong with it, worded to follow the argument's name.
+        problem: String,
+    },
+    /// A builtin that takes an attribute set was given something else.
+    #[error("the argument is {found} while a set was expected")]
+    NotASet {
+        /// The type that was given, as Nix names it.
+        found: &'static str,
+    },
+    /// A builtin was called with an attribute it does not take.
+    #[error("unexpected argument '{arg}'; the arguments are: {}", .expected.join(", "))]
+    UnexpectedArgument {
+        /// The attribute that was not expected.
+        arg: String,
+        /// The attributes the builtin takes.
+        expected: Vec<&'static str>,
+    },
+    /// A Nix system name that stowage cannot map to an image architecture.
+    #[error("unknown system '{system}': {problem}")]
+    UnknownSystem {
+        /// The system as given.
+        system: String,
+        /// Why it is not known.
+        problem: String,
+    },
+    /// The arguments handed over by the plugin shim are not valid JSON (a bug in the shim).
+    #[error("internal error: the plugin passed malformed arguments: {0}")]
+    MalformedArguments(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// An [`Error::Argument`] for `arg`.
+    pub fn argument(arg: impl fmt::Display, problem: impl Into<String>) -> Self {
+        Error::Argument { arg: arg.to_string(), problem: problem.into() }
+    }
+}
+
+/// A `Result` with stowage's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

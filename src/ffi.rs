@@ -1,0 +1,72 @@
+//! The Rust side of the plugin: the functions the C++ shim (`cpp/plugin.cc`) calls, one per
+//! builtin, with arguments and results as plain data (no Nix `Value` ever reaches Rust).
+//!
+//! Every entry point goes through [`entry`], which catches panics — one unwinding into C++
+//! would abort the user's `nix` — and puts the builtin's name in front of every error. The shim
+//! turns an `Err` into a Nix evaluation error.
+
+use crate::args::Args;
+use crate::goarch::Platform;
+use crate::nss::FakeNss;
+use std::panic::{self, AssertUnwindSafe};
+
+#[cxx::bridge(namespace = "stowage::ffi")]
+mod bridge {
+    /// A platform as `builtins.stowage.goarch` returns it; `variant` is empty where none applies.
+    struct GoPlatform {
+        architecture: String,
+        variant: String,
+    }
+
+    extern "Rust" {
+        /// The crate version.
+        fn version() -> &'static str;
+        /// `builtins.stowage.goarch system`.
+        fn goarch(system: &str) -> Result<GoPlatform>;
+        /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
+        fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
+    }
+}
+
+/// Set to a builtin's name (`fakeNss`), this makes that builtin panic, so tests can check that
+/// a panic becomes an evaluation error. No argument of any builtin can reach it.
+const TEST_PANIC_VAR: &str = "STOWAGE_TEST_PANIC";
+
+fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        if std::env::var_os(TEST_PANIC_VAR).is_some_and(|v| v == builtin) {
+            panic!("{TEST_PANIC_VAR} asked {builtin} to panic");
+        }
+        work()
+    }));
+    match outcome {
+        Ok(result) => result.map_err(|err| format!("stowage.{builtin}: {err}")),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            Err(format!("stowage.{builtin}: internal error, please report it: panicked: {message}"))
+        }
+    }
+}
+
+fn version() -> &'static str {
+    crate::VERSION
+}
+
+fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
+    entry("goarch", || {
+        let Platform { architecture, variant } = Platform::from_nix_system(system)?;
+        Ok(bridge::GoPlatform { architecture: architecture.into(), variant: variant.unwrap_or_default().into() })
+    })
+}
+
+fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
+    entry("fakeNss", || {
+        let args = Args::parse(args_json, &["extraPasswdLines", "extraGroupLines"])?;
+        let nss = FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
+        Ok(nss.tree().to_nar())
+    })
+}

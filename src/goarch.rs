@@ -1,0 +1,135 @@
+//! Nix system names → the GOARCH names (and variants) that image configs carry.
+//!
+//! Docker (through containerd) and the OCI image spec expect an image's `architecture` to be a
+//! Go `GOARCH` value and 32-bit ARM's version in `variant`; Nix names CPUs differently
+//! (`x86_64-linux`, `armv7l-linux`). [`CPUS`] is the one table that maps them; a CPU Go has no
+//! name for is an error rather than a guess.
+
+use crate::{Error, Result};
+
+/// An image platform's CPU, as the image config's `architecture` and `variant` fields hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Platform {
+    /// The `GOARCH` name, e.g. `amd64`, `arm64`, `arm`.
+    pub architecture: &'static str,
+    /// The CPU variant where one applies (`v7` for ARMv7, `v8` for arm64), as in the OCI
+    /// image index's `platform.variant`.
+    pub variant: Option<&'static str>,
+}
+
+/// Nix CPU names (the part of a system before the first `-`) with their GOARCH and variant.
+///
+/// Go's names are those of `go/build/syslist.go` (`knownArch`); variants follow the OCI image
+/// index spec (`arm64` → `v8`, 32-bit `arm` → its architecture version).
+pub const CPUS: &[(&str, &str, Option<&str>)] = &[
+    ("x86_64", "amd64", None),
+    ("i686", "386", None),
+    ("i586", "386", None),
+    ("i486", "386", None),
+    ("i386", "386", None),
+    ("aarch64", "arm64", Some("v8")),
+    ("aarch64_be", "arm64be", Some("v8")),
+    // Nix's bare "arm" names no architecture version, so there is no variant to give.
+    ("arm", "arm", None),
+    ("armv5tel", "arm", Some("v5")),
+    ("armv6l", "arm", Some("v6")),
+    ("armv6m", "arm", Some("v6")),
+    ("armv7l", "arm", Some("v7")),
+    ("armv7a", "arm", Some("v7")),
+    ("armv7r", "arm", Some("v7")),
+    ("armv7m", "arm", Some("v7")),
+    // 32-bit ARMv8: the OCI spec lists `arm` + `v8` for it.
+    ("armv8a", "arm", Some("v8")),
+    ("powerpc", "ppc", None),
+    ("powerpc64", "ppc64", None),
+    ("powerpc64le", "ppc64le", None),
+    ("s390", "s390", None),
+    ("s390x", "s390x", None),
+    ("riscv32", "riscv", None),
+    ("riscv64", "riscv64", None),
+    ("mips", "mips", None),
+    ("mipsel", "mipsle", None),
+    ("mips64", "mips64", None),
+    ("mips64el", "mips64le", None),
+    ("loongarch64", "loong64", None),
+    ("sparc", "sparc", None),
+    ("sparc64", "sparc64", None),
+    ("wasm32", "wasm", None),
+];
+
+/// The operating-system parts of the Nix systems `nixpkgs` knows (`lib.systems.doubles`), so a
+/// misspelt system (`x86_64-linx`) is caught instead of silently accepted.
+const KERNELS: &[&str] = &[
+    "linux", "darwin", "freebsd", "netbsd", "openbsd", "windows", "cygwin", "genode", "solaris",
+    "redox", "wasi", "none", "ghcjs", "mmixware",
+];
+
+impl Platform {
+    /// The platform of a Nix system name such as `aarch64-linux`.
+    pub fn from_nix_system(system: &str) -> Result<Platform> {
+        let unknown = |problem: String| Error::UnknownSystem { system: system.to_owned(), problem };
+        let Some((cpu, kernel)) = system.split_once('-') else {
+            return Err(unknown("a Nix system is <cpu>-<os>, like x86_64-linux".into()));
+        };
+        if !KERNELS.contains(&kernel) {
+            return Err(unknown(format!(
+                "'{kernel}' is not an operating system Nix knows (one of: {})",
+                KERNELS.join(", ")
+            )));
+        }
+        CPUS.iter()
+            .find(|(nix_cpu, ..)| *nix_cpu == cpu)
+            .map(|&(_, architecture, variant)| Platform { architecture, variant })
+            .ok_or_else(|| unknown(format!("Go has no GOARCH name for the CPU '{cpu}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arch(system: &str) -> (&'static str, Option<&'static str>) {
+        let p = Platform::from_nix_system(system).unwrap();
+        (p.architecture, p.variant)
+    }
+
+    #[test]
+    fn common_systems() {
+        assert_eq!(arch("x86_64-linux"), ("amd64", None));
+        assert_eq!(arch("aarch64-linux"), ("arm64", Some("v8")));
+        assert_eq!(arch("armv7l-linux"), ("arm", Some("v7")));
+        assert_eq!(arch("armv6l-linux"), ("arm", Some("v6")));
+        assert_eq!(arch("armv5tel-linux"), ("arm", Some("v5")));
+        assert_eq!(arch("i686-linux"), ("386", None));
+        assert_eq!(arch("powerpc64le-linux"), ("ppc64le", None));
+        assert_eq!(arch("riscv64-linux"), ("riscv64", None));
+        assert_eq!(arch("s390x-linux"), ("s390x", None));
+        assert_eq!(arch("mips64el-linux"), ("mips64le", None));
+        assert_eq!(arch("mipsel-linux"), ("mipsle", None));
+        assert_eq!(arch("loongarch64-linux"), ("loong64", None));
+        assert_eq!(arch("aarch64-darwin"), ("arm64", Some("v8")));
+    }
+
+    #[test]
+    fn every_cpu_once() {
+        let mut names: Vec<_> = CPUS.iter().map(|(cpu, ..)| *cpu).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CPUS.len(), "a CPU is listed twice");
+    }
+
+    #[test]
+    fn unknown_systems_name_the_system() {
+        for (system, needle) in [
+            ("m68k-linux", "no GOARCH name for the CPU 'm68k'"),
+            ("x86_64-linx", "'linx' is not an operating system"),
+            ("x86_64", "<cpu>-<os>"),
+            ("", "<cpu>-<os>"),
+            ("-linux", "no GOARCH name for the CPU ''"),
+        ] {
+            let err = Platform::from_nix_system(system).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("unknown system '{system}'")), "{err}");
+            assert!(err.contains(needle), "{err} should contain {needle}");
+        }
+    }
+}
