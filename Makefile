@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
+# rustup's toolchain, also when the caller's PATH lacks it
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
 BUILD := $(CURDIR)/build
 # Which Nix to build against comes from .cargo/config.toml (Debian's, headers from `make setup`).
 export STOWAGE_PLUGIN := $(CURDIR)/target/release/libstowage.so

@@ -65,6 +65,8 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
               return state.store->addToStoreFromDump(source, name, FileIngestionMethod::Recursive, htSHA256);
           }()
         : state.store->makeFixedOutputPath(FileIngestionMethod::Recursive, hashString(htSHA256, bytes), name);
+    // Pure evaluation (flakes) may read only what it was allowed to; the path is ours to give.
+    state.allowPath(path);
     compat::mkStorePathString(state, v, path);
 }
 

@@ -33,6 +33,14 @@ if ((${#missing[@]})); then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# Rust comes from rustup (Debian 12's rustc is too old for the crates stowage uses).
+export PATH=$HOME/.cargo/bin:$PATH
+rust_minor=$(rustc --version 2>/dev/null | sed -nE 's/^rustc 1\.([0-9]+).*/\1/p')
+if [[ -z $rust_minor ]] || ((rust_minor < 80)); then
+  echo "setup: stowage needs Rust 1.80 or newer (rustup); found: $(rustc --version 2>&1 || true)" >&2
+  exit 1
+fi
+
 nix_version=$(PKG_CONFIG_PATH=/usr/lib/nix/pkgconfig pkg-config --modversion nix-expr)
 stamp=$nix_prefix/.headers-$nix_version
 if [[ ! -e $stamp ]]; then

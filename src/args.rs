@@ -73,9 +73,14 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_argument() {
-        let err = |json: &str| Args::parse(json, &["lines"]).and_then(|a| a.string_list("lines")).unwrap_err().to_string();
+        let err = |json: &str| {
+            Args::parse(json, &["lines"]).and_then(|a| a.string_list("lines")).unwrap_err().to_string()
+        };
         assert_eq!(err(r#"{"lines": "a"}"#), "argument 'lines' is a string while a list was expected");
-        assert_eq!(err(r#"{"lines": ["a", 1]}"#), "argument 'lines[1]' is an integer while a string was expected");
+        assert_eq!(
+            err(r#"{"lines": ["a", 1]}"#),
+            "argument 'lines[1]' is an integer while a string was expected"
+        );
         assert_eq!(err(r#"{"lines": [1.5]}"#), "argument 'lines[0]' is a float while a string was expected");
         assert_eq!(err(r#"{"lines": null}"#), "argument 'lines' is null while a list was expected");
         assert_eq!(err(r#"{"lines": {}}"#), "argument 'lines' is a set while a list was expected");

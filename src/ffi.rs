@@ -59,14 +59,18 @@ fn version() -> &'static str {
 fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
     entry("goarch", || {
         let Platform { architecture, variant } = Platform::from_nix_system(system)?;
-        Ok(bridge::GoPlatform { architecture: architecture.into(), variant: variant.unwrap_or_default().into() })
+        Ok(bridge::GoPlatform {
+            architecture: architecture.into(),
+            variant: variant.unwrap_or_default().into(),
+        })
     })
 }
 
 fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
     entry("fakeNss", || {
         let args = Args::parse(args_json, &["extraPasswdLines", "extraGroupLines"])?;
-        let nss = FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
+        let nss =
+            FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
         Ok(nss.tree().to_nar())
     })
 }

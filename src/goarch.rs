@@ -60,8 +60,8 @@ pub const CPUS: &[(&str, &str, Option<&str>)] = &[
 /// The operating-system parts of the Nix systems `nixpkgs` knows (`lib.systems.doubles`), so a
 /// misspelt system (`x86_64-linx`) is caught instead of silently accepted.
 const KERNELS: &[&str] = &[
-    "linux", "darwin", "freebsd", "netbsd", "openbsd", "windows", "cygwin", "genode", "solaris",
-    "redox", "wasi", "none", "ghcjs", "mmixware",
+    "linux", "darwin", "freebsd", "netbsd", "openbsd", "windows", "cygwin", "genode", "solaris", "redox",
+    "wasi", "none", "ghcjs", "mmixware",
 ];
 
 impl Platform {

@@ -107,7 +107,9 @@ impl LineFormat {
     fn check(&self, lines: &[String]) -> Result<()> {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, line) in lines.iter().enumerate() {
-            let bad = |problem: String| Error::argument(format!("{}[{index}]", self.arg), format!("{line:?} {problem}"));
+            let bad = |problem: String| {
+                Error::argument(format!("{}[{index}]", self.arg), format!("{line:?} {problem}"))
+            };
             if line.contains(['\n', '\r']) {
                 return Err(bad("contains a line break; give one line per list element".into()));
             }
@@ -132,7 +134,10 @@ impl LineFormat {
             }
             for &i in self.ids {
                 if !is_id(fields[i]) {
-                    return Err(bad(format!("has {} {:?}, which is not a number from 0 to 4294967294", self.fields[i], fields[i])));
+                    return Err(bad(format!(
+                        "has {} {:?}, which is not a number from 0 to 4294967294",
+                        self.fields[i], fields[i]
+                    )));
                 }
             }
             if let Some(members) = self.members.map(|i| fields[i]).filter(|m| !m.is_empty()) {
@@ -159,7 +164,9 @@ fn name_problem(name: &str) -> Option<&'static str> {
 
 /// A decimal id; 4294967295 is `(uid_t) -1`, which means "no id" to the kernel.
 fn is_id(field: &str) -> bool {
-    !field.is_empty() && field.bytes().all(|b| b.is_ascii_digit()) && field.parse::<u32>().is_ok_and(|id| id != u32::MAX)
+    !field.is_empty()
+        && field.bytes().all(|b| b.is_ascii_digit())
+        && field.parse::<u32>().is_ok_and(|id| id != u32::MAX)
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! A throw-away Nix for tests: its own store (whose root is not `/nix/store`), state, logs and
+//! configuration, offline, with the plugin this crate built.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The plugin under test: `$STOWAGE_PLUGIN`, or the release build `make` produces.
+pub fn plugin() -> PathBuf {
+    let path = std::env::var_os("STOWAGE_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libstowage.so"));
+    assert!(path.exists(), "the plugin {} does not exist: run `make build` first", path.display());
+    path
+}
+
+/// One isolated Nix installation, removed when dropped.
+pub struct TestNix {
+    dir: tempfile::TempDir,
+}
+
+impl TestNix {
+    pub fn new() -> TestNix {
+        let dir = tempfile::Builder::new().prefix("stowage-test-").tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/nix.conf"),
+            "substituters =\nbuild-users-group =\nexperimental-features = nix-command\n",
+        )
+        .unwrap();
+        TestNix { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The store root, as this Nix is told to use it.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// `program` (a Nix command) set up for this installation, without the plugin.
+    pub fn bare(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let root = self.dir.path();
+        cmd.env("NIX_STORE_DIR", root.join("store"))
+            .env("NIX_STATE_DIR", root.join("state"))
+            .env("NIX_LOG_DIR", root.join("log"))
+            .env("NIX_CONF_DIR", root.join("etc"))
+            .env("NIX_USER_CONF_FILES", root.join("etc/no-user.conf"))
+            .env("HOME", root)
+            .env_remove("NIX_CONFIG")
+            .env_remove("NIX_PATH")
+            .env_remove("STOWAGE_TEST_PANIC");
+        cmd
+    }
+
+    /// `program` with the plugin loaded through `--option plugin-files` (which must come before
+    /// a `nix` subcommand, so it goes first).
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut cmd = self.bare(program);
+        cmd.arg("--option").arg("plugin-files").arg(plugin());
+        cmd
+    }
+
+    /// Evaluates `expr` strictly with `nix-instantiate --eval --json` and parses the result.
+    pub fn eval_json(&self, expr: &str) -> serde_json::Value {
+        let out = run_ok(self.cmd("nix-instantiate").args(["--eval", "--strict", "--json", "-E", expr]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Evaluates `expr` with `nix eval --raw`, which may write to the store.
+    pub fn eval_raw(&self, expr: &str) -> String {
+        let out = run_ok(self.cmd("nix").args(["eval", "--raw", "--expr", expr]));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Evaluates `expr`, which must fail, and returns the error output.
+    pub fn eval_error(&self, expr: &str) -> String {
+        let out = self.cmd("nix-instantiate").args(["--eval", "--strict", "-E", expr]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "evaluating {expr} should fail with an evaluation error:\n{stderr}"
+        );
+        stderr
+    }
+}
+
+/// Runs `cmd`, which must succeed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A Nix string literal holding `s`.
+pub fn nix_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap().replace("${", "\\${")
+}
