@@ -3,9 +3,10 @@
 //! `stowage` executable and the tests never link Nix.
 //!
 //! Nix is found with `pkg-config nix-expr` (set `PKG_CONFIG_PATH` for a Nix of your own; Debian
-//! puts its `.pc` files in `/usr/lib/nix/pkgconfig`). `NIX_INCLUDE_DIR` replaces the include
-//! folder pkg-config reports, for a Nix whose headers live elsewhere (Debian ships none; `make
-//! setup` lays them out from Debian's source package).
+//! puts its `.pc` files in `/usr/lib/nix/pkgconfig`). Where pkg-config's include folder holds no
+//! headers (Debian ships none; `make setup` lays them out from Debian's source package),
+//! `NIX_INCLUDE_DIR` names the folder that does. Without pkg-config, `NIX_LIB_DIR`,
+//! `NIX_INCLUDE_DIR` and `NIX_VERSION` together describe a Nix.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ const SHIM: &str = "stowage-shim";
 fn main() {
     println!("cargo:rerun-if-changed=cpp");
     println!("cargo:rerun-if-changed=src/ffi.rs");
-    for var in ["PKG_CONFIG_PATH", "NIX_INCLUDE_DIR"] {
+    for var in ["PKG_CONFIG_PATH", "NIX_INCLUDE_DIR", "NIX_LIB_DIR", "NIX_VERSION"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if env::var_os("CARGO_FEATURE_PLUGIN").is_none() {
@@ -71,42 +72,63 @@ struct Nix {
 }
 
 impl Nix {
+    /// pkg-config's Nix, or the one `NIX_LIB_DIR` + `NIX_INCLUDE_DIR` + `NIX_VERSION` describe.
     fn locate() -> Nix {
-        let include_override = env::var("NIX_INCLUDE_DIR").ok();
-        let pkg_config = |query: &str| -> String {
-            let mut cmd = Command::new("pkg-config");
-            if let Some(dir) = &include_override {
-                cmd.arg(format!("--define-variable=includedir={dir}"));
-            }
-            cmd.args([query, "nix-expr", "nix-store", "nix-main"]);
-            let out = cmd.output().unwrap_or_else(|e| panic!("cannot run pkg-config: {e}; run `make setup`"));
-            if !out.status.success() {
+        let include_override = env::var_os("NIX_INCLUDE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+        let nix = match pkg_config(&["--modversion"], None) {
+            Ok(version) => Nix::from_pkg_config(version, include_override.as_deref()),
+            Err(why) => Nix::from_env(include_override).unwrap_or_else(|| {
                 panic!(
-                    "pkg-config cannot find Nix ({}); run `make setup`, or point PKG_CONFIG_PATH at \
-                     the folder holding nix-expr.pc",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            String::from_utf8(out.stdout).unwrap()
+                    "pkg-config cannot find Nix ({why}); run `make setup`, point PKG_CONFIG_PATH at \
+                     the folder holding nix-expr.pc, or set NIX_LIB_DIR, NIX_INCLUDE_DIR and NIX_VERSION"
+                )
+            }),
         };
-        let version = pkg_config("--modversion").lines().next().unwrap_or_default().trim().to_owned();
+        assert!(
+            nix.include_dir.join("eval.hh").exists(),
+            "Nix's headers (eval.hh) are not in {}; run `make setup` or set NIX_INCLUDE_DIR",
+            nix.include_dir.display()
+        );
+        nix
+    }
+
+    fn from_pkg_config(version: String, include_override: Option<&Path>) -> Nix {
         let words = |s: String| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        let cflags = words(pkg_config("--cflags"));
-        let include_dir = cflags
-            .iter()
-            .filter_map(|f| f.strip_prefix("-I"))
-            .map(PathBuf::from)
-            .find(|dir| dir.join("eval.hh").exists())
-            .unwrap_or_else(|| panic!("Nix's headers (eval.hh) are not in any of {cflags:?}; run `make setup` or set NIX_INCLUDE_DIR"));
-        Nix { version, include_dir, cflags, libs: words(pkg_config("--libs")) }
+        let mut cflags = words(pkg_config(&["--cflags"], None).unwrap());
+        // Debian's .pc files name /usr/include, where it installs no headers: only then does
+        // NIX_INCLUDE_DIR stand in for pkg-config's includedir.
+        if header_dir(&cflags).is_none() {
+            if let Some(dir) = include_override {
+                cflags = words(pkg_config(&["--cflags"], Some(dir)).unwrap());
+            }
+        }
+        let include_dir = header_dir(&cflags).unwrap_or_else(|| PathBuf::from(format!("{cflags:?}")));
+        Nix {
+            version: version.trim().to_owned(),
+            include_dir,
+            cflags,
+            libs: words(pkg_config(&["--libs"], None).unwrap()),
+        }
+    }
+
+    fn from_env(include_dir: Option<PathBuf>) -> Option<Nix> {
+        let lib_dir = env::var("NIX_LIB_DIR").ok()?;
+        let include_dir = include_dir?.join("nix");
+        let version = env::var("NIX_VERSION").ok()?;
+        // What Nix's own nix-expr.pc asks for: C++20 from 2.12 on.
+        let std = if parse_version(&version) >= (2, 12, 0) { "-std=c++2a" } else { "-std=c++17" };
+        let cflags = vec![format!("-I{}", include_dir.display()), std.into()];
+        let libs = ["-lnixexpr", "-lnixstore", "-lnixutil", "-lnixmain", "-lgc"].map(String::from);
+        Some(Nix {
+            version,
+            include_dir,
+            cflags,
+            libs: [vec![format!("-L{lib_dir}")], libs.to_vec()].concat(),
+        })
     }
 
     fn version_triple(&self) -> (u32, u32, u32) {
-        let mut parts = self.version.split(['.', 'p', 'r', '-']).map(|p| p.parse::<u32>().ok());
-        match (parts.next().flatten(), parts.next().flatten()) {
-            (Some(major), Some(minor)) => (major, minor, parts.next().flatten().unwrap_or(0)),
-            _ => panic!("cannot read Nix's version from {:?}", self.version),
-        }
+        parse_version(&self.version)
     }
 
     /// Before the meson build (2.8 here) one `config.h`; after it one header per library.
@@ -119,11 +141,35 @@ impl Nix {
             return split;
         }
         let single = self.include_dir.join("config.h");
-        assert!(exists(&single), "no config.h or config-*.hh in {}", self.include_dir.display());
+        assert!(single.exists(), "no config.h or config-*.hh in {}", self.include_dir.display());
         vec![single]
     }
 }
 
-fn exists(path: &Path) -> bool {
-    path.exists()
+/// `2.8.0` → (2, 8, 0); suffixes such as `pre` or `-rc1` are ignored.
+fn parse_version(version: &str) -> (u32, u32, u32) {
+    let mut parts = version.split(['.', 'p', 'r', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor, parts.next().flatten().unwrap_or(0)),
+        _ => panic!("cannot read Nix's version from {version:?}"),
+    }
+}
+
+/// The folder among `cflags`' `-I`s that holds Nix's headers.
+fn header_dir(cflags: &[String]) -> Option<PathBuf> {
+    cflags.iter().filter_map(|f| f.strip_prefix("-I")).map(PathBuf::from).find(|d| d.join("eval.hh").exists())
+}
+
+/// `pkg-config QUERY nix-expr nix-store nix-main`, with `includedir` redefined if asked.
+fn pkg_config(query: &[&str], includedir: Option<&Path>) -> Result<String, String> {
+    let mut cmd = Command::new("pkg-config");
+    if let Some(dir) = includedir {
+        cmd.arg(format!("--define-variable=includedir={}", dir.display()));
+    }
+    cmd.args(query).args(["nix-expr", "nix-store", "nix-main"]);
+    let out = cmd.output().map_err(|e| format!("cannot run pkg-config: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
