@@ -6,8 +6,25 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BUILD := $(CURDIR)/build
-# Which Nix to build against comes from .cargo/config.toml (Debian's, headers from `make setup`).
-export STOWAGE_PLUGIN := $(CURDIR)/target/release/libstowage.so
+
+# The Nix releases stowage is built and tested against; `make test NIX=2.26` limits a run to one.
+NIXES := 2.8 2.26
+NIX ?= $(NIXES)
+export STOWAGE_NIXES := $(NIX)
+
+# Per Nix: where pkg-config finds it, where its commands are, and the plugin's target folder.
+# Debian's 2.8 headers come from `make setup` (see .cargo/config.toml); 2.26 is built by it.
+pkgconfig_2.8 := /usr/lib/nix/pkgconfig
+bin_2.8 := /usr/bin
+target_2.8 := $(CURDIR)/target
+pkgconfig_2.26 := $(BUILD)/nix-2.26/lib/pkgconfig
+bin_2.26 := $(BUILD)/nix-2.26/bin
+target_2.26 := $(CURDIR)/target/nix-2.26
+plugin = $(target_$(1))/release/libstowage.so
+with_nix = PKG_CONFIG_PATH=$(pkgconfig_$(1)) CARGO_TARGET_DIR=$(target_$(1)) STOWAGE_NIX_BIN=$(bin_$(1)) \
+	STOWAGE_PLUGIN=$(call plugin,$(1))
+# a plugin built for a Nix other than $(1), for the test that it is refused
+other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 
 .PHONY: setup build test demo clean
 
@@ -15,13 +32,17 @@ setup:
 	@scripts/setup-debian.sh
 
 build: setup
-	$(CARGO) build --release --locked
+	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
 
+# The Rust tests once; then everything that runs Nix with the plugin, once per Nix.
 test: build
-	$(CARGO) test --release --locked
+	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
+	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
+		$(CARGO) test --release --locked --test plugin \
+		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
 
 demo: build
-	@scripts/demo.sh
+	@$(call with_nix,2.8) scripts/demo.sh
 
 clean:
 	rm -rf target $(BUILD)

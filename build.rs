@@ -32,7 +32,8 @@ fn main() {
         .cargo_metadata(false) // linked into the cdylib below, not into every target
         .define("NIX_VERSION_MAJOR", major.to_string().as_str())
         .define("NIX_VERSION_MINOR", minor.to_string().as_str())
-        .define("NIX_VERSION_PATCH", patch.to_string().as_str());
+        .define("NIX_VERSION_PATCH", patch.to_string().as_str())
+        .define("STOWAGE_NIX_VERSION", format!("{:?}", nix.version).as_str());
     for flag in &nix.cflags {
         shim.flag(flag);
     }
@@ -41,12 +42,14 @@ fn main() {
         shim.flag("-include").flag(header.to_str().expect("UTF-8 include path"));
     }
     shim.compile(SHIM);
+    let out_dir = env::var("OUT_DIR").unwrap();
+    let archive = format!("{out_dir}/lib{SHIM}.a");
+    weaken_nix_references(&archive);
 
     // Whole-archive: nothing references the object that registers builtins.stowage (its static
     // constructor does the work), so a normal link would drop it and the builtin with it.
-    let out_dir = env::var("OUT_DIR").unwrap();
     link_cdylib("-Wl,--whole-archive");
-    link_cdylib(&format!("{out_dir}/lib{SHIM}.a"));
+    link_cdylib(&archive);
     link_cdylib("-Wl,--no-whole-archive");
     for flag in &nix.libs {
         link_cdylib(flag);
@@ -55,8 +58,21 @@ fn main() {
         }
     }
     link_cdylib("-lstdc++");
-    // Report a missing symbol now rather than when nix loads the plugin.
+    // Report a missing symbol now rather than when nix loads the plugin (references to Nix are
+    // weak, see below, so this covers everything else).
     link_cdylib("-Wl,-z,defs");
+}
+
+/// Makes the shim's references to Nix (`nix::…`, mangled `…3nix…`) weak. Loaded into a Nix
+/// release other than the one it was built for, the plugin then still loads — a missing symbol
+/// binds to null instead of failing `dlopen` — and its version check (cpp/plugin.cc) can refuse
+/// with a message naming both releases before anything calls across the mismatched API.
+fn weaken_nix_references(archive: &str) {
+    let status = Command::new("objcopy")
+        .args(["--wildcard", "--weaken-symbol=*3nix*", archive])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run objcopy (binutils): {e}"));
+    assert!(status.success(), "objcopy failed on {archive}");
 }
 
 fn link_cdylib(arg: &str) {
@@ -104,7 +120,7 @@ impl Nix {
         }
         let include_dir = header_dir(&cflags).unwrap_or_else(|| PathBuf::from(format!("{cflags:?}")));
         Nix {
-            version: version.trim().to_owned(),
+            version: version.lines().next().unwrap_or_default().trim().to_owned(),
             include_dir,
             cflags,
             libs: words(pkg_config(&["--libs"], None).unwrap()),

@@ -4,7 +4,8 @@
 #include "rust/cxx.h"
 #include "stowage/src/ffi.rs.h"
 
-#include <sstream>
+#include <dlfcn.h>
+#include <iostream>
 
 namespace stowage {
 namespace {
@@ -34,7 +35,7 @@ auto callRust(EvalState & state, compat::PosArg pos, Call && call) -> decltype(c
 void primGoarch(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
     expectType(state, pos, *args[0], nString, "goarch");
-    auto system = state.forceStringNoCtx(*args[0], pos);
+    auto system = compat::forceStringNoCtx(state, *args[0], pos);
     auto platform = callRust(state, pos, [&] { return ffi::goarch(rust::Str(system.data(), system.size())); });
     auto attrs = state.buildBindings(2);
     attrs.alloc("architecture").mkString(std::string(platform.architecture));
@@ -54,17 +55,10 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
         compat::throwCatchable(state, pos,
             "stowage.fakeNss: extraPasswdLines and extraGroupLines must not refer to store paths, "
             "since fakeNss is written before anything is built (found a reference to "
-                + *context.begin() + "); use a path inside the image, such as /bin/sh");
+                + compat::describe(context) + "); use a path inside the image, such as /bin/sh");
     auto nar = callRust(state, pos, [&] { return ffi::fake_nss_nar(json); });
-    std::string_view bytes(reinterpret_cast<const char *>(nar.data()), nar.size());
-    const std::string_view name = "fake-nss";
-    // Content-addressed like `builtins.path`: the same arguments give the same path.
-    StorePath path = compat::storeIsWritable(state)
-        ? [&] {
-              StringSource source(bytes);
-              return state.store->addToStoreFromDump(source, name, FileIngestionMethod::Recursive, htSHA256);
-          }()
-        : state.store->makeFixedOutputPath(FileIngestionMethod::Recursive, hashString(htSHA256, bytes), name);
+    auto path = compat::addNarToStore(
+        state, "fake-nss", std::string_view(reinterpret_cast<const char *>(nar.data()), nar.size()));
     // Pure evaluation (flakes) may read only what it was allowed to; the path is ours to give.
     state.allowPath(path);
     compat::mkStorePathString(state, v, path);
@@ -87,13 +81,40 @@ void primStowage(EvalState & state, compat::PosArg, Value **, Value & v)
     v.mkAttrs(attrs);
 }
 
-RegisterPrimOp registerStowage({
-    .name = "__stowage",
-    .args = {},
-    .arity = 0,
-    .doc = "Container images from the Nix store: the stowage plugin's functions.",
-    .fun = primStowage,
-});
+// The plugin is bound to the C++ API of the Nix it was compiled against, and Nix loads any
+// plugin it is given: in another release, the first call across that API would crash the
+// evaluator. Refuse instead, naming both versions. The running version is looked up by name
+// (`nix::nixVersion`, the same symbol in every supported release) rather than referenced: the
+// plugin's references to Nix are weak (build.rs), so a direct reference could be null.
+bool runningNixMatches()
+{
+    auto found = static_cast<const std::string *>(dlsym(RTLD_DEFAULT, "_ZN3nix10nixVersionB5cxx11E"));
+    std::string_view running = found ? std::string_view(*found) : "(unknown)";
+    std::string_view built = STOWAGE_NIX_VERSION;
+    auto majorMinor = [](std::string_view v) { return v.substr(0, v.find('.', v.find('.') + 1)); };
+    if (found && majorMinor(running) == majorMinor(built))
+        return true;
+    std::cerr << "stowage: this libstowage.so was built for Nix " << built << " but was loaded into Nix "
+              << running << "; builtins.stowage is not available. Build stowage against the Nix you run "
+              << "(see its README).\n";
+    return false;
+}
+
+struct Registration
+{
+    Registration()
+    {
+        if (!runningNixMatches())
+            return;
+        static RegisterPrimOp stowage({
+            .name = "__stowage",
+            .args = {},
+            .arity = 0,
+            .doc = "Container images from the Nix store: the stowage plugin's functions.",
+            .fun = primStowage,
+        });
+    }
+} registration;
 
 } // namespace
 } // namespace stowage

@@ -3,8 +3,8 @@
 # Idempotent: a second run installs nothing and finishes in about a second.
 #
 # Debian's nix-bin ships Nix's libraries and pkg-config files but no headers, so the headers
-# come from Debian's own source package of the same version, fetched through a private apt
-# configuration under the build folder: the machine's apt sources are never touched.
+# come from Debian's own source package of the same version (fetch-debian-source.sh: the
+# machine's apt sources are never touched).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,8 +18,13 @@ packages=(
   g++ pkg-config
   # fetching and unpacking Debian's source package for the headers
   dpkg-dev xz-utils ca-certificates
-  # the image tools the tests check images with, and a static shell for test images
+  # the image tools the tests check images with, and a static shell for test images (and for
+  # the Nix sandbox)
   skopeo podman runc umoci jq busybox-static
+  # building Nix 2.26 and libgit2 from source (setup-nix-2.26.sh)
+  cmake bison flex python3-venv libarchive-dev libboost-context-dev libboost-coroutine-dev
+  libboost-container-dev libbrotli-dev libcurl4-openssl-dev libsodium-dev libsqlite3-dev
+  libssl-dev libtoml11-dev libreadline-dev libhttp-parser-dev zlib1g-dev
 )
 
 missing=()
@@ -45,29 +50,18 @@ nix_version=$(PKG_CONFIG_PATH=/usr/lib/nix/pkgconfig pkg-config --modversion nix
 stamp=$nix_prefix/.headers-$nix_version
 if [[ ! -e $stamp ]]; then
   echo "setup: laying out Nix $nix_version headers under $nix_prefix" >&2
-  apt_dir=$build/apt-src
-  rm -rf "$apt_dir" "$nix_prefix"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/src"
-  # the same mirror and keyring as the machine's own bookworm entry, as deb-src
-  cat > "$apt_dir/sources.list" <<SRC
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-SRC
-  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::Archives=$apt_dir/archives"
-            -o "APT::Sandbox::User=root")
-  apt-get "${apt_opts[@]}" update -q >&2
-  deb_version=$(dpkg-query -W -f='${source:Version}' nix-bin)
-  (cd "$apt_dir/src" && apt-get "${apt_opts[@]}" source --download-only "nix=$deb_version" >&2)
-  orig=$(ls "$apt_dir"/src/nix_*.orig.tar.*)
-  mkdir -p "$apt_dir/tree"
-  tar -xf "$orig" -C "$apt_dir/tree" --strip-components=1 --wildcards '*/src/lib*'
+  src=$build/nix-$nix_version-src
+  rm -rf "$src" "$nix_prefix"
+  mkdir -p "$src/tree"
+  "$here/scripts/fetch-debian-source.sh" bookworm "$src" "nix=$(dpkg-query -W -f='${source:Version}' nix-bin)"
+  tar -xf "$src"/nix_*.orig.tar.* -C "$src/tree" --strip-components=1 --wildcards '*/src/lib*'
   inc=$nix_prefix/include/nix
   mkdir -p "$inc/flake" "$inc/builtins" "$inc/build"
   # the layout of upstream's `make install`
-  cp "$apt_dir"/tree/src/lib*/*.hh "$inc/"
-  cp "$apt_dir"/tree/src/libexpr/flake/*.hh "$inc/flake/"
-  cp "$apt_dir"/tree/src/libstore/builtins/*.hh "$inc/builtins/"
-  cp "$apt_dir"/tree/src/libstore/build/*.hh "$inc/build/"
+  cp "$src"/tree/src/lib*/*.hh "$inc/"
+  cp "$src"/tree/src/libexpr/flake/*.hh "$inc/flake/"
+  cp "$src"/tree/src/libstore/builtins/*.hh "$inc/builtins/"
+  cp "$src"/tree/src/libstore/build/*.hh "$inc/build/"
   # Nix's headers expect a config.h they never include; these values match Debian's binaries
   # (HAVE_BOEHMGC changes EvalState's layout: getting it wrong is a silent ABI mismatch).
   cat > "$inc/config.h" <<CFG
@@ -75,12 +69,17 @@ SRC
 #define PACKAGE_TARNAME "nix"
 #define PACKAGE_VERSION "$nix_version"
 #define PACKAGE_STRING "nix $nix_version"
-#define SYSTEM "x86_64-linux"
+#define SYSTEM "$(uname -m)-linux"
 #define HAVE_BOEHMGC 1
 #define HAVE_STRUCT_DIRENT_D_TYPE 1
 #define ENABLE_S3 0
 CFG
-  rm -rf "$apt_dir"
+  rm -rf "$src"
   touch "$stamp"
 fi
 echo "setup: ok (Nix $nix_version, headers in $nix_prefix/include)" >&2
+
+# Nix 2.26, built from source, unless a run is limited to other releases (make test NIX=2.8).
+if [[ " ${STOWAGE_NIXES:-2.26} " == *" 2.26 "* ]]; then
+  "$here/scripts/setup-nix-2.26.sh"
+fi

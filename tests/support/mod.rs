@@ -1,5 +1,9 @@
 //! A throw-away Nix for tests: its own store (whose root is not `/nix/store`), state, logs and
 //! configuration, offline, with the plugin this crate built.
+//!
+//! `STOWAGE_PLUGIN` names the plugin and `STOWAGE_NIX_BIN` the folder of the Nix commands to
+//! test it with (the Makefile sets both, once per supported Nix); by default, the release
+//! build and the commands on `PATH`.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -13,6 +17,14 @@ pub fn plugin() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libstowage.so"));
     assert!(path.exists(), "the plugin {} does not exist: run `make build` first", path.display());
     path
+}
+
+/// The Nix command `name`, from `$STOWAGE_NIX_BIN` if set.
+pub fn nix_program(name: &str) -> PathBuf {
+    match std::env::var_os("STOWAGE_NIX_BIN") {
+        Some(dir) => Path::new(&dir).join(name),
+        None => PathBuf::from(name),
+    }
 }
 
 /// One isolated Nix installation, removed when dropped.
@@ -43,7 +55,7 @@ impl TestNix {
 
     /// `program` (a Nix command) set up for this installation, without the plugin.
     pub fn bare(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(nix_program(program));
         let root = self.dir.path();
         cmd.env("NIX_STORE_DIR", root.join("store"))
             .env("NIX_STATE_DIR", root.join("state"))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# fetch-debian-source.sh SUITE DEST PACKAGE[=VERSION]...
+# Downloads Debian source packages (the .orig tarballs and all) of SUITE into DEST through a
+# private apt configuration under DEST: the machine's apt sources and lists stay as they were.
+set -euo pipefail
+suite=$1 dest=$2; shift 2
+apt_dir=$dest/.apt
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+# the same mirror and keyring as the machine's own Debian entries
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
+  > "$apt_dir/sources.list"
+opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+      -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::Archives=$apt_dir/archives"
+      -o "APT::Sandbox::User=root")
+apt-get "${opts[@]}" update -q >&2
+(cd "$dest" && apt-get "${opts[@]}" source --download-only "$@" >&2)
+rm -rf "$apt_dir"
