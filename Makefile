@@ -22,7 +22,7 @@ bin_2.26 := $(BUILD)/nix-2.26/bin
 target_2.26 := $(CURDIR)/target/nix-2.26
 plugin = $(target_$(1))/release/libstowage.so
 with_nix = PKG_CONFIG_PATH=$(pkgconfig_$(1)) CARGO_TARGET_DIR=$(target_$(1)) STOWAGE_NIX_BIN=$(bin_$(1)) \
-	STOWAGE_PLUGIN=$(call plugin,$(1))
+	STOWAGE_PLUGIN=$(call plugin,$(1)) STOWAGE_EXPECT_NIX=$(1)
 # a plugin built for a Nix other than $(1), for the test that it is refused
 other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 

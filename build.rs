@@ -92,7 +92,13 @@ impl Nix {
     fn locate() -> Nix {
         let include_override = env::var_os("NIX_INCLUDE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
         let nix = match pkg_config(&["--modversion"], None) {
-            Ok(version) => Nix::from_pkg_config(version, include_override.as_deref()),
+            Ok(version) => {
+                // Rebuild when the Nix behind the same PKG_CONFIG_PATH changes.
+                for dir in pkg_config(&["--variable=pcfiledir"], None).unwrap().lines() {
+                    println!("cargo:rerun-if-changed={dir}/nix-expr.pc");
+                }
+                Nix::from_pkg_config(version, include_override.as_deref())
+            }
             Err(why) => Nix::from_env(include_override).unwrap_or_else(|| {
                 panic!(
                     "pkg-config cannot find Nix ({why}); run `make setup`, point PKG_CONFIG_PATH at \

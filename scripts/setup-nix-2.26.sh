@@ -1,74 +1,29 @@
 #!/usr/bin/env bash
-# Builds Nix 2.26.3 with shared libraries into build/nix-2.26, so stowage can be built and
-# tested against a modern Nix as well as Debian's 2.8. Debian 12 has no such Nix: trixie's
-# binary package is static (it exports no C++ symbols, so it cannot load plugins), so this
-# builds trixie's source package, with libgit2 1.9 (also from trixie) beside it.
+# Provides Nix 2.26.3, built with shared libraries, at build/nix-2.26, so stowage can be built
+# and tested against a modern Nix as well as Debian's 2.8.
 #
-# Cached: the prefix is rebuilt only when this recipe (this script, its patches) changes. A cold
-# build takes about ten minutes on two cores. Needs the packages setup-debian.sh installs.
+# The build (nix-2.26/build.sh, about ten minutes on two cores) is cached machine-wide under
+# $STOWAGE_CACHE_DIR (default /var/cache/stowage), keyed on the recipe (build.sh and its
+# patches), so fresh clones on the same machine — CI's among them — reuse it; build/nix-2.26 is
+# a link to it. Nix's paths are fixed at build time, hence a fixed place rather than the clone.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${STOWAGE_BUILD_DIR:-$here/build}
-prefix=$build/nix-2.26
-nix_source=nix=2.26.3+dfsg-1
-libgit2_source=libgit2=1.9.0+ds-2+deb13u1
-meson_version=1.6.1
-ninja_version=1.11.1.1
+cache=${STOWAGE_CACHE_DIR:-/var/cache/stowage}
+recipe=$(cat "$here"/scripts/nix-2.26/* | sha256sum | cut -c1-16)
+prefix=$cache/nix-2.26.3-$recipe
 
-recipe=$(cat "$0" "$here"/scripts/nix-2.26/* | sha256sum | cut -c1-16)
-stamp=$prefix/.recipe-$recipe
-if [[ -e $stamp ]]; then
-  echo "setup: ok (Nix 2.26 in $prefix)" >&2
-  exit 0
+if [[ ! -e $prefix/.complete ]]; then
+  echo "setup: building Nix 2.26.3 into $prefix (about ten minutes, once per machine)" >&2
+  work=$cache/work
+  rm -rf "$work" "$prefix" "$cache"/nix-2.26.3-*
+  mkdir -p "$work"
+  "$here/scripts/nix-2.26/build.sh" "$prefix" "$work"
+  rm -rf "$work"
+  touch "$prefix/.complete"
 fi
-
-echo "setup: building Nix 2.26.3 into $prefix (about ten minutes, once)" >&2
-work=$build/nix-2.26-work
-rm -rf "$work" "$prefix"
-mkdir -p "$work"
-jobs=$(nproc)
-
-# Meson 1.1 or newer (Debian 12 has 1.0), from PyPI.
-python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q "meson==$meson_version" "ninja==$ninja_version" >&2
-export PATH=$work/venv/bin:$PATH
-
-"$here/scripts/fetch-debian-source.sh" trixie "$work" "$nix_source" "$libgit2_source"
-
-# libgit2 1.9 (Debian 12 has 1.5), installed into the same prefix.
-mkdir -p "$work/libgit2"
-tar -xf "$work"/libgit2_*.orig.tar.* -C "$work/libgit2" --strip-components=1
-cmake -S "$work/libgit2" -B "$work/libgit2/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib -DCMAKE_INSTALL_RPATH="$prefix/lib" \
-  -DUSE_SSH=OFF -DUSE_HTTPS=OpenSSL -DUSE_HTTP_PARSER=http-parser -DREGEX_BACKEND=regcomp \
-  -DUSE_NTLMCLIENT=OFF -DBUILD_TESTS=OFF -DBUILD_CLI=OFF >&2
-ninja -C "$work/libgit2/build" -j "$jobs" install >&2
-
-# Boehm GC 8.2.2's traceable_allocator<void> keeps its typedefs private; Boost's small_vector
-# (used by Nix 2.26's evaluator) needs them. A copy with them public goes first on the path.
-mkdir -p "$work/gc-fix/gc"
-sed 's/^class traceable_allocator<void> {$/class traceable_allocator<void> {\npublic:/' \
-  /usr/include/gc/gc_allocator.h > "$work/gc-fix/gc/gc_allocator.h"
-grep -q '^public:' "$work/gc-fix/gc/gc_allocator.h"
-
-mkdir -p "$work/nix"
-tar -xf "$work"/nix_*.orig.tar.* -C "$work/nix" --strip-components=1
-for p in "$here"/scripts/nix-2.26/*.patch; do
-  patch -d "$work/nix" -p1 --quiet < "$p"
-done
-export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
-(cd "$work/nix" && meson setup build --prefix="$prefix" --libdir=lib --localstatedir="$prefix/var" \
-  --sysconfdir="$prefix/etc" --buildtype=release -Ddefault_library=shared -Doptimization=2 \
-  -Ddebug=false -Dunit-tests=false -Ddoc-gen=false -Dbindings=false \
-  -Dlibexpr:gc=enabled -Dlibstore:seccomp-sandboxing=disabled \
-  -Dlibstore:sandbox-shell=/bin/busybox -Dlibutil:cpuid=disabled -Dlibcmd:markdown=disabled \
-  -Dlibcmd:readline-flavor=readline \
-  -Dcpp_args="-I$work/gc-fix" -Dcpp_link_args="-Wl,-rpath,$prefix/lib" >&2)
-ninja -C "$work/nix/build" -j "$jobs" >&2
-ninja -C "$work/nix/build" install >&2
-
-"$prefix/bin/nix" --version >&2
-rm -rf "$work"
-touch "$stamp"
+mkdir -p "$build"
+[[ -L $build/nix-2.26 || ! -e $build/nix-2.26 ]] || rm -rf "$build/nix-2.26"
+ln -sfn "$prefix" "$build/nix-2.26"
 echo "setup: ok (Nix 2.26 in $prefix)" >&2

@@ -27,6 +27,22 @@ pub fn nix_program(name: &str) -> PathBuf {
     }
 }
 
+/// With `STOWAGE_EXPECT_NIX` set (`2.26`), checks that the Nix commands are that release, so a
+/// run meant for one Nix cannot quietly test another.
+fn check_nix_release() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let Ok(expected) = std::env::var("STOWAGE_EXPECT_NIX") else { return };
+        let out = run_ok(Command::new(nix_program("nix-instantiate")).arg("--version"));
+        let version = String::from_utf8(out.stdout).unwrap();
+        let version = version.trim().rsplit(' ').next().unwrap();
+        assert!(
+            version.starts_with(&format!("{expected}.")),
+            "testing Nix {version}, but {expected} was asked for"
+        );
+    });
+}
+
 /// One isolated Nix installation, removed when dropped.
 pub struct TestNix {
     dir: tempfile::TempDir,
@@ -34,6 +50,7 @@ pub struct TestNix {
 
 impl TestNix {
     pub fn new() -> TestNix {
+        check_nix_release();
         let dir = tempfile::Builder::new().prefix("stowage-test-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(
