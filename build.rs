@@ -51,11 +51,10 @@ fn main() {
     link_cdylib("-Wl,--whole-archive");
     link_cdylib(&archive);
     link_cdylib("-Wl,--no-whole-archive");
+    // Nix's libraries are already loaded in the process that loads the plugin; linking them
+    // lets the linker check every other symbol (the weak references to Nix add no dependency).
     for flag in &nix.libs {
         link_cdylib(flag);
-        if let Some(dir) = flag.strip_prefix("-L") {
-            link_cdylib(&format!("-Wl,-rpath,{dir}"));
-        }
     }
     link_cdylib("-lstdc++");
     // Report a missing symbol now rather than when nix loads the plugin (references to Nix are
