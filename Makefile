@@ -22,23 +22,35 @@ bin_2.26 := $(BUILD)/nix-2.26/bin
 target_2.26 := $(CURDIR)/target/nix-2.26
 plugin = $(target_$(1))/release/libstowage.so
 with_nix = PKG_CONFIG_PATH=$(pkgconfig_$(1)) CARGO_TARGET_DIR=$(target_$(1)) STOWAGE_NIX_BIN=$(bin_$(1)) \
-	STOWAGE_PLUGIN=$(call plugin,$(1)) STOWAGE_EXPECT_NIX=$(1)
+	STOWAGE_PLUGIN=$(call plugin,$(1)) STOWAGE_EXPECT_NIX=$(1) STOWAGE_BUILDER=$(BUILDER)
 # a plugin built for a Nix other than $(1), for the test that it is refused
 other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 
-.PHONY: setup build test demo clean
+# The image builder that derivations run, inside the Nix sandbox too: a static executable without
+# the plugin's C++ (crt-static drops cdylibs, hence its own build). The plugins embed it.
+HOST := $(shell PATH="$(PATH)" rustc -vV | sed -n 's/^host: //p')
+BUILDER := $(CURDIR)/target/builder/$(HOST)/release/stowage
+
+.PHONY: setup builder build test demo clean
 
 setup:
 	@scripts/setup-debian.sh
 
-build: setup
+# (cargo warns that it drops the cdylib: expected, the plugin is built below.) Stripped: the
+# plugin carries it, and every image's closure does.
+builder: setup
+	RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=false \
+		CARGO_PROFILE_RELEASE_STRIP=symbols $(CARGO) build --release --locked --no-default-features \
+		--bin stowage --target $(HOST) --target-dir $(CURDIR)/target/builder
+
+build: builder
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
 
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix.
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
-		$(CARGO) test --release --locked --test plugin \
+		$(CARGO) test --release --locked --test plugin --test images \
 		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
 
 demo: build

@@ -9,6 +9,7 @@
 //! `NIX_INCLUDE_DIR` and `NIX_VERSION` together describe a Nix.
 
 use std::env;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,12 +18,16 @@ const SHIM: &str = "stowage-shim";
 fn main() {
     println!("cargo:rerun-if-changed=cpp");
     println!("cargo:rerun-if-changed=src/ffi.rs");
-    for var in ["PKG_CONFIG_PATH", "NIX_INCLUDE_DIR", "NIX_LIB_DIR", "NIX_VERSION"] {
+    println!("cargo:rerun-if-changed=nix");
+    for var in ["PKG_CONFIG_PATH", "NIX_INCLUDE_DIR", "NIX_LIB_DIR", "NIX_VERSION", "STOWAGE_BUILDER"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if env::var_os("CARGO_FEATURE_PLUGIN").is_none() {
         return;
     }
+    let out_dir = env::var("OUT_DIR").unwrap();
+    bundle_library(Path::new(&out_dir));
+    embed_builder(Path::new(&out_dir));
     let nix = Nix::locate();
     let (major, minor, patch) = nix.version_triple();
 
@@ -42,7 +47,6 @@ fn main() {
         shim.flag("-include").flag(header.to_str().expect("UTF-8 include path"));
     }
     shim.compile(SHIM);
-    let out_dir = env::var("OUT_DIR").unwrap();
     let archive = format!("{out_dir}/lib{SHIM}.a");
     weaken_nix_references(&archive);
 
@@ -72,6 +76,41 @@ fn weaken_nix_references(archive: &str) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run objcopy (binutils): {e}"));
     assert!(status.success(), "objcopy failed on {archive}");
+}
+
+/// Writes `nix/stowage.nix` with every `import ./<file>.nix` replaced by that file's text, as
+/// `library.nix` in `out_dir`: the plugin evaluates it, wherever the plugin is installed.
+fn bundle_library(out_dir: &Path) {
+    let read = |name: &str| {
+        fs::read_to_string(Path::new("nix").join(name)).unwrap_or_else(|e| panic!("nix/{name}: {e}"))
+    };
+    let mut text = read("stowage.nix");
+    while let Some(start) = text.find("import ./") {
+        let end = start
+            + text[start..].find(".nix").unwrap_or_else(|| panic!("an import without .nix in nix/"))
+            + 4;
+        let file = &text[start + "import ./".len()..end];
+        text = format!("{}({}){}", &text[..start], read(file), &text[end..]);
+    }
+    fs::write(out_dir.join("library.nix"), text).unwrap();
+}
+
+/// Points `STOWAGE_BUILDER_EXE` (which ffi.rs embeds) at the static image builder named by
+/// `STOWAGE_BUILDER` (the Makefile builds it first), or at an empty file: then the plugin's
+/// image functions report that the builder is missing.
+fn embed_builder(out_dir: &Path) {
+    let exe = match env::var("STOWAGE_BUILDER") {
+        Ok(path) if !path.is_empty() => {
+            println!("cargo:rerun-if-changed={path}");
+            PathBuf::from(path)
+        }
+        _ => {
+            let none = out_dir.join("no-builder");
+            fs::write(&none, b"").unwrap();
+            none
+        }
+    };
+    println!("cargo:rustc-env=STOWAGE_BUILDER_EXE={}", exe.display());
 }
 
 fn link_cdylib(arg: &str) {

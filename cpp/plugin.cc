@@ -64,21 +64,77 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
     compat::mkStorePathString(state, v, path);
 }
 
-// builtins.stowage: an attribute set, built the first time it is used.
-void primStowage(EvalState & state, compat::PosArg, Value **, Value & v)
+// The arguments of a layered image, checked and normalised by the core (the Nix library hands
+// the untouched contents and config to the derivation, so their context is kept there).
+void primLayeredImageArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
-    auto attrs = state.buildBindings(3);
+    expectType(state, pos, *args[0], nAttrs, "streamLayeredImage");
+    compat::Context context;
+    auto json = compat::toJSON(state, pos, *args[0], context);
+    std::string system = settings.thisSystem.get();
+    auto checked = callRust(state, pos, [&] { return ffi::layered_image_args(json, system, state.store->storeDir); });
+    parseJSON(state, std::string_view(checked.data(), checked.size()), v);
+}
+
+// The image builder (the static `stowage`), added to the store the first time an image needs it.
+void primBuilder(EvalState & state, compat::PosArg pos, Value **, Value & v)
+{
+    auto nar = callRust(state, pos, [&] { return ffi::builder_nar(); });
     auto version = ffi::version();
-    attrs.alloc("version").mkString(std::string(version.data(), version.size()));
-    attrs.alloc("goarch").mkPrimOp(compat::newPrimOp(state, "goarch", {"system"},
-        "The GOARCH architecture (and variant) of a Nix system, as image configs carry it:\n"
-        "`goarch \"armv7l-linux\"` is `{ architecture = \"arm\"; variant = \"v7\"; }`.",
-        primGoarch));
-    attrs.alloc("fakeNss").mkPrimOp(compat::newPrimOp(state, "fakeNss", {"args"},
-        "A store path with etc/passwd and etc/group (root and nobody, plus `extraPasswdLines` and\n"
-        "`extraGroupLines`), etc/nsswitch.conf and an empty var/empty, written from the evaluator.",
-        primFakeNss));
-    v.mkAttrs(attrs);
+    auto path = compat::addNarToStore(state, "stowage-" + std::string(version.data(), version.size()),
+        std::string_view(reinterpret_cast<const char *>(nar.data()), nar.size()));
+    state.allowPath(path);
+    compat::mkStorePathString(state, v, path);
+}
+
+// The store paths the strings in a value refer to (deeply), each carrying its context: what
+// the image config mentions joins the image's closure, as in dockerTools.
+void primReferencedPaths(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
+{
+    compat::Context context;
+    compat::toJSON(state, pos, *args[0], context);
+    auto paths = compat::contextStorePaths(state, context);
+    compat::mkList(state, v, paths.size(), [&](size_t i, Value & item) { item.mkString(paths[i].first, paths[i].second); });
+}
+
+Value & primOpValue(EvalState & state, const char * name, std::vector<std::string> args, const char * doc, compat::PrimOpFun fun)
+{
+    auto v = state.allocValue();
+    v->mkPrimOp(compat::newPrimOp(state, name, std::move(args), doc, fun));
+    return *v;
+}
+
+// builtins.stowage: the plugin's Nix library (nix/stowage.nix, bundled), applied to the
+// primitives it builds on. Evaluated the first time builtins.stowage is used.
+void primStowage(EvalState & state, compat::PosArg pos, Value **, Value & v)
+{
+    auto prims = state.buildBindings(7);
+    auto version = ffi::version();
+    prims.alloc("version").mkString(std::string(version.data(), version.size()));
+    prims.alloc("system").mkString(settings.thisSystem.get());
+    prims.insert(state.symbols.create("goarch"),
+        &primOpValue(state, "goarch", {"system"},
+            "The GOARCH architecture (and variant) of a Nix system, as image configs carry it:\n"
+            "`goarch \"armv7l-linux\"` is `{ architecture = \"arm\"; variant = \"v7\"; }`.",
+            primGoarch));
+    prims.insert(state.symbols.create("fakeNss"),
+        &primOpValue(state, "fakeNss", {"args"},
+            "A store path with etc/passwd and etc/group (root and nobody, plus `extraPasswdLines` and\n"
+            "`extraGroupLines`), etc/nsswitch.conf and an empty var/empty, written from the evaluator.",
+            primFakeNss));
+    prims.insert(state.symbols.create("layeredImageArgs"),
+        &primOpValue(state, "layeredImageArgs", {"args"}, "Checks a layered image's arguments.", primLayeredImageArgs));
+    prims.insert(state.symbols.create("builder"),
+        &primOpValue(state, "builder", {"ignored"}, "The store path of the image builder.", primBuilder));
+    prims.insert(state.symbols.create("referencedPaths"),
+        &primOpValue(state, "referencedPaths", {"value"}, "The store paths a value refers to.", primReferencedPaths));
+    auto vPrims = state.allocValue();
+    vPrims->mkAttrs(prims.finish());
+
+    auto library = ffi::library_nix();
+    Value vLibrary;
+    state.eval(compat::parseBundled(state, std::string(library.data(), library.size())), vLibrary);
+    state.callFunction(vLibrary, *vPrims, v, pos);
 }
 
 // The plugin is bound to the C++ API of the Nix it was compiled against, and Nix loads any

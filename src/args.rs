@@ -26,6 +26,43 @@ impl Args {
         Ok(Args { attrs })
     }
 
+    /// Whether `name` was given (even as `null`).
+    pub fn has(&self, name: &str) -> bool {
+        self.attrs.contains_key(name)
+    }
+
+    /// The value of `name`, unless it is absent or `null`.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.attrs.get(name).filter(|v| !v.is_null())
+    }
+
+    /// The string `name`; `None` when absent or `null`.
+    pub fn string(&self, name: &str) -> Result<Option<String>> {
+        match self.value(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(type_error(name, other, "a string")),
+        }
+    }
+
+    /// The integer `name`; `None` when absent or `null`.
+    pub fn int(&self, name: &str) -> Result<Option<i64>> {
+        match self.value(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+            Some(other) => Err(type_error(name, other, "an integer")),
+        }
+    }
+
+    /// The Boolean `name`; `None` when absent or `null`.
+    pub fn bool(&self, name: &str) -> Result<Option<bool>> {
+        match self.value(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(type_error(name, other, "a Boolean")),
+        }
+    }
+
     /// The list of strings `name`, or an empty list when it is not given.
     pub fn string_list(&self, name: &str) -> Result<Vec<String>> {
         let Some(value) = self.attrs.get(name) else { return Ok(Vec::new()) };

@@ -4,6 +4,7 @@
 //! plugin can put the builtin's name in front and the user sees exactly what to fix.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// Everything that can go wrong in stowage.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,39 @@ pub enum Error {
         /// Why it is not known.
         problem: String,
     },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A path that should be in the store is not directly under the store root.
+    #[error("{} is not a path in the store {}", .path.display(), .store_dir.display())]
+    NotInStore {
+        /// The path.
+        path: PathBuf,
+        /// The store root.
+        store_dir: PathBuf,
+    },
+    /// A layer's bytes differ from what the plan recorded (the store changed since the build).
+    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {found} ({found_size} bytes); the store paths changed since the image was built")]
+    LayerMismatch {
+        /// Position of the layer, bottom first.
+        index: usize,
+        /// The planned digest.
+        expected: crate::digest::Digest,
+        /// The digest of what was produced.
+        found: crate::digest::Digest,
+        /// The planned size.
+        expected_size: u64,
+        /// The size produced.
+        found_size: u64,
+    },
+    /// Something this build of stowage does not have.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// The arguments handed over by the plugin shim are not valid JSON (a bug in the shim).
     #[error("internal error: the plugin passed malformed arguments: {0}")]
     MalformedArguments(#[from] serde_json::Error),
@@ -48,6 +82,13 @@ impl Error {
     /// An [`Error::Argument`] for `arg`.
     pub fn argument(arg: impl fmt::Display, problem: impl Into<String>) -> Self {
         Error::Argument { arg: arg.to_string(), problem: problem.into() }
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] about `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
     }
 }
 

@@ -7,6 +7,8 @@
 
 use crate::args::Args;
 use crate::goarch::Platform;
+use crate::layered_image::ImageArgs;
+use crate::nar::Node;
 use crate::nss::FakeNss;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -25,6 +27,12 @@ mod bridge {
         fn goarch(system: &str) -> Result<GoPlatform>;
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
+        /// The checked arguments of a layered image, as JSON.
+        fn layered_image_args(args_json: &str, system: &str, store_dir: &str) -> Result<String>;
+        /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
+        fn builder_nar() -> Result<Vec<u8>>;
+        /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
+        fn library_nix() -> &'static str;
     }
 }
 
@@ -73,4 +81,31 @@ fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
             FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
         Ok(nss.tree().to_nar())
     })
+}
+
+fn layered_image_args(args_json: &str, system: &str, store_dir: &str) -> Result<String, String> {
+    entry("streamLayeredImage", || {
+        let args = ImageArgs::from_nix(args_json, system, store_dir)?;
+        Ok(serde_json::to_string(&args).expect("arguments serialise"))
+    })
+}
+
+/// The static `stowage` executable that image derivations run (build.rs embeds it; empty when
+/// the plugin was built without it).
+static BUILDER: &[u8] = include_bytes!(env!("STOWAGE_BUILDER_EXE"));
+
+fn builder_nar() -> Result<Vec<u8>, String> {
+    entry("builder", || {
+        if BUILDER.is_empty() {
+            return Err(crate::Error::Unavailable(
+                "this libstowage.so was built without its image builder (STOWAGE_BUILDER); build it with `make`",
+            ));
+        }
+        let exe = Node::File { contents: BUILDER.to_vec(), executable: true };
+        Ok(Node::directory([("bin", Node::directory([("stowage", exe)]))]).to_nar())
+    })
+}
+
+fn library_nix() -> &'static str {
+    include_str!(concat!(env!("OUT_DIR"), "/library.nix"))
 }

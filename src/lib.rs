@@ -4,23 +4,38 @@
 //! which offers `builtins.stowage`), the `stowage` command line, and this library API.
 //!
 //! # Overview
-//! - [`goarch`] maps Nix system names to the GOARCH names image configs use.
-//! - [`nss`] renders and validates the `etc/passwd` / `etc/group` of `fakeNss`.
-//! - [`nar`] serialises a small file tree as a Nix archive, so the plugin can add it to the store
-//!   from the evaluator.
-//! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them.
-//! - [`error`] is the one error type.
+//! - [`layered_image`]: `streamLayeredImage`'s arguments (checked at evaluation) and the image
+//!   plan (made at build time) — the entry to everything below.
+//! - [`plan`] decides which store paths share a layer; [`contents`] merges the image's contents
+//!   into the customisation layer; [`layer`] writes a layer tarball deterministically.
+//! - [`image_config`] builds the image config (`Env` without duplicates); [`reference`] checks
+//!   image names and tags; [`goarch`] maps Nix systems to GOARCH names.
+//! - [`image`] is a planned image, [`archive`] writes it as a docker-archive, verifying every
+//!   layer's [`digest`] on the way.
+//! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
+//!   so the plugin can add them to the store from the evaluator.
+//! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
+//!   [`error`] is the one error type.
 //!
 //! The plugin's side of the bridge lives in `ffi` (only with the `plugin` feature).
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod args;
+pub mod contents;
+pub mod digest;
 pub mod error;
 #[cfg(feature = "plugin")]
 mod ffi;
 pub mod goarch;
+pub mod image;
+pub mod image_config;
+pub mod layer;
+pub mod layered_image;
 pub mod nar;
 pub mod nss;
+pub mod plan;
+pub mod reference;
 
 pub use error::{Error, Result};
 

@@ -11,7 +11,10 @@ use support::{nix_str, run_ok, TestNix};
 fn builtins_has_stowage_only_with_the_plugin() {
     let nix = TestNix::new();
     assert_eq!(nix.eval_json("builtins ? stowage"), json!(true));
-    assert_eq!(nix.eval_json("builtins.attrNames builtins.stowage"), json!(["fakeNss", "goarch", "version"]));
+    assert_eq!(
+        nix.eval_json("builtins.attrNames builtins.stowage"),
+        json!(["buildLayeredImage", "fakeNss", "goarch", "streamLayeredImage", "version"])
+    );
     assert_eq!(nix.eval_json("builtins.stowage.version"), json!(env!("CARGO_PKG_VERSION")));
     let out = run_ok(nix.bare("nix-instantiate").args(["--eval", "-E", "builtins ? stowage"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "false");

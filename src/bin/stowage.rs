@@ -1,19 +1,157 @@
 //! The `stowage` command line: the builder of image derivations and the image streamer.
 //!
-//! Subcommands arrive with the features that need them; for now it reports its version.
+//! Subcommands only parse arguments; the work is the library's. Information goes to stderr,
+//! stdout carries only archives.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use std::fs;
+use std::io::{self, BufWriter};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use stowage::archive::write_docker_archive;
+use stowage::image::ImageSpec;
+use stowage::layered_image::{plan_image, BuildInput};
 
 /// Container images from the Nix store.
 ///
 /// stowage is mostly used as a Nix plugin (libstowage.so, which offers builtins.stowage);
-/// this command is the builder its image derivations run.
+/// this command is the builder its image derivations run, and the streamer of their images.
 #[derive(Parser)]
 #[command(name = "stowage", version = stowage::VERSION, arg_required_else_help = true)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes the docker-archive of a planned image to stdout (what a stream script runs).
+    Stream {
+        /// The stream script (or plan) to replay.
+        plan: PathBuf,
+    },
+    /// Derivation builder: plans an image from Nix's structured attributes and writes the
+    /// stream script to $out.
+    BuildStream,
+    /// Derivation builder: writes the (compressed) archive of a stream script to $out.
+    BuildArchive,
+}
+
+/// The first line of a stream script; the plan (JSON) follows it.
+const SHEBANG_ARG: &str = "stream";
+
+/// The number of bytes the stream buffers before writing to stdout.
+const OUTPUT_BUFFER: usize = 1 << 20;
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A consumer that stopped reading ends the stream; that is its business, not an error.
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Error(message)) => {
+            eprintln!("stowage: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    BrokenPipe,
+    Error(String),
+}
+
+impl From<stowage::Error> for Failure {
+    fn from(e: stowage::Error) -> Self {
+        match &e {
+            stowage::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => {
+                Failure::BrokenPipe
+            }
+            _ => Failure::Error(e.to_string()),
+        }
+    }
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure::Error(message.into())
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Stream { plan } => {
+            let spec = read_plan(&plan)?;
+            let out = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
+            write_docker_archive(&spec, out, |i, d| {
+                eprintln!("stowage: layer {}/{} {d}", i + 1, spec.layers.len())
+            })?;
+            Ok(())
+        }
+        Command::BuildStream => {
+            let input: BuildInput = read_attrs()?;
+            let spec =
+                plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
+            let me =
+                std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
+            let mut script = format!("#!{} {SHEBANG_ARG}\n", me.display());
+            script.push_str(&serde_json::to_string(&spec).expect("a plan serialises"));
+            script.push('\n');
+            let out = Path::new(&input.outputs.out);
+            fs::write(out, script).map_err(|e| stowage::Error::io(out, e))?;
+            fs::set_permissions(out, fs::Permissions::from_mode(0o555))
+                .map_err(|e| stowage::Error::io(out, e))?;
+            eprintln!("stowage: planned {} layers for {}", spec.layers.len(), spec.repo_tags.join(", "));
+            Ok(())
+        }
+        Command::BuildArchive => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                stream: PathBuf,
+                compressor: String,
+                outputs: stowage::layered_image::Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            let spec = read_plan(&attrs.stream)?;
+            let path = Path::new(&attrs.outputs.out);
+            let file = fs::File::create(path).map_err(|e| stowage::Error::io(path, e))?;
+            let file = BufWriter::with_capacity(OUTPUT_BUFFER, file);
+            let io_err = |e| stowage::Error::io(path, e);
+            let quiet = |_: usize, _: &stowage::digest::Digest| {};
+            let file = match attrs.compressor.as_str() {
+                "none" => write_docker_archive(&spec, file, quiet)?,
+                "gz" => {
+                    // No name and no mtime in the gzip header: the same archive, the same bytes.
+                    let gz = flate2::GzBuilder::new().write(file, flate2::Compression::default());
+                    write_docker_archive(&spec, gz, quiet)?.finish().map_err(io_err)?
+                }
+                "zstd" => {
+                    let zstd = zstd::Encoder::new(file, 3).map_err(io_err)?;
+                    write_docker_archive(&spec, zstd, quiet)?.finish().map_err(io_err)?
+                }
+                other => return Err(fail(format!("unknown compressor {other:?}"))),
+            };
+            file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Nix's structured attributes of the derivation being built.
+fn read_attrs<T: serde::de::DeserializeOwned>() -> Result<T, Failure> {
+    let named = std::env::var_os("NIX_ATTRS_JSON_FILE")
+        .map(PathBuf::from)
+        .ok_or_else(|| fail("NIX_ATTRS_JSON_FILE is not set: this subcommand is a derivation builder"))?;
+    // Nix 2.8 names the file by its path outside the sandbox; inside, it is in the build
+    // directory, which is where a builder starts.
+    let path = if named.exists() { named } else { PathBuf::from(".attrs.json") };
+    let text = fs::read_to_string(&path).map_err(|e| stowage::Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", path.display())))
+}
+
+/// A plan, or a stream script (a `#!` line, then the plan).
+fn read_plan(path: &Path) -> Result<ImageSpec, Failure> {
+    let text = fs::read_to_string(path).map_err(|e| stowage::Error::io(path, e))?;
+    let json =
+        if text.starts_with("#!") { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
+    serde_json::from_str(json)
+        .map_err(|e| fail(format!("{} is not a stowage image plan: {e}", path.display())))
 }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,19 +48,40 @@ fn check_nix_release() {
 /// One isolated Nix installation, removed when dropped.
 pub struct TestNix {
     dir: tempfile::TempDir,
+    store: PathBuf,
 }
 
 impl TestNix {
     pub fn new() -> TestNix {
         check_nix_release();
         let dir = tempfile::Builder::new().prefix("stowage-test-").tempdir().unwrap();
+        Self::in_dir(dir)
+    }
+
+    /// A Nix whose store is `root/store` (its state and configuration go in a fresh temporary
+    /// folder): two of these with one root are two machines with the same store root.
+    pub fn new_with_root(root: &Path) -> TestNix {
+        check_nix_release();
+        let dir = tempfile::Builder::new().prefix("stowage-test-").tempdir().unwrap();
+        let mut nix = Self::in_dir(dir);
+        nix.store = root.join("store");
+        // Nix refuses a store behind a symlink, so the store really lives at the root; a
+        // leftover from an earlier instance is removed.
+        let _ = std::fs::remove_dir_all(&nix.store);
+        nix
+    }
+
+    /// A Nix whose store, state and configuration live in `dir` (so a test can choose the
+    /// store root), removed when dropped.
+    pub fn in_dir(dir: tempfile::TempDir) -> TestNix {
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(
             dir.path().join("etc/nix.conf"),
             "substituters =\nbuild-users-group =\nexperimental-features = nix-command\n",
         )
         .unwrap();
-        TestNix { dir }
+        let store = dir.path().join("store");
+        TestNix { dir, store }
     }
 
     pub fn root(&self) -> &Path {
@@ -67,14 +90,14 @@ impl TestNix {
 
     /// The store root, as this Nix is told to use it.
     pub fn store_dir(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store.clone()
     }
 
     /// `program` (a Nix command) set up for this installation, without the plugin.
     pub fn bare(&self, program: &str) -> Command {
         let mut cmd = Command::new(nix_program(program));
         let root = self.dir.path();
-        cmd.env("NIX_STORE_DIR", root.join("store"))
+        cmd.env("NIX_STORE_DIR", &self.store)
             .env("NIX_STATE_DIR", root.join("state"))
             .env("NIX_LOG_DIR", root.join("log"))
             .env("NIX_CONF_DIR", root.join("etc"))
@@ -104,6 +127,23 @@ impl TestNix {
     pub fn eval_raw(&self, expr: &str) -> String {
         let out = run_ok(self.cmd("nix").args(["eval", "--raw", "--expr", expr]));
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Builds `expr` with `nix-build` in the sandbox (which sees `/bin/busybox` for test
+    /// derivations) and returns the output path.
+    pub fn build(&self, expr: &str) -> PathBuf {
+        let out = run_ok(self.cmd("nix-build").args([
+            "--no-out-link",
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "sandbox-paths",
+            "/bin/busybox",
+            "-E",
+            expr,
+        ]));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     }
 
     /// Evaluates `expr`, which must fail, and returns the error output.

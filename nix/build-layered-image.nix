@@ -1,0 +1,38 @@
+# buildLayeredImage: a derivation whose output is the image archive (docker-archive), plain or
+# compressed; its `stream` attribute is the matching streamLayeredImage.
+{
+  # the plugin's primitives
+  prims,
+  # ./stream-layered-image.nix, applied
+  streamLayeredImage,
+}:
+{
+  # "none", "gz" or "zstd"
+  compressor ? "gz",
+  passthru ? { },
+  meta ? { },
+  # everything else is streamLayeredImage's
+  ...
+}@args:
+let
+  stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
+  extension = { none = "tar"; gz = "tar.gz"; zstd = "tar.zst"; }.${compressor} or (throw
+    "stowage.buildLayeredImage: argument 'compressor' is ${builtins.toJSON compressor}; it must be \"none\", \"gz\" or \"zstd\"");
+  archive = derivation {
+    name = "${baseNameOf stream.imageName}.${extension}";
+    system = prims.system;
+    builder = "${prims.builder null}/bin/stowage";
+    args = [ "build-archive" ];
+    __structuredAttrs = true;
+    stream = stream;
+    inherit compressor;
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  };
+in
+archive
+// passthru
+// {
+  inherit meta stream passthru;
+  inherit (stream) imageName imageTag;
+}

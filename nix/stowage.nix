@@ -1,0 +1,13 @@
+# The Nix side of builtins.stowage, evaluated by the plugin with its primitives (`prims`).
+# The plugin bundles this file with the files it imports (build.rs inlines them), so it works
+# wherever libstowage.so is loaded. It only passes data: every check and every decision is the
+# Rust core's.
+prims:
+let
+  streamLayeredImage = import ./stream-layered-image.nix { inherit prims; };
+  buildLayeredImage = import ./build-layered-image.nix { inherit prims streamLayeredImage; };
+in
+{
+  inherit (prims) version goarch fakeNss;
+  inherit streamLayeredImage buildLayeredImage;
+}

@@ -1,0 +1,44 @@
+# streamLayeredImage: a derivation whose output is an executable that writes a docker-archive
+# to stdout (for `docker load`, `podman load`, `skopeo copy docker-archive:/dev/stdin …`).
+{
+  # the plugin's primitives: argument checks, the builder, the evaluating system
+  prims,
+}:
+{
+  # store paths merged into the image root (as symlinks), their closures in the store layers
+  contents ? [ ],
+  # the image config's `config` object (Cmd, Env, …); its store paths join the closure
+  config ? { },
+  # attributes added to the result, as in dockerTools
+  passthru ? { },
+  meta ? { },
+  # name, tag, architecture, created, mtime, uid, gid, uname, gname, maxLayers,
+  # includeStorePaths: checked by the plugin (prims.layeredImageArgs)
+  ...
+}@args:
+let
+  contentsList = if builtins.isList contents then contents else [ contents ];
+  image = prims.layeredImageArgs (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
+  stream = derivation {
+    name = "stream-${image.baseName}";
+    system = prims.system;
+    builder = "${prims.builder null}/bin/stowage";
+    args = [ "build-stream" ];
+    __structuredAttrs = true;
+    inherit image config;
+    contents = contentsList;
+    storeDir = builtins.storeDir;
+    exportReferencesGraph.closure = contentsList ++ prims.referencedPaths config;
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  };
+in
+stream
+// passthru
+// {
+  inherit meta;
+  imageName = image.name;
+  # without a tag, the derivation's hash (what the archive's RepoTags carry too)
+  imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+  passthru = passthru;
+}

@@ -1,0 +1,103 @@
+//! Content digests: the sha256 of everything written through a writer, named as image formats
+//! name them (`sha256:<hex>`).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::io::{self, Write};
+
+/// A sha256 digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The lower-case hex of the digest, without the algorithm.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.to_string()
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Digest, String> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("{s:?} is not a sha256 digest"))?;
+        if hex.len() != 64 {
+            return Err(format!("{s:?} is not a sha256 digest"));
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte =
+                u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| format!("{s:?} is not hex"))?;
+        }
+        Ok(Digest(out))
+    }
+}
+
+/// A writer that hashes and counts everything on its way to `inner`.
+pub struct DigestWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    /// Hashes what is written to `inner`.
+    pub fn new(inner: W) -> Self {
+        DigestWriter { inner, hasher: Sha256::new(), written: 0 }
+    }
+
+    /// The inner writer, the digest and the number of bytes written.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest(self.hasher.finalize().into()), self.written)
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest_round_trip() {
+        let d = Digest::of(b"abc");
+        assert_eq!(d.to_string(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(Digest::try_from(d.to_string()).unwrap(), d);
+        assert!(Digest::try_from("md5:00".to_string()).is_err());
+        let mut w = DigestWriter::new(Vec::new());
+        w.write_all(b"ab").unwrap();
+        w.write_all(b"c").unwrap();
+        let (bytes, digest, n) = w.finish();
+        assert_eq!((bytes, digest, n), (b"abc".to_vec(), d, 3));
+    }
+}

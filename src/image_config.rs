@@ -1,0 +1,213 @@
+//! The image configuration (OCI image-spec `config.json`): platform, creation time, the runtime
+//! `config` object, `rootfs.diff_ids` and `history`.
+//!
+//! The user's `config` attribute is checked here (at evaluation time, so mistakes surface before
+//! any build) and normalised (at build time, by the same code): most importantly `Env` ends with
+//! one entry per variable. Docker's runtime keeps the last of duplicate entries, Kubernetes
+//! promises nothing, so the image itself must not hold duplicates.
+
+use crate::{Error, Result};
+use serde_json::{json, Map, Value};
+
+/// The fields of the runtime `config` object and the JSON type each must have.
+const RUNTIME_FIELDS: &[(&str, Kind)] = &[
+    ("User", Kind::String),
+    ("ExposedPorts", Kind::SetOfEmptySets),
+    ("Env", Kind::Strings),
+    ("Entrypoint", Kind::Strings),
+    ("Cmd", Kind::Strings),
+    ("Volumes", Kind::SetOfEmptySets),
+    ("WorkingDir", Kind::String),
+    ("Labels", Kind::SetOfStrings),
+    ("StopSignal", Kind::String),
+    ("ArgsEscaped", Kind::Bool),
+    ("Healthcheck", Kind::Set),
+    ("OnBuild", Kind::Strings),
+    ("Shell", Kind::Strings),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    String,
+    Strings,
+    Bool,
+    Set,
+    SetOfStrings,
+    SetOfEmptySets,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::String => "a string",
+            Kind::Strings => "a list of strings",
+            Kind::Bool => "a Boolean",
+            Kind::Set => "a set",
+            Kind::SetOfStrings => "a set of strings",
+            Kind::SetOfEmptySets => "a set whose values are { } (like { \"80/tcp\" = { }; })",
+        }
+    }
+
+    fn accepts(self, value: &Value) -> bool {
+        match (self, value) {
+            (Kind::String, Value::String(_))
+            | (Kind::Bool, Value::Bool(_))
+            | (Kind::Set, Value::Object(_)) => true,
+            (Kind::Strings, Value::Array(items)) => items.iter().all(Value::is_string),
+            (Kind::SetOfStrings, Value::Object(map)) => map.values().all(Value::is_string),
+            (Kind::SetOfEmptySets, Value::Object(map)) => {
+                map.values().all(|v| v.as_object().is_some_and(Map::is_empty))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Checks the runtime `config` object (the `config` argument) and returns it normalised: `Env`
+/// with one entry per variable, where the last value wins and the first position is kept.
+pub fn normalise_runtime_config(config: &Value) -> Result<Map<String, Value>> {
+    let Value::Object(map) = config else {
+        return Err(Error::argument("config", "is not a set"));
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        let Some(&(_, kind)) = RUNTIME_FIELDS.iter().find(|(name, _)| name == key) else {
+            let known: Vec<_> = RUNTIME_FIELDS.iter().map(|(name, _)| *name).collect();
+            return Err(Error::argument(
+                format!("config.{key}"),
+                format!("is not a field of an image config (those are: {})", known.join(", ")),
+            ));
+        };
+        if value.is_null() {
+            continue; // `null` leaves a field out, as dockerTools users write `Cmd = null`.
+        }
+        if !kind.accepts(value) {
+            return Err(Error::argument(format!("config.{key}"), format!("must be {}", kind.describe())));
+        }
+        let value = if key == "Env" { Value::from(merge_env(&[], &strings(value))?) } else { value.clone() };
+        out.insert(key.clone(), value);
+    }
+    Ok(out)
+}
+
+/// `base` followed by `overrides`, one entry per variable: each variable keeps the position of its
+/// first appearance and takes the value of its last. Entries must be `NAME=value`.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Result<Vec<String>> {
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for (index, entry) in base.iter().chain(overrides).enumerate() {
+        let Some((name, _)) = entry.split_once('=').filter(|(name, _)| !name.is_empty()) else {
+            return Err(Error::argument(
+                format!("config.Env[{}]", index.saturating_sub(base.len())),
+                format!("{entry:?} is not of the form NAME=value"),
+            ));
+        };
+        match merged.iter_mut().find(|(existing, _)| existing == name) {
+            Some(slot) => slot.1 = entry.clone(),
+            None => merged.push((name.to_owned(), entry.clone())),
+        }
+    }
+    Ok(merged.into_iter().map(|(_, entry)| entry).collect())
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+/// What the image config says about the image as a whole.
+#[derive(Debug, Clone)]
+pub struct ImageMeta {
+    /// GOARCH name.
+    pub architecture: String,
+    /// CPU variant, if any.
+    pub variant: Option<String>,
+    /// RFC 3339 creation time.
+    pub created: String,
+}
+
+/// The complete image config for layers with `diff_ids` (`sha256:…`), one history entry each.
+pub fn image_config(
+    meta: &ImageMeta,
+    runtime: &Map<String, Value>,
+    diff_ids: &[String],
+    comments: &[String],
+) -> Value {
+    let mut config = json!({
+        "architecture": meta.architecture,
+        "os": "linux",
+        "created": meta.created,
+        "config": runtime,
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        "history": comments.iter().map(|c| json!({ "created": meta.created, "created_by": "stowage", "comment": c })).collect::<Vec<_>>(),
+    });
+    if let Some(variant) = &meta.variant {
+        config["variant"] = json!(variant);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn env_last_value_wins_first_position_stays() {
+        assert_eq!(
+            merge_env(&[], &env(&["PATH=/a", "X=1", "PATH=/b", "Y=", "X=2"])).unwrap(),
+            env(&["PATH=/b", "X=2", "Y="])
+        );
+        assert_eq!(
+            merge_env(&env(&["PATH=/base", "LANG=C"]), &env(&["PATH=/mine", "A=b=c"])).unwrap(),
+            env(&["PATH=/mine", "LANG=C", "A=b=c"])
+        );
+    }
+
+    #[test]
+    fn bad_env_entries_are_named() {
+        let err = merge_env(&[], &env(&["A=1", "JUSTNAME"])).unwrap_err().to_string();
+        assert_eq!(err, "argument 'config.Env[1]' \"JUSTNAME\" is not of the form NAME=value");
+        assert!(merge_env(&[], &env(&["=x"])).is_err());
+    }
+
+    #[test]
+    fn runtime_config_checks_fields() {
+        let ok = normalise_runtime_config(&json!({
+            "Cmd": ["/bin/sh"], "Env": ["A=1", "A=2"], "ExposedPorts": {"80/tcp": {}},
+            "Labels": {"a": "b"}, "WorkingDir": "/", "User": null,
+        }))
+        .unwrap();
+        assert_eq!(ok["Env"], json!(["A=2"]));
+        assert!(!ok.contains_key("User"));
+        for (config, needle) in [
+            (json!({"Cmd": "/bin/sh"}), "argument 'config.Cmd' must be a list of strings"),
+            (json!({"Entrypiont": []}), "argument 'config.Entrypiont' is not a field of an image config"),
+            (
+                json!({"ExposedPorts": {"80/tcp": 1}}),
+                "argument 'config.ExposedPorts' must be a set whose values are { }",
+            ),
+            (json!({"Labels": {"a": 1}}), "argument 'config.Labels' must be a set of strings"),
+            (json!([]), "argument 'config' is not a set"),
+        ] {
+            let err = normalise_runtime_config(&config).unwrap_err().to_string();
+            assert!(err.starts_with(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn config_document() {
+        let meta = ImageMeta {
+            architecture: "arm".into(),
+            variant: Some("v7".into()),
+            created: "1970-01-01T00:00:01Z".into(),
+        };
+        let doc = image_config(&meta, &Map::new(), &["sha256:ab".into()], &["layer".into()]);
+        assert_eq!(doc["architecture"], "arm");
+        assert_eq!(doc["variant"], "v7");
+        assert_eq!(doc["os"], "linux");
+        assert_eq!(doc["rootfs"]["diff_ids"], json!(["sha256:ab"]));
+        assert_eq!(doc["history"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,267 @@
+//! Layer tarballs: store paths, or a few synthetic entries, as a deterministic tar stream.
+//!
+//! Same inputs, same bytes: entries come in sorted order, every header carries the image's
+//! fixed mtime and numeric owner (and the given user/group names, never the host's), and modes
+//! follow the NAR's view of the store rather than whatever the disk says — files 0444, or 0555
+//! when executable, directories 0555, symlinks 0777. Hard links between store files are an
+//! artefact of store optimisation on one machine (a NAR cannot hold them), so store files are
+//! always written whole: an optimised and an unoptimised store give the same layer.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Who owns every entry and when it was last modified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ownership {
+    /// Numeric owner.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
+    /// Owner name in the headers (`root` unless asked otherwise).
+    pub uname: String,
+    /// Group name in the headers.
+    pub gname: String,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+}
+
+/// An entry that is not read from the store: the customisation layer's directories and links.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Synthetic {
+    /// A directory (mode 0755), relative to the image root.
+    Directory {
+        /// Its path, without a leading `/`.
+        path: String,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Its path, without a leading `/`.
+        path: String,
+        /// Where it points.
+        target: String,
+    },
+}
+
+impl Synthetic {
+    fn path(&self) -> &str {
+        match self {
+            Synthetic::Directory { path } | Synthetic::Symlink { path, .. } => path,
+        }
+    }
+}
+
+/// What one layer holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSource {
+    /// Store paths (absolute), each written whole under its place in the store.
+    pub store_paths: Vec<String>,
+    /// Synthetic entries, written after them.
+    pub synthetic: Vec<Synthetic>,
+}
+
+/// Writes the layer tarball of `source` to `out`; `store_dir`'s ancestors come first as
+/// directories (mode 0755) when the layer holds store paths.
+pub fn write_layer<W: Write>(source: &LayerSource, store_dir: &Path, owner: &Ownership, out: W) -> Result<W> {
+    let mut tar = Tar { builder: tar::Builder::new(out), owner };
+    if !source.store_paths.is_empty() {
+        let mut ancestors: Vec<&Path> = store_dir.ancestors().filter(|a| a.parent().is_some()).collect();
+        ancestors.reverse();
+        for dir in ancestors {
+            tar.directory(&relative(dir), 0o755).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut paths: Vec<&String> = source.store_paths.iter().collect();
+        paths.sort();
+        for path in paths {
+            let path = Path::new(path);
+            if path.parent() != Some(store_dir) {
+                return Err(Error::NotInStore { path: path.into(), store_dir: store_dir.into() });
+            }
+            tar.tree(path)?;
+        }
+    }
+    let mut synthetic: Vec<&Synthetic> = source.synthetic.iter().collect();
+    synthetic.sort_by(|a, b| a.path().cmp(b.path()));
+    for entry in synthetic {
+        let result = match entry {
+            Synthetic::Directory { path } => tar.directory(path, 0o755),
+            Synthetic::Symlink { path, target } => tar.symlink(path, target),
+        };
+        result.map_err(|e| Error::io(entry.path(), e))?;
+    }
+    tar.builder.into_inner().map_err(|e| Error::io("(layer)", e))
+}
+
+/// `path` without its leading `/`, as tar entries name it.
+fn relative(path: &Path) -> String {
+    path.to_string_lossy().trim_start_matches('/').to_owned()
+}
+
+struct Tar<'a, W: Write> {
+    builder: tar::Builder<W>,
+    owner: &'a Ownership,
+}
+
+impl<W: Write> Tar<'_, W> {
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_uid(self.owner.uid);
+        header.set_gid(self.owner.gid);
+        header.set_mtime(self.owner.mtime);
+        header.set_username(&self.owner.uname)?;
+        header.set_groupname(&self.owner.gname)?;
+        Ok(header)
+    }
+
+    fn directory(&mut self, path: &str, mode: u32) -> io::Result<()> {
+        let mut header = self.header(tar::EntryType::Directory, mode, 0)?;
+        self.builder.append_data(&mut header, format!("{path}/"), io::empty())
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        let mut header = self.header(tar::EntryType::Symlink, 0o777, 0)?;
+        self.builder.append_link(&mut header, path, target)
+    }
+
+    /// Writes the file tree at `path`, depth first, each directory's entries sorted by name.
+    fn tree(&mut self, path: &Path) -> Result<()> {
+        let io_err = |e| Error::io(path, e);
+        let meta = fs::symlink_metadata(path).map_err(io_err)?;
+        let name = relative(path);
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let target = fs::read_link(path).map_err(io_err)?;
+            self.symlink(&name, &target.to_string_lossy()).map_err(io_err)
+        } else if kind.is_dir() {
+            self.directory(&name, 0o555).map_err(io_err)?;
+            let mut children: Vec<PathBuf> = fs::read_dir(path)
+                .map_err(io_err)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<io::Result<_>>()
+                .map_err(io_err)?;
+            children.sort();
+            children.iter().try_for_each(|child| self.tree(child))
+        } else if kind.is_file() {
+            let executable = meta.permissions().mode() & 0o100 != 0;
+            let mut header = self
+                .header(tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
+                .map_err(io_err)?;
+            let file = fs::File::open(path).map_err(io_err)?;
+            // A file that changes size while it is read would corrupt the archive: the tar crate
+            // checks that exactly `size` bytes arrive.
+            self.builder.append_data(&mut header, &name, file).map_err(io_err)
+        } else {
+            Err(Error::io(path, io::Error::other("not a file, directory or symlink")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn owner() -> Ownership {
+        Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 }
+    }
+
+    /// A store with one path holding a file, an executable, a link, an empty dir and a long name.
+    fn store() -> (tempfile::TempDir, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let path = store.join("abc-hello");
+        fs::create_dir_all(path.join("bin")).unwrap();
+        fs::create_dir_all(path.join("empty")).unwrap();
+        fs::write(path.join("bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+        fs::set_permissions(path.join("bin/hello"), fs::Permissions::from_mode(0o755)).unwrap();
+        let long = "d".repeat(120);
+        fs::write(path.join(&long), "long").unwrap();
+        symlink("bin/hello", path.join("link")).unwrap();
+        symlink("x".repeat(150), path.join("longlink")).unwrap();
+        let p = path.to_string_lossy().into_owned();
+        (dir, store, p)
+    }
+
+    fn entries(bytes: &[u8]) -> Vec<(String, tar::EntryType, u32, u64, String)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                let link =
+                    e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    link,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn store_layer_entries() {
+        let (_dir, store, path) = store();
+        let source = LayerSource { store_paths: vec![path.clone()], synthetic: vec![] };
+        let bytes = write_layer(&source, &store, &owner(), Vec::new()).unwrap();
+        let got = entries(&bytes);
+        let rel = relative(Path::new(&path));
+        let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+        // ancestors of the store, then the path, depth first, sorted
+        let store_rel = relative(&store);
+        assert_eq!(names.last().unwrap(), &format!("{rel}/longlink"));
+        assert!(names.contains(&format!("{store_rel}/").as_str()));
+        assert!(names.iter().any(|n| n.ends_with(&"d".repeat(120))));
+        let find = |suffix: &str| got.iter().find(|e| e.0.ends_with(suffix)).unwrap().clone();
+        assert_eq!((find("bin/hello").2, find("bin/hello").1), (0o555, tar::EntryType::Regular));
+        assert_eq!(find(&"d".repeat(120)).2, 0o444);
+        assert_eq!(find("empty/").1, tar::EntryType::Directory);
+        assert_eq!(find("/link").4, "bin/hello");
+        assert_eq!(find("/longlink").4, "x".repeat(150));
+        assert!(got.iter().all(|e| e.3 == 1));
+    }
+
+    #[test]
+    fn same_inputs_same_bytes_regardless_of_disk_modes_and_hard_links() {
+        let (_dir, store, path) = store();
+        let source = LayerSource { store_paths: vec![path.clone()], synthetic: vec![] };
+        let first = write_layer(&source, &store, &owner(), Vec::new()).unwrap();
+        fs::set_permissions(Path::new(&path).join("d".repeat(120)), fs::Permissions::from_mode(0o600))
+            .unwrap();
+        fs::hard_link(Path::new(&path).join("bin/hello"), _dir.path().join("elsewhere")).unwrap();
+        assert_eq!(write_layer(&source, &store, &owner(), Vec::new()).unwrap(), first);
+    }
+
+    #[test]
+    fn synthetic_entries_sorted() {
+        let source = LayerSource {
+            store_paths: vec![],
+            synthetic: vec![
+                Synthetic::Symlink { path: "bin/sh".into(), target: "/store/x/bin/sh".into() },
+                Synthetic::Directory { path: "bin".into() },
+            ],
+        };
+        let bytes = write_layer(&source, Path::new("/store"), &owner(), Vec::new()).unwrap();
+        let got = entries(&bytes);
+        assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bin/", "bin/sh"]);
+        assert_eq!(got[0].2, 0o755);
+    }
+
+    #[test]
+    fn paths_outside_the_store_are_refused() {
+        let source = LayerSource { store_paths: vec!["/etc/passwd".into()], synthetic: vec![] };
+        let err = write_layer(&source, Path::new("/store"), &owner(), Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("/etc/passwd"), "{err}");
+    }
+}

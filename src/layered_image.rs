@@ -1,0 +1,389 @@
+//! `streamLayeredImage` / `buildLayeredImage`: the arguments (checked when the expression is
+//! evaluated) and the image plan (made when the derivation builds).
+//!
+//! Evaluation turns the user's arguments into [`ImageArgs`], which the Nix glue hands to the
+//! build as a derivation attribute next to the untouched `contents` and `config` (those keep
+//! their string context, so their store paths become build inputs). The build then plans the
+//! layers from the closure Nix exports, computes every layer's digest and writes an
+//! [`ImageSpec`] that streaming replays.
+
+use crate::args::Args;
+use crate::contents::merge_contents;
+use crate::digest::DigestWriter;
+use crate::goarch::{Platform, CPUS};
+use crate::image::{ImageSpec, PlannedLayer};
+use crate::image_config::{image_config, normalise_runtime_config, ImageMeta};
+use crate::layer::{write_layer, LayerSource, Ownership};
+use crate::plan::{plan_layers, PathInfo};
+use crate::reference::{check_tag, ImageName};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::Path;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// dockerTools' default creation time and mtime: one second after the epoch.
+pub const DEFAULT_CREATED: &str = "1970-01-01T00:00:01Z";
+/// dockerTools' default layer budget.
+pub const DEFAULT_MAX_LAYERS: u64 = 100;
+/// The most layers an image may have: overlayfs stacks about 128, Docker failed at 122 in one
+/// report; 125 leaves room for nothing else.
+pub const MAX_LAYERS: u64 = 125;
+
+/// The arguments `streamLayeredImage` takes, and the ones whose features are not built yet.
+const ARGUMENTS: &[&str] = &[
+    "name",
+    "tag",
+    "contents",
+    "config",
+    "architecture",
+    "created",
+    "mtime",
+    "uid",
+    "gid",
+    "uname",
+    "gname",
+    "maxLayers",
+    "includeStorePaths",
+    "contents",
+];
+const NOT_YET: &[&str] =
+    &["fromImage", "fromImageName", "fromImageTag", "extraCommands", "fakeRootCommands", "enableFakechroot"];
+
+/// The checked, normalised arguments of one layered image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageArgs {
+    /// Full image name, lower-cased.
+    pub name: String,
+    /// The name's last component, for derivation names.
+    pub base_name: String,
+    /// The tag, or `None` to derive it from the stream derivation's hash.
+    pub tag: Option<String>,
+    /// GOARCH of the image.
+    pub architecture: String,
+    /// CPU variant, if any.
+    pub variant: Option<String>,
+    /// RFC 3339 creation time, or `now`.
+    pub created: String,
+    /// RFC 3339 mtime of every entry, or `now`.
+    pub mtime: String,
+    /// Owner of every entry.
+    pub uid: u64,
+    /// Group of every entry.
+    pub gid: u64,
+    /// Owner name in the tar headers.
+    pub uname: String,
+    /// Group name in the tar headers.
+    pub gname: String,
+    /// Layer budget, customisation layer included.
+    pub max_layers: u64,
+    /// Whether the contents' closure goes into the image.
+    pub include_store_paths: bool,
+}
+
+impl ImageArgs {
+    /// Checks the arguments (`args_json`: everything but `passthru` and `meta`, which the Nix
+    /// glue handles) for an image evaluated on `system` with the store at `store_dir`.
+    pub fn from_nix(args_json: &str, system: &str, store_dir: &str) -> Result<ImageArgs> {
+        let all: Vec<&'static str> = ARGUMENTS.iter().chain(NOT_YET).copied().collect();
+        let args = Args::parse(args_json, &all)?;
+        if let Some(arg) = NOT_YET.iter().find(|a| args.has(a)) {
+            return Err(Error::argument(arg, "is not supported by stowage yet"));
+        }
+        let name =
+            ImageName::parse(&args.string("name")?.ok_or_else(|| Error::argument("name", "is required"))?)?;
+        let tag = args.string("tag")?;
+        if let Some(tag) = &tag {
+            check_tag(tag)?;
+        }
+        let platform = match args.string("architecture")? {
+            Some(arch) => platform_of(&arch)?,
+            None => Platform::from_nix_system(system)?,
+        };
+        let created = args.string("created")?.unwrap_or_else(|| DEFAULT_CREATED.into());
+        check_time("created", &created)?;
+        let mtime = args.string("mtime")?.unwrap_or_else(|| created.clone());
+        check_time("mtime", &mtime)?;
+        let id = |arg: &str| -> Result<u64> {
+            let v = args.int(arg)?.unwrap_or(0);
+            u32::try_from(v)
+                .map(u64::from)
+                .map_err(|_| Error::argument(arg, format!("is {v}; ids are 0 to 4294967295")))
+        };
+        let names = |arg: &str| -> Result<String> {
+            let v = args.string(arg)?.unwrap_or_else(|| "root".into());
+            // ustar keeps 32 bytes for each name, NUL included.
+            if v.len() > 31 || v.contains('\0') {
+                return Err(Error::argument(
+                    arg,
+                    format!("{v:?} does not fit a tar header (at most 31 bytes)"),
+                ));
+            }
+            Ok(v)
+        };
+        let max_layers = args.int("maxLayers")?.unwrap_or(DEFAULT_MAX_LAYERS as i64);
+        if !(2..=MAX_LAYERS as i64).contains(&max_layers) {
+            return Err(Error::argument(
+                "maxLayers",
+                format!("is {max_layers}; it must be from 2 (one store layer and the customisation layer) to {MAX_LAYERS}"),
+            ));
+        }
+        for (i, path) in args.string_list("contents")?.iter().enumerate() {
+            let in_store = path.strip_prefix(store_dir).and_then(|rest| rest.strip_prefix('/'));
+            if !in_store.is_some_and(|name| !name.is_empty()) {
+                return Err(Error::argument(
+                    format!("contents[{i}]"),
+                    format!("{path:?} is not a store path (the store is {store_dir})"),
+                ));
+            }
+        }
+        if let Some(config) = args.value("config") {
+            normalise_runtime_config(config)?;
+        }
+        Ok(ImageArgs {
+            base_name: name.base,
+            name: name.name,
+            tag,
+            architecture: platform.architecture.into(),
+            variant: platform.variant.map(Into::into),
+            created,
+            mtime,
+            uid: id("uid")?,
+            gid: id("gid")?,
+            uname: names("uname")?,
+            gname: names("gname")?,
+            max_layers: max_layers as u64,
+            include_store_paths: args.bool("includeStorePaths")?.unwrap_or(true),
+        })
+    }
+}
+
+/// A GOARCH name (`arm64`) or a Nix system (`aarch64-linux`).
+fn platform_of(arch: &str) -> Result<Platform> {
+    if arch.contains('-') {
+        return Platform::from_nix_system(arch).map_err(|e| Error::argument("architecture", e.to_string()));
+    }
+    match CPUS.iter().find(|(_, goarch, _)| *goarch == arch) {
+        // A bare GOARCH names no ARM version, except arm64, which is always v8.
+        Some(&(_, architecture, _)) => {
+            Ok(Platform { architecture, variant: (architecture == "arm64").then_some("v8") })
+        }
+        None => Err(Error::argument(
+            "architecture",
+            format!("{arch:?} is neither a GOARCH name (amd64, arm64, …) nor a Nix system (x86_64-linux, …)"),
+        )),
+    }
+}
+
+fn check_time(arg: &str, value: &str) -> Result<()> {
+    if value == "now" {
+        return Ok(());
+    }
+    let time = OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|e| Error::argument(arg, format!("{value:?} is not an RFC 3339 time or \"now\": {e}")))?;
+    if time.unix_timestamp() < 0 {
+        return Err(Error::argument(arg, format!("{value:?} is before 1970")));
+    }
+    Ok(())
+}
+
+/// `value` (RFC 3339 or `now`) as RFC 3339 and as seconds since the epoch.
+fn resolve_time(value: &str, now: OffsetDateTime) -> Result<(String, u64)> {
+    let time = if value == "now" {
+        now
+    } else {
+        OffsetDateTime::parse(value, &Rfc3339).map_err(|e| Error::argument("created", e.to_string()))?
+    };
+    let text = if value == "now" { time.format(&Rfc3339).expect("formats") } else { value.to_owned() };
+    Ok((text, time.unix_timestamp().max(0) as u64))
+}
+
+/// What the build gets: Nix's structured attributes.
+#[derive(Debug, Deserialize)]
+pub struct BuildInput {
+    /// The checked arguments.
+    pub image: ImageArgs,
+    /// The contents, as store paths.
+    #[serde(default)]
+    pub contents: Vec<String>,
+    /// The runtime config, as given.
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// The store root.
+    #[serde(rename = "storeDir")]
+    pub store_dir: String,
+    /// The closure Nix exported (`exportReferencesGraph.closure`).
+    #[serde(default)]
+    pub closure: Vec<ClosureEntry>,
+    /// The derivation's outputs.
+    pub outputs: Outputs,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// One path of an exported closure.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClosureEntry {
+    /// The store path.
+    pub path: String,
+    /// Its NAR size.
+    pub nar_size: u64,
+    /// What it refers to.
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// The derivation's output paths.
+#[derive(Debug, Deserialize)]
+pub struct Outputs {
+    /// `$out`.
+    pub out: String,
+}
+
+/// Plans the image `input` describes: layers, their digests, the config and the tags.
+/// `warn` hears about clashes between contents.
+pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(&str)) -> Result<ImageSpec> {
+    let image = &input.image;
+    let store_dir = Path::new(&input.store_dir);
+    // Without a tag, the stream derivation's own hash is the tag: stable for the same inputs,
+    // and known to the evaluator too (`imageTag`), with no cycle.
+    let tag = match &image.tag {
+        Some(tag) => tag.clone(),
+        None => Path::new(&input.outputs.out)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').next())
+            .ok_or_else(|| Error::argument("outputs.out", "is not a store path"))?
+            .to_owned(),
+    };
+    let (created, _) = resolve_time(&image.created, now)?;
+    let (_, mtime) = resolve_time(&image.mtime, now)?;
+    let owner = Ownership {
+        uid: image.uid,
+        gid: image.gid,
+        uname: image.uname.clone(),
+        gname: image.gname.clone(),
+        mtime,
+    };
+
+    let closure: Vec<PathInfo> = if image.include_store_paths {
+        input
+            .closure
+            .iter()
+            .map(|e| PathInfo {
+                path: e.path.clone(),
+                nar_size: e.nar_size,
+                references: e.references.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut sources: Vec<(LayerSource, String)> = if closure.is_empty() {
+        Vec::new()
+    } else {
+        plan_layers(&closure, image.max_layers as usize - 1)
+            .into_iter()
+            .map(|paths| {
+                let comment = format!("store paths: {}", paths.join(" "));
+                (LayerSource { store_paths: paths, synthetic: vec![] }, comment)
+            })
+            .collect()
+    };
+    let (synthetic, clashes) = merge_contents(&input.contents)?;
+    for clash in &clashes {
+        warn(&format!("contents clash at {clash}"));
+    }
+    sources.push((LayerSource { store_paths: vec![], synthetic }, "customisation layer".into()));
+
+    let mut layers = Vec::new();
+    let mut comments = Vec::new();
+    for (source, comment) in sources {
+        let (_, digest, size) =
+            write_layer(&source, store_dir, &owner, DigestWriter::new(std::io::sink()))?.finish();
+        layers.push(PlannedLayer { source, digest, size });
+        comments.push(comment);
+    }
+    let runtime = normalise_runtime_config(&input.config)?;
+    let meta =
+        ImageMeta { architecture: image.architecture.clone(), variant: image.variant.clone(), created };
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    Ok(ImageSpec {
+        store_dir: input.store_dir.clone(),
+        repo_tags: vec![format!("{}:{tag}", image.name)],
+        owner,
+        config: image_config(&meta, &runtime, &diff_ids, &comments),
+        layers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(json: &str) -> Result<ImageArgs> {
+        ImageArgs::from_nix(json, "x86_64-linux", "/store")
+    }
+
+    #[test]
+    fn defaults() {
+        let a = args(r#"{"name": "Registry.io:5000/Team/App"}"#).unwrap();
+        assert_eq!((a.name.as_str(), a.base_name.as_str()), ("registry.io:5000/team/app", "app"));
+        assert_eq!((a.architecture.as_str(), a.variant.as_deref()), ("amd64", None));
+        assert_eq!((a.created.as_str(), a.mtime.as_str()), (DEFAULT_CREATED, DEFAULT_CREATED));
+        assert_eq!((a.max_layers, a.include_store_paths), (100, true));
+        assert_eq!((a.uname.as_str(), a.uid), ("root", 0));
+    }
+
+    #[test]
+    fn architectures() {
+        let arch = |a: &str| {
+            let a = args(&format!(r#"{{"name": "x", "architecture": "{a}"}}"#)).unwrap();
+            (a.architecture, a.variant)
+        };
+        assert_eq!(arch("aarch64-linux"), ("arm64".into(), Some("v8".into())));
+        assert_eq!(arch("arm64"), ("arm64".into(), Some("v8".into())));
+        assert_eq!(arch("armv7l-linux"), ("arm".into(), Some("v7".into())));
+        assert_eq!(arch("amd64"), ("amd64".into(), None));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (json, needle) in [
+            (r#"{}"#, "argument 'name' is required"),
+            (r#"{"name": "a b"}"#, "argument 'name' \"a b\" is not a valid image name"),
+            (r#"{"name": "a", "tag": "-x"}"#, "argument 'tag' \"-x\" is not a valid image tag"),
+            (r#"{"name": "a", "maxLayers": 1}"#, "argument 'maxLayers' is 1; it must be from 2"),
+            (r#"{"name": "a", "maxLayers": 126}"#, "argument 'maxLayers' is 126"),
+            (
+                r#"{"name": "a", "created": "yesterday"}"#,
+                "argument 'created' \"yesterday\" is not an RFC 3339 time",
+            ),
+            (
+                r#"{"name": "a", "architecture": "sparkle"}"#,
+                "argument 'architecture' \"sparkle\" is neither a GOARCH",
+            ),
+            (r#"{"name": "a", "uid": -1}"#, "argument 'uid' is -1"),
+            (r#"{"name": "a", "contents": ["/etc"]}"#, "argument 'contents[0]' \"/etc\" is not a store path"),
+            (
+                r#"{"name": "a", "contents": ["/store/"]}"#,
+                "argument 'contents[0]' \"/store/\" is not a store path",
+            ),
+            (r#"{"name": "a", "fromImage": "/x"}"#, "argument 'fromImage' is not supported by stowage yet"),
+            (
+                r#"{"name": "a", "config": {"Env": ["X"]}}"#,
+                "argument 'config.Env[0]' \"X\" is not of the form NAME=value",
+            ),
+            (r#"{"name": "a", "naem": "b"}"#, "unexpected argument 'naem'"),
+            (r#"{"name": 1}"#, "argument 'name' is an integer while a string was expected"),
+        ] {
+            let err = args(json).unwrap_err().to_string();
+            assert!(err.starts_with(needle), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Layered images built by a real `nix-build` with the plugin (in the sandbox, in a throw-away
+//! store whose root is not `/nix/store`), checked by skopeo and podman, and run.
+
+mod support;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::images::{manifest_and_config, skopeo_config, tar_files, Podman};
+use support::{run_ok, TestNix};
+
+/// Test derivations: Debian's static busybox as `bin/{busybox,sh}`, and small libraries and
+/// applications that refer to each other.
+const PRELUDE: &str = r#"
+  let
+    s = builtins.stowage;
+    sh = name: script: derivation {
+      inherit name;
+      system = builtins.currentSystem;
+      builder = "/bin/busybox";
+      args = [ "sh" "-c" script ];
+    };
+    busybox = sh "busybox" "/bin/busybox mkdir -p $out/bin && /bin/busybox cp /bin/busybox $out/bin/ && /bin/busybox ln -s busybox $out/bin/sh";
+    # a library of `size` bytes that refers to `dep` (if any)
+    lib = name: size: dep: sh name "/bin/busybox mkdir $out && /bin/busybox head -c ${toString size} /dev/zero > $out/data && echo '${dep}' > $out/dep";
+    lib1 = lib "lib1" 40000 "";
+    lib2 = lib "lib2" 30000 lib1;
+    lib3 = lib "lib3" 20000 lib2;
+    lib4 = lib "lib4" 10000 lib3;
+    app = version: sh "app" "/bin/busybox mkdir $out && echo '${version} ${lib4}' > $out/app";
+  in
+"#;
+
+fn expr(body: &str) -> String {
+    format!("{PRELUDE} {body}")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const RUNNABLE: &str = r#"{
+    name = "Registry.Example.com:5000/team/app";
+    contents = [ busybox (s.fakeNss { }) ];
+    config = {
+      Cmd = [ "/bin/sh" "-c" "echo hello from stowage; echo A=$A; id -un" ];
+      Env = [ "A=1" "PATH=/bin" "A=2" "PATH=/usr/bin:/bin" ];
+    };
+  }"#;
+
+#[test]
+fn runnable_image_loads_and_runs() {
+    let nix = TestNix::new();
+    let archive =
+        nix.build(&expr(&format!("s.buildLayeredImage ({RUNNABLE} // {{ compressor = \"none\"; }})")));
+    let tag = nix.eval_json(&expr(&format!("(s.buildLayeredImage {RUNNABLE}).imageTag")));
+    let tag = tag.as_str().unwrap();
+    assert_eq!(tag.len(), 32, "a derived tag is the derivation's hash: {tag}");
+    let name = format!("registry.example.com:5000/team/app:{tag}");
+
+    let bytes = std::fs::read(&archive).unwrap();
+    let (manifest, config) = manifest_and_config(&bytes);
+    assert_eq!(manifest["RepoTags"], json!([name]));
+    assert_eq!(config["config"]["Env"], json!(["A=2", "PATH=/usr/bin:/bin"]));
+    assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("amd64"), Some("linux")));
+    let layers = manifest["Layers"].as_array().unwrap();
+    assert!(layers.len() <= 100);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), layers.len());
+    assert_eq!(config["history"].as_array().unwrap().last().unwrap()["comment"], "customisation layer");
+
+    // skopeo reads every layer and checks it against diff_ids
+    let seen = skopeo_config(&archive, 0);
+    assert_eq!(seen["config"]["Env"], json!(["A=2", "PATH=/usr/bin:/bin"]));
+    // podman, from an empty store: the tag, the image ID (the config's digest), and a run
+    let podman = Podman::new();
+    assert_eq!(podman.load(&archive), vec![name.clone()]);
+    let config_file = manifest["Config"].as_str().unwrap();
+    let config_bytes = &tar_files(&bytes).into_iter().find(|(n, _)| n == config_file).unwrap().1;
+    assert!(config_file.starts_with(&sha256_hex(config_bytes)));
+    assert!(podman.image_exists(&sha256_hex(config_bytes)));
+    assert_eq!(podman.run(&name), "hello from stowage\nA=2\nroot\n");
+}
+
+#[test]
+fn stream_writes_the_same_archive_to_stdout_and_logs_to_stderr() {
+    let nix = TestNix::new();
+    let image = r#"{ name = "app"; tag = "v1"; contents = [ busybox ]; config.Cmd = [ "/bin/sh" ]; }"#;
+    let stream = nix.build(&expr(&format!("s.streamLayeredImage {image}")));
+    let archive = nix.build(&expr(&format!("s.buildLayeredImage ({image} // {{ compressor = \"none\"; }})")));
+    let out = run_ok(&mut std::process::Command::new(&stream));
+    assert_eq!(out.stdout, std::fs::read(&archive).unwrap(), "stdout carries exactly the archive");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stowage: layer 1/2"), "{stderr}");
+    // The stream derivation is buildLayeredImage's `stream`, and carries the same attributes.
+    assert_eq!(
+        nix.eval_json(&expr(&format!(
+            "let a = s.buildLayeredImage {image}; b = s.streamLayeredImage {image}; in [ (a.stream.outPath == b.outPath) b.imageName b.imageTag ]"
+        ))),
+        json!([true, "app", "v1"])
+    );
+    // A consumer that stops reading early ends the stream quietly.
+    let out = run_ok(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} | head -c 1000 | wc -c", stream.display())),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("error"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// gz and zstd archives hold exactly the plain archive. (Debian 12's skopeo and podman cannot
+/// read compressed docker-archives at all — not even `gzip`'s own output — so they check the
+/// plain one; Docker loads all three.)
+#[test]
+fn compressed_archives_hold_the_plain_archive() {
+    let nix = TestNix::new();
+    let image = |compressor: &str| {
+        nix.build(&expr(&format!(
+            r#"s.buildLayeredImage {{ name = "app"; tag = "t"; contents = [ busybox ]; compressor = "{compressor}"; }}"#
+        )))
+    };
+    let plain = image("none");
+    assert!(plain.to_string_lossy().ends_with("-app.tar"), "{}", plain.display());
+    let plain_bytes = std::fs::read(&plain).unwrap();
+    assert_eq!(Podman::new().load(&plain), vec!["app:t".to_string()]);
+    for (compressor, ext) in [("gz", ".tar.gz"), ("zstd", ".tar.zst")] {
+        let archive = image(compressor);
+        assert!(archive.to_string_lossy().ends_with(&format!("-app{ext}")), "{}", archive.display());
+        let file = std::fs::File::open(&archive).unwrap();
+        let mut unpacked = Vec::new();
+        match compressor {
+            "gz" => std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut unpacked),
+            _ => std::io::Read::read_to_end(&mut zstd::Decoder::new(file).unwrap(), &mut unpacked),
+        }
+        .unwrap();
+        assert!(unpacked == plain_bytes, "{compressor} archive differs from the plain one");
+    }
+}
+
+/// Same inputs, same bytes: in another store at the same root, and in `nix-build --check`.
+#[test]
+fn reproducible() {
+    let image = r#"s.buildLayeredImage { name = "repro"; contents = [ busybox lib4 ]; compressor = "none"; config.Env = [ "A=1" ]; }"#;
+    let root = tempfile::Builder::new().prefix("stowage-repro-").tempdir().unwrap();
+    let store_root = root.path().to_owned();
+    let first = {
+        let nix = TestNix::new_with_root(&store_root);
+        let path = nix.build(&expr(image));
+        run_ok(nix.cmd("nix-build").args([
+            "--check",
+            "--no-out-link",
+            "--option",
+            "sandbox",
+            "true",
+            "-E",
+            &expr(image),
+        ]));
+        std::fs::read(path).unwrap()
+    };
+    let second = {
+        let nix = TestNix::new_with_root(&store_root);
+        std::fs::read(nix.build(&expr(image))).unwrap()
+    };
+    assert!(first == second, "two fresh stores at one root gave different archives");
+
+    // Under another store root the paths differ, but the image's shape does not.
+    let other = TestNix::new();
+    let third = std::fs::read(other.build(&expr(image))).unwrap();
+    let (m1, c1) = manifest_and_config(&first);
+    let (m3, c3) = manifest_and_config(&third);
+    assert_eq!(m1["Layers"].as_array().unwrap().len(), m3["Layers"].as_array().unwrap().len());
+    assert_eq!(c1["config"], c3["config"]);
+    assert_ne!(first, third);
+}
+
+#[test]
+fn architectures() {
+    let nix = TestNix::new();
+    for (arch, expected, variant) in [
+        ("x86_64-linux", "amd64", None),
+        ("aarch64-linux", "arm64", Some("v8")),
+        ("armv7l-linux", "arm", Some("v7")),
+        ("arm64", "arm64", Some("v8")),
+    ] {
+        let archive = nix.build(&expr(&format!(
+            r#"s.buildLayeredImage {{ name = "a"; tag = "t"; architecture = "{arch}"; compressor = "none"; }}"#
+        )));
+        let (_, config) = manifest_and_config(&std::fs::read(&archive).unwrap());
+        assert_eq!(config["architecture"], expected, "{arch}");
+        assert_eq!(config.get("variant").and_then(Value::as_str), variant, "{arch}");
+        // the same through skopeo
+        assert_eq!(skopeo_config(&archive, 0)["architecture"], expected);
+    }
+}
+
+fn diff_ids(nix: &TestNix, image: &str) -> Vec<String> {
+    let archive = std::fs::read(nix.build(&expr(image))).unwrap();
+    let (_, config) = manifest_and_config(&archive);
+    config["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn layers_are_stable_when_the_app_changes() {
+    let nix = TestNix::new();
+    // 6 store paths (busybox, lib1–4, app) in 4 layers: some must share.
+    let image = |v: &str| {
+        format!(
+            r#"s.buildLayeredImage {{ name = "app"; tag = "t"; contents = [ busybox (app "{v}") ]; maxLayers = 4; compressor = "none"; }}"#
+        )
+    };
+    let before = diff_ids(&nix, &image("1"));
+    let after = diff_ids(&nix, &image("2"));
+    assert_eq!(before.len(), 4);
+    assert_eq!(after.len(), 4);
+    let changed: Vec<usize> = (0..4).filter(|&i| before[i] != after[i]).collect();
+    // only the app's own layer and the customisation layer (its links point at the app)
+    assert_eq!(changed.len(), 2, "{before:?}\n{after:?}");
+    assert_eq!(*changed.last().unwrap(), 3);
+}
+
+#[test]
+fn max_layers_is_respected() {
+    let nix = TestNix::new();
+    for max in [2, 3, 125] {
+        let ids = diff_ids(
+            &nix,
+            &format!(
+                r#"s.buildLayeredImage {{ name = "app"; tag = "t"; contents = [ busybox (app "1") ]; maxLayers = {max}; compressor = "none"; }}"#
+            ),
+        );
+        assert!(ids.len() <= max, "maxLayers {max}: {} layers", ids.len());
+    }
+}
+
+#[test]
+fn bad_arguments() {
+    let nix = TestNix::new();
+    for (args, message) in [
+        (
+            r#"{ name = "a b"; }"#,
+            "stowage.streamLayeredImage: argument 'name' \"a b\" is not a valid image name",
+        ),
+        (r#"{ name = "a"; tag = ":x"; }"#, "argument 'tag' \":x\" is not a valid image tag"),
+        (r#"{ name = "a"; maxLayers = 1; }"#, "argument 'maxLayers' is 1; it must be from 2"),
+        (r#"{ name = "a"; maxLayers = 126; }"#, "argument 'maxLayers' is 126"),
+        (r#"{ name = "a"; fromImage = busybox; }"#, "argument 'fromImage' is not supported by stowage yet"),
+        (
+            r#"{ name = "a"; fakeRootCommands = "x"; }"#,
+            "argument 'fakeRootCommands' is not supported by stowage yet",
+        ),
+        (r#"{ name = "a"; contents = [ "/etc" ]; }"#, "argument 'contents[0]' \"/etc\" is not a store path"),
+        (
+            r#"{ name = "a"; architecture = "z80"; }"#,
+            "argument 'architecture' \"z80\" is neither a GOARCH name",
+        ),
+        (
+            r#"{ name = "a"; created = "last tuesday"; }"#,
+            "argument 'created' \"last tuesday\" is not an RFC 3339 time",
+        ),
+        (
+            r#"{ name = "a"; config.Entrypiont = [ ]; }"#,
+            "argument 'config.Entrypiont' is not a field of an image config",
+        ),
+        (
+            r#"{ name = "a"; config.Env = [ "JUSTNAME" ]; }"#,
+            "argument 'config.Env[0]' \"JUSTNAME\" is not of the form NAME=value",
+        ),
+        (r#"{ tag = "x"; }"#, "argument 'name' is required"),
+    ] {
+        for function in ["streamLayeredImage", "buildLayeredImage"] {
+            let stderr = nix.eval_error(&expr(&format!("(s.{function} {args}).drvPath")));
+            assert!(stderr.contains(message), "{function} {args}: expected {message:?} in\n{stderr}");
+        }
+    }
+    let stderr = nix.eval_error(&expr(r#"(s.buildLayeredImage { name = "a"; compressor = "xz"; }).drvPath"#));
+    assert!(stderr.contains("stowage.buildLayeredImage: argument 'compressor' is \"xz\""), "{stderr}");
+}

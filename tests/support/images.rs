@@ -1,0 +1,104 @@
+//! Checking images with independent tools: skopeo (reads every layer, checks diff_ids) and
+//! podman (loads into a fresh store, runs with runc), each in a fresh temporary store.
+
+use super::run_ok;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `skopeo copy docker-archive:ARCHIVE[:@index] oci:…` into a fresh layout, then the config
+/// skopeo reads back from it.
+pub fn skopeo_config(archive: &Path, index: usize) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:img", dir.path().join("oci").display());
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("docker-archive:{}:@{index}", archive.display()),
+        &layout,
+    ]));
+    let out = run_ok(Command::new("skopeo").args(["inspect", "--config", &layout]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A podman with its own fresh store, removed when dropped.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        Podman { dir: tempfile::Builder::new().prefix("stowage-podman-").tempdir().unwrap() }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.path().join("store"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        cmd
+    }
+
+    /// Loads `archive`; returns the `name:tag`s now in the store.
+    pub fn load(&self, archive: &Path) -> Vec<String> {
+        run_ok(self.cmd().args(["load", "-q", "-i"]).arg(archive));
+        let out = run_ok(self.cmd().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+        let mut tags: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim_start_matches("localhost/").to_owned())
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    pub fn image_exists(&self, id: &str) -> bool {
+        self.cmd().args(["image", "exists", id]).status().unwrap().success()
+    }
+
+    /// Runs `image` (runc, no network, explicit limits: this host's containers need them) and
+    /// returns its stdout.
+    pub fn run(&self, image: &str) -> String {
+        let out = run_ok(self.cmd().args([
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image,
+        ]));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// The entries of a tar file: name → bytes.
+pub fn tar_files(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// A docker-archive's manifest (first image) and config.
+pub fn manifest_and_config(archive: &[u8]) -> (Value, Value) {
+    let files = tar_files(archive);
+    let get = |name: &str| &files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1;
+    let manifest: Value = serde_json::from_slice(get("manifest.json")).unwrap();
+    let config: Value = serde_json::from_slice(get(manifest[0]["Config"].as_str().unwrap())).unwrap();
+    (manifest[0].clone(), config)
+}
