@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Loads the plugin into Debian's Nix and shows what it offers, in a throw-away store under
-# build/demo (the machine's own /nix/store is left alone).
+# Loads the plugin into Debian's Nix and shows what it offers, then builds the example image
+# (examples/hello.nix) with nix-build, loads it into podman and runs it. Everything lives under
+# build/demo (its own Nix store and podman store): the machine's /nix/store is left alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 plugin=${STOWAGE_PLUGIN:-$here/target/release/libstowage.so}
@@ -32,3 +33,19 @@ for f in etc/passwd etc/group etc/nsswitch.conf; do
   step "$f"
   cat "$nss/$f"
 done
+
+step "nix-build examples/hello.nix (sandboxed)"
+image=$(command nix-build --option plugin-files "$plugin" --option sandbox true --option sandbox-paths /bin/busybox \
+  --no-out-link "$here/examples/hello.nix")
+ls -l "$image"
+podman=(podman --root "$demo/podman/store" --runroot "$demo/podman/run" --storage-driver vfs
+        --cgroup-manager cgroupfs --events-backend file)
+
+# Debian 12's podman cannot read gzip-compressed archives (Docker can): unpack on the way in.
+step "gzip -dc $image | podman load"
+gzip -dc "$image" | "${podman[@]}" load -q
+
+step "podman run localhost/stowage-demo:latest"
+# runc, no network, explicit limits: what this kind of host needs to run containers
+"${podman[@]}" --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  localhost/stowage-demo:latest
