@@ -89,3 +89,59 @@ fn pad(out: &mut impl Write, size: u64) -> Result<()> {
 fn stream_error(e: std::io::Error) -> Error {
     Error::io("(archive output)", e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::PlannedLayer;
+    use crate::layer::{LayerSource, Ownership};
+    use std::fs;
+
+    fn spec(store: &Path, path: &str) -> ImageSpec {
+        let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
+        let source = LayerSource { store_paths: vec![path.into()], synthetic: vec![] };
+        let (_, digest, size) = write_layer(&source, store, &owner, DigestWriter::new(std::io::sink())).unwrap().finish();
+        ImageSpec {
+            store_dir: store.to_string_lossy().into_owned(),
+            repo_tags: vec!["a:b".into()],
+            owner,
+            layers: vec![PlannedLayer { source, digest, size }],
+            config: json!({ "rootfs": { "diff_ids": [digest.to_string()] } }),
+        }
+    }
+
+    fn names(archive: &[u8]) -> Vec<String> {
+        let mut a = tar::Archive::new(archive);
+        a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn layers_then_config_then_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(store.join("x-a")).unwrap();
+        fs::write(store.join("x-a/f"), "data").unwrap();
+        let spec = spec(&store, &store.join("x-a").to_string_lossy());
+        let out = write_docker_archive(&spec, Vec::new(), |_, _| {}).unwrap();
+        let names = names(&out);
+        assert_eq!(names.len(), 3);
+        assert_eq!(names[0], format!("{}/layer.tar", spec.layers[0].digest.hex()));
+        assert!(names[1].ends_with(".json"));
+        assert_eq!(names[2], "manifest.json");
+    }
+
+    #[test]
+    fn a_changed_store_path_stops_the_archive_before_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(store.join("x-a")).unwrap();
+        fs::write(store.join("x-a/f"), "data").unwrap();
+        let spec = spec(&store, &store.join("x-a").to_string_lossy());
+        fs::write(store.join("x-a/f"), "DATA").unwrap(); // same size, other bytes
+        let mut out = Vec::new();
+        let err = write_docker_archive(&spec, &mut out, |_, _| {}).unwrap_err();
+        assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("manifest.json"));
+    }
+}

@@ -278,3 +278,65 @@ fn bad_arguments() {
     let stderr = nix.eval_error(&expr(r#"(s.buildLayeredImage { name = "a"; compressor = "xz"; }).drvPath"#));
     assert!(stderr.contains("stowage.buildLayeredImage: argument 'compressor' is \"xz\""), "{stderr}");
 }
+
+/// Store paths the config mentions join the image, as in dockerTools: here the shell comes
+/// only from `Cmd`.
+#[test]
+fn config_store_paths_join_the_closure() {
+    let nix = TestNix::new();
+    let archive = nix.build(&expr(
+        r#"s.buildLayeredImage { name = "cmd-only"; tag = "t"; compressor = "none";
+             config.Cmd = [ "${busybox}/bin/sh" "-c" "echo reached through the config" ]; }"#,
+    ));
+    let podman = Podman::new();
+    podman.load(&archive);
+    assert_eq!(podman.run("cmd-only:t"), "reached through the config\n");
+}
+
+#[test]
+fn contents_clash_first_wins_with_a_warning() {
+    let nix = TestNix::new();
+    let image = r#"s.buildLayeredImage { name = "clash"; tag = "t"; compressor = "none";
+        contents = [ busybox (sh "other-sh" "/bin/busybox mkdir -p $out/bin && echo x > $out/bin/sh") ]; }"#;
+    let out = run_ok(nix.cmd("nix-build").args([
+        "--no-out-link",
+        "--option",
+        "sandbox",
+        "true",
+        "--option",
+        "sandbox-paths",
+        "/bin/busybox",
+        "-E",
+        &expr(image),
+    ]));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("stowage: warning: contents clash at /bin/sh: keeping "), "{log}");
+    let archive = std::fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let (manifest, _) = manifest_and_config(&archive);
+    let last = manifest["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap().to_owned();
+    let layer = tar_files(&archive).into_iter().find(|(n, _)| *n == last).unwrap().1;
+    let mut entries = tar::Archive::new(layer.as_slice());
+    let sh = entries
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some("bin/sh"))
+        .unwrap();
+    let target = sh.link_name().unwrap().unwrap().to_string_lossy().into_owned();
+    assert!(target.ends_with("-busybox/bin/sh"), "{target}");
+}
+
+#[test]
+fn created_now_and_include_store_paths() {
+    let nix = TestNix::new();
+    let archive = std::fs::read(nix.build(&expr(
+        r#"s.buildLayeredImage { name = "now"; tag = "t"; compressor = "none"; created = "now";
+             contents = [ busybox ]; includeStorePaths = false; }"#,
+    )))
+    .unwrap();
+    let (manifest, config) = manifest_and_config(&archive);
+    let created = config["created"].as_str().unwrap();
+    assert!(created > "2020", "created = now gives the build's time: {created}");
+    // without the store paths, only the customisation layer (links into the store) remains
+    assert_eq!(manifest["Layers"].as_array().unwrap().len(), 1);
+}
