@@ -31,7 +31,7 @@ other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 HOST := $(shell PATH="$(PATH)" rustc -vV | sed -n 's/^host: //p')
 BUILDER := $(CURDIR)/target/builder/$(HOST)/release/stowage
 
-.PHONY: setup builder build test demo clean
+.PHONY: setup builder build test bench demo clean
 
 setup:
 	@scripts/setup-debian.sh
@@ -52,6 +52,10 @@ test: build
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
 		$(CARGO) test --release --locked --test plugin --test images \
 		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
+
+# Performance against baselines measured in the same run (see benches/layered.rs).
+bench: build
+	$(call with_nix,2.8) $(CARGO) bench --locked --bench layered
 
 demo: build
 	@$(call with_nix,2.8) scripts/demo.sh

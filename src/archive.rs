@@ -7,9 +7,9 @@
 //! produced and hashed in one pass, and a layer whose bytes do not match the plan stops the
 //! archive before its manifest: a reader can never load a wrong image.
 
-use crate::digest::{Digest, DigestWriter};
+use crate::digest::Digest;
 use crate::image::ImageSpec;
-use crate::layer::write_layer;
+use crate::layer::write_layer_hashed;
 use crate::{Error, Result};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -37,8 +37,7 @@ pub fn write_docker_archive<W: Write>(
         }
         write_header(&mut out, &file, layer.size, mtime)?;
         let (back, digest, size) =
-            write_layer(&layer.source, Path::new(&spec.store_dir), &spec.owner, DigestWriter::new(out))?
-                .finish();
+            write_layer_hashed(&layer.source, Path::new(&spec.store_dir), &spec.owner, out)?;
         out = back;
         if digest != layer.digest || size != layer.size {
             return Err(Error::LayerMismatch {
@@ -100,7 +99,7 @@ mod tests {
     fn spec(store: &Path, path: &str) -> ImageSpec {
         let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
         let source = LayerSource { store_paths: vec![path.into()], synthetic: vec![] };
-        let (_, digest, size) = write_layer(&source, store, &owner, DigestWriter::new(std::io::sink())).unwrap().finish();
+        let (_, digest, size) = write_layer_hashed(&source, store, &owner, std::io::sink()).unwrap();
         ImageSpec {
             store_dir: store.to_string_lossy().into_owned(),
             repo_tags: vec!["a:b".into()],

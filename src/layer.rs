@@ -7,10 +7,11 @@
 //! artefact of store optimisation on one machine (a NAR cannot hold them), so store files are
 //! always written whole: an optimised and an unoptimised store give the same layer.
 
+use crate::digest::{Digest, DigestWriter};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -94,6 +95,25 @@ pub fn write_layer<W: Write>(source: &LayerSource, store_dir: &Path, owner: &Own
         result.map_err(|e| Error::io(entry.path(), e))?;
     }
     tar.builder.into_inner().map_err(|e| Error::io("(layer)", e))
+}
+
+/// How much of a layer is hashed and written at a time.
+const HASH_BUFFER: usize = 1 << 20;
+
+/// Writes the layer tarball of `source` to `out` like [`write_layer`], and returns its digest
+/// (the layer's diff_id) and size with `out`.
+pub fn write_layer_hashed<W: Write>(
+    source: &LayerSource,
+    store_dir: &Path,
+    owner: &Ownership,
+    out: W,
+) -> Result<(W, Digest, u64)> {
+    // Large chunks through the digest: std's io::copy reads file contents straight into a
+    // BufWriter's spare room, so they are hashed and passed on a megabyte at a time.
+    let buffered = BufWriter::with_capacity(HASH_BUFFER, DigestWriter::new(out));
+    let buffered = write_layer(source, store_dir, owner, buffered)?;
+    let hashed = buffered.into_inner().map_err(|e| Error::io("(layer)", e.into_error()))?;
+    Ok(hashed.finish())
 }
 
 /// `path` without its leading `/`, as tar entries name it.

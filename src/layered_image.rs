@@ -9,11 +9,10 @@
 
 use crate::args::Args;
 use crate::contents::merge_contents;
-use crate::digest::DigestWriter;
 use crate::goarch::{Platform, CPUS};
 use crate::image::{ImageSpec, PlannedLayer};
 use crate::image_config::{image_config, normalise_runtime_config, ImageMeta};
-use crate::layer::{write_layer, LayerSource, Ownership};
+use crate::layer::{write_layer_hashed, LayerSource, Ownership};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
 use crate::{Error, Result};
@@ -304,8 +303,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     let mut layers = Vec::new();
     let mut comments = Vec::new();
     for (source, comment) in sources {
-        let (_, digest, size) =
-            write_layer(&source, store_dir, &owner, DigestWriter::new(std::io::sink()))?.finish();
+        let (_, digest, size) = write_layer_hashed(&source, store_dir, &owner, std::io::sink())?;
         layers.push(PlannedLayer { source, digest, size });
         comments.push(comment);
     }
