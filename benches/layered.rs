@@ -112,7 +112,11 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn time_shell(script: &str) -> Duration {
     let run = || {
         let start = Instant::now();
-        let out = Command::new("bash").args(["-o", "pipefail", "-c", script]).stdout(Stdio::null()).output().unwrap();
+        let out = Command::new("bash")
+            .args(["-o", "pipefail", "-c", script])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
         start.elapsed()
     };
@@ -153,10 +157,7 @@ fn main() {
     eprintln!("bench: build (plan + digests)");
     let stream = work.path().join("stream");
     let attrs_file = attrs(work.path(), &store, &closure, &stream);
-    let build = time_shell(&format!(
-        "NIX_ATTRS_JSON_FILE={} {stowage} build-stream",
-        attrs_file.display()
-    ));
+    let build = time_shell(&format!("NIX_ATTRS_JSON_FILE={} {stowage} build-stream", attrs_file.display()));
     let tar_sha =
         time_shell(&format!("tar -C / -cf - -T {} | openssl dgst -sha256 >/dev/null", list.display()));
 

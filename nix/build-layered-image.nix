@@ -1,8 +1,8 @@
 # buildLayeredImage: a derivation whose output is the image archive (docker-archive), plain or
 # compressed; its `stream` attribute is the matching streamLayeredImage.
 {
-  # the plugin's primitives
-  prims,
+  # derivations built by the stowage executable (./stowage.nix)
+  stowageDerivation,
   # ./stream-layered-image.nix, applied
   streamLayeredImage,
 }:
@@ -18,16 +18,9 @@ let
   stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
   extension = { none = "tar"; gz = "tar.gz"; zstd = "tar.zst"; }.${compressor} or (throw
     "stowage.buildLayeredImage: argument 'compressor' is ${builtins.toJSON compressor}; it must be \"none\", \"gz\" or \"zstd\"");
-  archive = derivation {
+  archive = stowageDerivation "build-archive" {
     name = "${baseNameOf stream.imageName}.${extension}";
-    system = prims.system;
-    builder = "${prims.builder null}/bin/stowage";
-    args = [ "build-archive" ];
-    __structuredAttrs = true;
-    stream = stream;
-    inherit compressor;
-    preferLocalBuild = true;
-    allowSubstitutes = false;
+    inherit stream compressor;
   };
 in
 archive

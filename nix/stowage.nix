@@ -4,8 +4,17 @@
 # Rust core's.
 prims:
 let
-  streamLayeredImage = import ./stream-layered-image.nix { inherit prims; };
-  buildLayeredImage = import ./build-layered-image.nix { inherit prims streamLayeredImage; };
+  # a derivation built by `stowage <subcommand>`, from its structured attributes
+  stowageDerivation = subcommand: attrs: derivation ({
+    system = prims.system;
+    builder = "${prims.builder null}/bin/stowage";
+    args = [ subcommand ];
+    __structuredAttrs = true;
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  } // attrs);
+  streamLayeredImage = import ./stream-layered-image.nix { inherit prims stowageDerivation; };
+  buildLayeredImage = import ./build-layered-image.nix { inherit stowageDerivation streamLayeredImage; };
 in
 {
   inherit (prims) version goarch fakeNss;

@@ -1,8 +1,10 @@
 # streamLayeredImage: a derivation whose output is an executable that writes a docker-archive
 # to stdout (for `docker load`, `podman load`, `skopeo copy docker-archive:/dev/stdin …`).
 {
-  # the plugin's primitives: argument checks, the builder, the evaluating system
+  # the plugin's primitives: argument checks, store paths a value refers to
   prims,
+  # derivations built by the stowage executable (./stowage.nix)
+  stowageDerivation,
 }:
 {
   # store paths merged into the image root (as symlinks), their closures in the store layers
@@ -19,18 +21,12 @@
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
   image = prims.layeredImageArgs (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
-  stream = derivation {
+  stream = stowageDerivation "build-stream" {
     name = "stream-${image.baseName}";
-    system = prims.system;
-    builder = "${prims.builder null}/bin/stowage";
-    args = [ "build-stream" ];
-    __structuredAttrs = true;
     inherit image config;
     contents = contentsList;
     storeDir = builtins.storeDir;
     exportReferencesGraph.closure = contentsList ++ prims.referencedPaths config;
-    preferLocalBuild = true;
-    allowSubstitutes = false;
   };
 in
 stream

@@ -206,17 +206,7 @@ fn fake_nss_context_makes_it_a_build_input() {
       }"#;
     // In the sandbox only declared inputs are visible: the build succeeds only if the string's
     // context made the fakeNss path one.
-    let out = run_ok(nix.cmd("nix-build").args([
-        "--no-out-link",
-        "--option",
-        "sandbox",
-        "true",
-        "--option",
-        "sandbox-paths",
-        "/bin/busybox",
-        "-E",
-        expr,
-    ]));
+    let out = nix.build_output(expr);
     let result = String::from_utf8(out.stdout).unwrap();
     assert_eq!(std::fs::read_to_string(result.trim()).unwrap(), "root:x:0:\napp:x:1000:\nnobody:x:65534:\n");
 

@@ -132,18 +132,13 @@ impl TestNix {
     /// Builds `expr` with `nix-build` in the sandbox (which sees `/bin/busybox` for test
     /// derivations) and returns the output path.
     pub fn build(&self, expr: &str) -> PathBuf {
-        let out = run_ok(self.cmd("nix-build").args([
-            "--no-out-link",
-            "--option",
-            "sandbox",
-            "true",
-            "--option",
-            "sandbox-paths",
-            "/bin/busybox",
-            "-E",
-            expr,
-        ]));
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        PathBuf::from(String::from_utf8(self.build_output(expr).stdout).unwrap().trim())
+    }
+
+    /// Like [`TestNix::build`], returning what nix-build printed (the build log on stderr).
+    pub fn build_output(&self, expr: &str) -> Output {
+        let sandbox = ["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"];
+        run_ok(self.cmd("nix-build").arg("--no-out-link").args(sandbox).args(["-E", expr]))
     }
 
     /// Evaluates `expr`, which must fail, and returns the error output.
