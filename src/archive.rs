@@ -5,21 +5,27 @@
 //! whose digest is the image ID) and `manifest.json` last. Layer sizes and digests are known
 //! from the plan, so every outer header is written before its layer is generated, each layer is
 //! produced and hashed in one pass, and a layer whose bytes do not match the plan stops the
-//! archive before its manifest: a reader can never load a wrong image.
+//! archive before its config and manifest: a reader can never load a wrong image.
 
 use crate::digest::Digest;
-use crate::image::ImageSpec;
-use crate::layer::write_layer_hashed;
+use crate::image::{ImageSpec, PlannedLayer};
+use crate::layer::write_layer;
 use crate::{Error, Result};
 use serde_json::json;
-use std::collections::BTreeSet;
-use std::io::Write;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 /// Tar's block size: headers and the padding after every entry's data.
 const BLOCK: u64 = 512;
 
 /// Writes the docker-archive of `spec` to `out`. `progress` hears about every layer written.
+///
+/// Hashing bounds the speed of a single stream, so each layer is hashed on a thread of its own
+/// while the next is read and written: up to [`HASHERS`] layers are in flight, and every digest
+/// is checked before the config and manifest are written.
 pub fn write_docker_archive<W: Write>(
     spec: &ImageSpec,
     mut out: W,
@@ -28,29 +34,36 @@ pub fn write_docker_archive<W: Write>(
     let mtime = spec.owner.mtime;
     let mut written = BTreeSet::new();
     let mut layer_files = Vec::new();
-    for (index, layer) in spec.layers.iter().enumerate() {
-        let file = format!("{}/layer.tar", layer.digest.hex());
-        layer_files.push(file.clone());
-        // A layer identical to an earlier one is stored once; the manifest lists it twice.
-        if !written.insert(layer.digest) {
-            continue;
-        }
-        write_header(&mut out, &file, layer.size, mtime)?;
-        let (back, digest, size) =
-            write_layer_hashed(&layer.source, Path::new(&spec.store_dir), &spec.owner, out)?;
-        out = back;
-        if digest != layer.digest || size != layer.size {
-            return Err(Error::LayerMismatch {
-                index,
-                expected: layer.digest,
-                found: digest,
-                expected_size: layer.size,
-                found_size: size,
+    std::thread::scope(|scope| -> Result<()> {
+        let mut hashing = VecDeque::new();
+        for (index, layer) in spec.layers.iter().enumerate() {
+            let file = format!("{}/layer.tar", layer.digest.hex());
+            layer_files.push(file.clone());
+            // A layer identical to an earlier one is stored once; the manifest lists it twice.
+            if !written.insert(layer.digest) {
+                continue;
+            }
+            write_header(&mut out, &file, layer.size, mtime)?;
+            let (chunks, hashed) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+            let hasher = scope.spawn(move || {
+                let mut hasher = Sha256::new();
+                hashed.into_iter().for_each(|chunk| hasher.update(&chunk));
+                Digest(hasher.finalize().into())
             });
+            let tee = BufWriter::with_capacity(CHUNK, Tee { out: &mut out, chunks, written: 0 });
+            let tee = write_layer(&layer.source, Path::new(&spec.store_dir), &spec.owner, tee)?;
+            let size = tee.into_inner().map_err(|e| stream_error(e.into_error()))?.written;
+            if size != layer.size {
+                return Err(mismatch(index, layer, None, size));
+            }
+            pad(&mut out, size)?;
+            hashing.push_back((index, layer, hasher));
+            while hashing.len() >= HASHERS {
+                check(hashing.pop_front().unwrap(), &mut progress)?;
+            }
         }
-        pad(&mut out, size)?;
-        progress(index, &digest);
-    }
+        hashing.into_iter().try_for_each(|pending| check(pending, &mut progress))
+    })?;
     let config = serde_json::to_vec(&spec.config).expect("a JSON value serialises");
     let config_file = format!("{}.json", Digest::of(&config).hex());
     write_file(&mut out, &config_file, &config, mtime)?;
@@ -59,6 +72,53 @@ pub fn write_docker_archive<W: Write>(
     out.write_all(&[0; 2 * BLOCK as usize]).map_err(stream_error)?;
     out.flush().map_err(stream_error)?;
     Ok(out)
+}
+
+/// Layers hashed at once: one per core of the machines this runs on, give or take.
+const HASHERS: usize = 2;
+
+/// How much of a layer is written and handed to its hasher at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Chunks waiting for a layer's hasher before the writer waits for it.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Passes a layer on to the archive and, chunk by chunk, to the layer's hasher.
+struct Tee<'a, W> {
+    out: &'a mut W,
+    chunks: mpsc::SyncSender<Vec<u8>>,
+    written: u64,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write_all(buf)?;
+        self.written += buf.len() as u64;
+        // The hasher only stops early if it panicked; the join below reports that.
+        let _ = self.chunks.send(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+type Hashing<'scope, 'a> = (usize, &'a PlannedLayer, std::thread::ScopedJoinHandle<'scope, Digest>);
+
+/// Waits for a layer's digest and compares it with the plan.
+fn check(pending: Hashing<'_, '_>, progress: &mut impl FnMut(usize, &Digest)) -> Result<()> {
+    let (index, layer, hasher) = pending;
+    let digest = hasher.join().expect("hashing does not panic");
+    if digest != layer.digest {
+        return Err(mismatch(index, layer, Some(digest), layer.size));
+    }
+    progress(index, &digest);
+    Ok(())
+}
+
+fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
+    Error::LayerMismatch { index, expected: layer.digest, found, expected_size: layer.size, found_size }
 }
 
 fn write_header(out: &mut impl Write, name: &str, size: u64, mtime: u64) -> Result<()> {
@@ -93,7 +153,7 @@ fn stream_error(e: std::io::Error) -> Error {
 mod tests {
     use super::*;
     use crate::image::PlannedLayer;
-    use crate::layer::{LayerSource, Ownership};
+    use crate::layer::{write_layer_hashed, LayerSource, Ownership};
     use std::fs;
 
     fn spec(store: &Path, path: &str) -> ImageSpec {

@@ -57,14 +57,14 @@ pub enum Error {
         store_dir: PathBuf,
     },
     /// A layer's bytes differ from what the plan recorded (the store changed since the build).
-    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {found} ({found_size} bytes); the store paths changed since the image was built")]
+    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {} ({found_size} bytes); the store paths changed since the image was built", .found.map_or("other bytes".to_string(), |d| d.to_string()))]
     LayerMismatch {
         /// Position of the layer, bottom first.
         index: usize,
         /// The planned digest.
         expected: crate::digest::Digest,
-        /// The digest of what was produced.
-        found: crate::digest::Digest,
+        /// The digest of what was produced (unknown when the size already differed).
+        found: Option<crate::digest::Digest>,
         /// The planned size.
         expected_size: u64,
         /// The size produced.
