@@ -4,10 +4,12 @@
 # Rust core's.
 prims:
 let
+  # the image builder, added to the store once per evaluation, when an image first needs it
+  builder = "${prims.builder null}/bin/stowage";
   # a derivation built by `stowage <subcommand>`, from its structured attributes
   stowageDerivation = subcommand: attrs: derivation ({
     system = prims.system;
-    builder = "${prims.builder null}/bin/stowage";
+    inherit builder;
     args = [ subcommand ];
     __structuredAttrs = true;
     preferLocalBuild = true;
