@@ -68,11 +68,13 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
 // the untouched contents and config to the derivation, so their context is kept there).
 void primLayeredImageArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
-    expectType(state, pos, *args[0], nAttrs, "streamLayeredImage");
+    std::string function(compat::forceStringNoCtx(state, *args[0], pos));
+    expectType(state, pos, *args[1], nAttrs, function.c_str());
     compat::Context context;
-    auto json = compat::toJSON(state, pos, *args[0], context);
+    auto json = compat::toJSON(state, pos, *args[1], context);
     std::string system = settings.thisSystem.get();
-    auto checked = callRust(state, pos, [&] { return ffi::layered_image_args(json, system, state.store->storeDir); });
+    auto checked = callRust(
+        state, pos, [&] { return ffi::layered_image_args(function, json, system, state.store->storeDir); });
     parseJSON(state, std::string_view(checked.data(), checked.size()), v);
 }
 
@@ -123,7 +125,8 @@ void primStowage(EvalState & state, compat::PosArg pos, Value **, Value & v)
             "`extraGroupLines`), etc/nsswitch.conf and an empty var/empty, written from the evaluator.",
             primFakeNss));
     prims.insert(state.symbols.create("layeredImageArgs"),
-        &primOpValue(state, "layeredImageArgs", {"args"}, "Checks a layered image's arguments.", primLayeredImageArgs));
+        &primOpValue(state, "layeredImageArgs", {"function", "args"}, "Checks a layered image's arguments.",
+            primLayeredImageArgs));
     prims.insert(state.symbols.create("builder"),
         &primOpValue(state, "builder", {"ignored"}, "The store path of the image builder.", primBuilder));
     prims.insert(state.symbols.create("referencedPaths"),

@@ -3,7 +3,7 @@
 {
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
-  # ./stream-layered-image.nix, applied
+  # ./stream-layered-image.nix, applied (its errors name buildLayeredImage)
   streamLayeredImage,
 }:
 {

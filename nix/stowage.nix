@@ -15,8 +15,13 @@ let
     preferLocalBuild = true;
     allowSubstitutes = false;
   } // attrs);
-  streamLayeredImage = import ./stream-layered-image.nix { inherit prims stowageDerivation; };
-  buildLayeredImage = import ./build-layered-image.nix { inherit stowageDerivation streamLayeredImage; };
+  # the stream derivation, for the public function named (which errors name)
+  layeredStream = import ./stream-layered-image.nix { inherit prims stowageDerivation; };
+  streamLayeredImage = layeredStream "streamLayeredImage";
+  buildLayeredImage = import ./build-layered-image.nix {
+    inherit stowageDerivation;
+    streamLayeredImage = layeredStream "buildLayeredImage";
+  };
 in
 {
   inherit (prims) version goarch fakeNss;

@@ -6,6 +6,8 @@
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
 }:
+# the public function this serves, for error messages
+function:
 {
   # store paths merged into the image root (as symlinks), their closures in the store layers
   contents ? [ ],
@@ -20,7 +22,7 @@
 }@args:
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
-  image = prims.layeredImageArgs (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
+  image = prims.layeredImageArgs function (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
   stream = stowageDerivation "build-stream" {
     name = "stream-${image.baseName}";
     inherit image config;

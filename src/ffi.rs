@@ -27,8 +27,13 @@ mod bridge {
         fn goarch(system: &str) -> Result<GoPlatform>;
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
-        /// The checked arguments of a layered image, as JSON.
-        fn layered_image_args(args_json: &str, system: &str, store_dir: &str) -> Result<String>;
+        /// The checked arguments of a layered image (for `function`), as JSON.
+        fn layered_image_args(
+            function: &str,
+            args_json: &str,
+            system: &str,
+            store_dir: &str,
+        ) -> Result<String>;
         /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
         fn builder_nar() -> Result<Vec<u8>>;
         /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
@@ -83,8 +88,13 @@ fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-fn layered_image_args(args_json: &str, system: &str, store_dir: &str) -> Result<String, String> {
-    entry("streamLayeredImage", || {
+fn layered_image_args(
+    function: &str,
+    args_json: &str,
+    system: &str,
+    store_dir: &str,
+) -> Result<String, String> {
+    entry(function, || {
         let args = ImageArgs::from_nix(args_json, system, store_dir)?;
         Ok(serde_json::to_string(&args).expect("arguments serialise"))
     })

@@ -252,7 +252,7 @@ fn bad_arguments() {
     for (args, message) in [
         (
             r#"{ name = "a b"; }"#,
-            "stowage.streamLayeredImage: argument 'name' \"a b\" is not a valid image name",
+            "argument 'name' \"a b\" is not a valid image name",
         ),
         (r#"{ name = "a"; tag = ":x"; }"#, "argument 'tag' \":x\" is not a valid image tag"),
         (r#"{ name = "a"; maxLayers = 1; }"#, "argument 'maxLayers' is 1; it must be from 2"),
@@ -283,7 +283,8 @@ fn bad_arguments() {
     ] {
         for function in ["streamLayeredImage", "buildLayeredImage"] {
             let stderr = nix.eval_error(&expr(&format!("(s.{function} {args}).drvPath")));
-            assert!(stderr.contains(message), "{function} {args}: expected {message:?} in\n{stderr}");
+            let message = format!("stowage.{function}: {message}");
+            assert!(stderr.contains(&message), "{function} {args}: expected {message:?} in\n{stderr}");
         }
     }
     let stderr = nix.eval_error(&expr(r#"(s.buildLayeredImage { name = "a"; compressor = "xz"; }).drvPath"#));
@@ -340,4 +341,37 @@ fn created_now_and_include_store_paths() {
     assert!(created > "2020", "created = now gives the build's time: {created}");
     // without the store paths, only the customisation layer (links into the store) remains
     assert_eq!(manifest["Layers"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn passthru_and_meta_reach_the_result() {
+    let nix = TestNix::new();
+    for function in ["streamLayeredImage", "buildLayeredImage"] {
+        let got = nix.eval_json(&expr(&format!(
+            r#"let i = s.{function} {{ name = "a"; passthru.extra = 42; meta.description = "an image"; }};
+               in [ i.extra i.passthru.extra i.meta.description i.imageName ]"#
+        )));
+        assert_eq!(got, json!([42, 42, "an image", "a"]), "{function}");
+    }
+}
+
+/// A stream whose store changed under it (here: a plan whose recorded digest is wrong) fails
+/// loudly and never writes a manifest, so no consumer can load the image.
+#[test]
+fn a_stream_that_does_not_match_its_plan_stops_before_the_manifest() {
+    let nix = TestNix::new();
+    let stream =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "app"; tag = "t"; contents = [ busybox ]; }"#));
+    let script = std::fs::read_to_string(&stream).unwrap();
+    let (shebang, plan) = script.split_once('\n').unwrap();
+    let mut plan: Value = serde_json::from_str(plan).unwrap();
+    plan["layers"][0]["digest"] = json!(format!("sha256:{}", "0".repeat(64)));
+    let tampered = nix.root().join("tampered");
+    std::fs::write(&tampered, format!("{shebang}\n{plan}\n")).unwrap();
+    let builder = shebang.trim_start_matches("#!").split(' ').next().unwrap();
+    let out = std::process::Command::new(builder).arg("stream").arg(&tampered).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stowage: layer 0 does not match its plan: expected sha256:0000"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("manifest.json"));
 }
