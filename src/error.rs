@@ -70,6 +70,14 @@ pub enum Error {
         /// The size produced.
         found_size: u64,
     },
+    /// An image archive that cannot be used, and why.
+    #[error("image archive {}: {problem}", .path.display())]
+    BadImage {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -12,6 +12,8 @@
 //!   image names and tags; [`goarch`] maps Nix systems to GOARCH names.
 //! - [`image`] is a planned image, [`archive`] writes it as a docker-archive, verifying every
 //!   layer's [`digest`] on the way.
+//! - [`base_image`] reads existing image archives (for `fromImage` and `mergeImages`, which
+//!   are not wired up yet).
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
@@ -22,6 +24,7 @@
 
 pub mod archive;
 pub mod args;
+pub mod base_image;
 pub mod contents;
 pub mod digest;
 pub mod error;

@@ -250,10 +250,7 @@ fn max_layers_is_respected() {
 fn bad_arguments() {
     let nix = TestNix::new();
     for (args, message) in [
-        (
-            r#"{ name = "a b"; }"#,
-            "argument 'name' \"a b\" is not a valid image name",
-        ),
+        (r#"{ name = "a b"; }"#, "argument 'name' \"a b\" is not a valid image name"),
         (r#"{ name = "a"; tag = ":x"; }"#, "argument 'tag' \":x\" is not a valid image tag"),
         (r#"{ name = "a"; maxLayers = 1; }"#, "argument 'maxLayers' is 1; it must be from 2"),
         (r#"{ name = "a"; maxLayers = 126; }"#, "argument 'maxLayers' is 126"),
