@@ -91,9 +91,7 @@ impl Error {
     pub fn argument(arg: impl fmt::Display, problem: impl Into<String>) -> Self {
         Error::Argument { arg: arg.to_string(), problem: problem.into() }
     }
-}
 
-impl Error {
     /// An [`Error::Io`] about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }

@@ -31,7 +31,7 @@ pub struct Ownership {
 }
 
 /// An entry that is not read from the store: the customisation layer's directories and links.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Synthetic {
     /// A directory (mode 0755), relative to the image root.

@@ -176,27 +176,21 @@ fn platform_of(arch: &str) -> Result<Platform> {
     }
 }
 
-fn check_time(arg: &str, value: &str) -> Result<()> {
+/// `value` (RFC 3339, not before 1970, or `now`) of argument `arg`, as RFC 3339 and as seconds
+/// since the epoch. Evaluation checks with it; the build resolves `now` with it.
+fn resolve_time(arg: &str, value: &str, now: OffsetDateTime) -> Result<(String, u64)> {
     if value == "now" {
-        return Ok(());
+        return Ok((now.format(&Rfc3339).expect("formats"), now.unix_timestamp().max(0) as u64));
     }
     let time = OffsetDateTime::parse(value, &Rfc3339)
         .map_err(|e| Error::argument(arg, format!("{value:?} is not an RFC 3339 time or \"now\": {e}")))?;
-    if time.unix_timestamp() < 0 {
-        return Err(Error::argument(arg, format!("{value:?} is before 1970")));
-    }
-    Ok(())
+    let seconds = u64::try_from(time.unix_timestamp())
+        .map_err(|_| Error::argument(arg, format!("{value:?} is before 1970")))?;
+    Ok((value.to_owned(), seconds))
 }
 
-/// `value` (RFC 3339 or `now`) as RFC 3339 and as seconds since the epoch.
-fn resolve_time(value: &str, now: OffsetDateTime) -> Result<(String, u64)> {
-    let time = if value == "now" {
-        now
-    } else {
-        OffsetDateTime::parse(value, &Rfc3339).map_err(|e| Error::argument("created", e.to_string()))?
-    };
-    let text = if value == "now" { time.format(&Rfc3339).expect("formats") } else { value.to_owned() };
-    Ok((text, time.unix_timestamp().max(0) as u64))
+fn check_time(arg: &str, value: &str) -> Result<()> {
+    resolve_time(arg, value, OffsetDateTime::UNIX_EPOCH).map(drop)
 }
 
 /// What the build gets: Nix's structured attributes.
@@ -260,8 +254,8 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
             .ok_or_else(|| Error::argument("outputs.out", "is not a store path"))?
             .to_owned(),
     };
-    let (created, _) = resolve_time(&image.created, now)?;
-    let (_, mtime) = resolve_time(&image.mtime, now)?;
+    let (created, _) = resolve_time("created", &image.created, now)?;
+    let (_, mtime) = resolve_time("mtime", &image.mtime, now)?;
     let owner = Ownership {
         uid: image.uid,
         gid: image.gid,
