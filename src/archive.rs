@@ -1,48 +1,53 @@
 //! docker-archive writing: what `docker save` produces and `docker load`, `podman load` and
 //! `skopeo copy docker-archive:…` read.
 //!
-//! Layers come first, each as `<diff_id hex>/layer.tar`, then the config (`<its sha256>.json`,
-//! whose digest is the image ID) and `manifest.json` last. Layer sizes and digests are known
-//! from the plan, so every outer header is written before its layer is generated, each layer is
-//! produced and hashed in one pass, and a layer whose bytes do not match the plan stops the
-//! archive before its config and manifest: a reader can never load a wrong image.
+//! Layers come first, each as `<diff_id hex>/layer.tar` and each once however many images use
+//! it, then the configs (`<sha256>.json`, whose digest is the image ID) and `manifest.json`
+//! last, one entry per image. Layer sizes and digests are known from the plan, so every outer
+//! header is written before its layer is produced, each layer is produced and hashed in one
+//! pass, and a layer whose bytes do not match the plan stops the archive before the configs and
+//! manifest: a reader can never load a wrong image.
 
 use crate::digest::Digest;
-use crate::image::{ImageSpec, PlannedLayer};
+use crate::image::{LayerSource, Plan, PlannedLayer};
+use crate::image_reader::{ArchiveLayer, ArchiveReader};
 use crate::layer::write_layer;
 use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, VecDeque};
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::{self, BufWriter, Read, Write};
 use std::sync::mpsc;
 
 /// Tar's block size: headers and the padding after every entry's data.
 const BLOCK: u64 = 512;
 
-/// Writes the docker-archive of `spec` to `out`. `progress` hears about every layer written.
+/// Writes the docker-archive of `plan` to `out`. `progress` hears about every layer written
+/// (its position among the layers written, their number, its digest).
 ///
 /// Hashing bounds the speed of a single stream, so each layer is hashed on a thread of its own
 /// while the next is read and written: up to [`HASHERS`] layers are in flight, and every digest
-/// is checked before the config and manifest are written.
+/// is checked before the configs and manifest are written.
 pub fn write_docker_archive<W: Write>(
-    spec: &ImageSpec,
+    plan: &Plan,
     mut out: W,
-    mut progress: impl FnMut(usize, &Digest),
+    mut progress: impl FnMut(usize, usize, &Digest),
 ) -> Result<W> {
-    let mtime = spec.owner.mtime;
-    let mut written = BTreeSet::new();
-    let mut layer_files = Vec::new();
+    let mtime = plan.mtime;
+    // A layer used more than once (by several images, or twice in one) is stored once.
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&PlannedLayer> = plan
+        .images
+        .iter()
+        .flat_map(|image| &image.layers)
+        .filter(|layer| seen.insert(layer.digest))
+        .collect();
+    let mut progress = |index: usize, digest: &Digest| progress(index, unique.len(), digest);
+    let mut archives = ArchiveReader::default();
     std::thread::scope(|scope| -> Result<()> {
         let mut hashing = VecDeque::new();
-        for (index, layer) in spec.layers.iter().enumerate() {
-            let file = format!("{}/layer.tar", layer.digest.hex());
-            layer_files.push(file.clone());
-            // A layer identical to an earlier one is stored once; the manifest lists it twice.
-            if !written.insert(layer.digest) {
-                continue;
-            }
+        for (index, &layer) in unique.iter().enumerate() {
+            let file = layer_file(layer);
             write_header(&mut out, &file, layer.size, mtime)?;
             let (chunks, hashed) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
             let hasher = scope.spawn(move || {
@@ -51,7 +56,14 @@ pub fn write_docker_archive<W: Write>(
                 Digest(hasher.finalize().into())
             });
             let tee = BufWriter::with_capacity(CHUNK, Tee { out: &mut out, chunks, written: 0 });
-            let tee = write_layer(&layer.source, Path::new(&spec.store_dir), &spec.owner, tee)?;
+            let tee = match &layer.source {
+                LayerSource::Store(source) => write_layer(source, tee)?,
+                LayerSource::Archive(source) => {
+                    // One byte more than planned is enough to tell that the layer changed.
+                    let bytes = archives.layer(source)?.take(layer.size + 1);
+                    copy_archive_layer(source, bytes, tee)?
+                }
+            };
             let size = tee.into_inner().map_err(|e| stream_error(e.into_error()))?.written;
             if size != layer.size {
                 return Err(mismatch(index, layer, None, size));
@@ -64,14 +76,37 @@ pub fn write_docker_archive<W: Write>(
         }
         hashing.into_iter().try_for_each(|pending| check(pending, &mut progress))
     })?;
-    let config = serde_json::to_vec(&spec.config).expect("a JSON value serialises");
-    let config_file = format!("{}.json", Digest::of(&config).hex());
-    write_file(&mut out, &config_file, &config, mtime)?;
-    let manifest = json!([{ "Config": config_file, "RepoTags": spec.repo_tags, "Layers": layer_files }]);
-    write_file(&mut out, "manifest.json", manifest.to_string().as_bytes(), mtime)?;
+    let mut configs_written = BTreeSet::new();
+    let mut manifest = Vec::new();
+    for image in &plan.images {
+        let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
+        if configs_written.insert(config_file.clone()) {
+            write_file(&mut out, &config_file, image.config.as_bytes(), mtime)?;
+        }
+        let layers: Vec<String> = image.layers.iter().map(layer_file).collect();
+        manifest.push(json!({ "Config": config_file, "RepoTags": image.repo_tags, "Layers": layers }));
+    }
+    write_file(&mut out, "manifest.json", serde_json::Value::from(manifest).to_string().as_bytes(), mtime)?;
     out.write_all(&[0; 2 * BLOCK as usize]).map_err(stream_error)?;
     out.flush().map_err(stream_error)?;
     Ok(out)
+}
+
+/// Copies a layer out of an archive; errors say whether reading or writing failed.
+fn copy_archive_layer<W: Write>(source: &ArchiveLayer, mut from: impl Read, mut to: W) -> Result<W> {
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) => return Ok(to),
+            Ok(n) => to.write_all(&buffer[..n]).map_err(stream_error)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(source.error(e)),
+        }
+    }
+}
+
+fn layer_file(layer: &PlannedLayer) -> String {
+    format!("{}/layer.tar", layer.digest.hex())
 }
 
 /// Layers hashed at once: one per core of the machines this runs on, give or take.
@@ -150,23 +185,30 @@ fn stream_error(e: std::io::Error) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::image::PlannedLayer;
-    use crate::layer::{write_layer_hashed, LayerSource, Ownership};
+    use crate::image::ImageSpec;
+    use crate::layer::{write_layer_hashed, Ownership, StoreLayer};
     use std::fs;
+    use std::path::Path;
 
-    fn spec(store: &Path, path: &str) -> ImageSpec {
+    /// A plan of one image, `tag`, whose one layer holds `path`.
+    pub(crate) fn plan(store: &Path, path: &str, tag: &str) -> Plan {
         let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
-        let source = LayerSource { store_paths: vec![path.into()], synthetic: vec![] };
-        let (_, digest, size) = write_layer_hashed(&source, store, &owner, std::io::sink()).unwrap();
-        ImageSpec {
+        let source = StoreLayer {
             store_dir: store.to_string_lossy().into_owned(),
-            repo_tags: vec!["a:b".into()],
             owner,
-            layers: vec![PlannedLayer { source, digest, size }],
-            config: json!({ "rootfs": { "diff_ids": [digest.to_string()] } }),
-        }
+            store_paths: vec![path.into()],
+            synthetic: vec![],
+        };
+        let (_, digest, size) = write_layer_hashed(&source, std::io::sink()).unwrap();
+        let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });
+        let image = ImageSpec {
+            repo_tags: vec![tag.into()],
+            layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
+            config: config.to_string(),
+        };
+        Plan { mtime: 1, images: vec![image] }
     }
 
     fn names(archive: &[u8]) -> Vec<String> {
@@ -180,11 +222,11 @@ mod tests {
         let store = dir.path().join("store");
         fs::create_dir_all(store.join("x-a")).unwrap();
         fs::write(store.join("x-a/f"), "data").unwrap();
-        let spec = spec(&store, &store.join("x-a").to_string_lossy());
-        let out = write_docker_archive(&spec, Vec::new(), |_, _| {}).unwrap();
+        let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
+        let out = write_docker_archive(&plan, Vec::new(), |_, _, _| {}).unwrap();
         let names = names(&out);
         assert_eq!(names.len(), 3);
-        assert_eq!(names[0], format!("{}/layer.tar", spec.layers[0].digest.hex()));
+        assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].digest.hex()));
         assert!(names[1].ends_with(".json"));
         assert_eq!(names[2], "manifest.json");
     }
@@ -195,10 +237,10 @@ mod tests {
         let store = dir.path().join("store");
         fs::create_dir_all(store.join("x-a")).unwrap();
         fs::write(store.join("x-a/f"), "data").unwrap();
-        let spec = spec(&store, &store.join("x-a").to_string_lossy());
+        let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         fs::write(store.join("x-a/f"), "DATA").unwrap(); // same size, other bytes
         let mut out = Vec::new();
-        let err = write_docker_archive(&spec, &mut out, |_, _| {}).unwrap_err();
+        let err = write_docker_archive(&plan, &mut out, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         let text = String::from_utf8_lossy(&out);
         assert!(!text.contains("manifest.json"));

@@ -1,32 +1,88 @@
-//! A fully planned image: everything the streamer needs to write it, with every layer's digest
-//! and size already known. The builder writes it once; streaming replays it.
+//! A plan: one or more fully planned images, with everything the streamer needs to write them —
+//! every layer's source, digest and size, every config's exact bytes. The builder writes it
+//! once (as a stream script: a `#!` line running `stowage stream`, then the plan as JSON);
+//! streaming replays it.
 
 use crate::digest::Digest;
-use crate::layer::{LayerSource, Ownership};
+use crate::image_reader::ArchiveLayer;
+use crate::layer::StoreLayer;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
-/// A planned image.
+/// The argument after the builder's path on a stream script's first line.
+pub const STREAM_SUBCOMMAND: &str = "stream";
+
+/// What a stream writes: one docker-archive holding these images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageSpec {
-    /// The store root the layers' paths live under.
-    pub store_dir: String,
-    /// `name:tag` references the image is loaded under.
-    pub repo_tags: Vec<String>,
-    /// Owner and mtime of every layer entry.
-    pub owner: Ownership,
-    /// The layers, bottom first.
-    pub layers: Vec<PlannedLayer>,
-    /// The image config, `rootfs.diff_ids` included.
-    pub config: serde_json::Value,
+pub struct Plan {
+    /// Modification time of the archive's own entries (layer files, configs, manifest).
+    pub mtime: u64,
+    /// The images, in manifest order.
+    pub images: Vec<ImageSpec>,
 }
 
-/// One layer: what it holds and what its tarball must hash to.
+/// One planned image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// `name:tag` references the image is loaded under.
+    pub repo_tags: Vec<String>,
+    /// The layers, bottom first.
+    pub layers: Vec<PlannedLayer>,
+    /// The image config, exactly as written: its sha256 is the image ID, so a config read from
+    /// another archive is kept byte for byte.
+    pub config: String,
+}
+
+/// One layer: where its bytes come from and what they must hash to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedLayer {
-    /// What the layer holds.
+    /// Where the layer's bytes come from.
     pub source: LayerSource,
     /// sha256 of the uncompressed layer tarball (its diff_id).
     pub digest: Digest,
     /// Size of the uncompressed layer tarball.
     pub size: u64,
+}
+
+/// Where a layer's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LayerSource {
+    /// Generated from store paths and synthetic entries.
+    Store(StoreLayer),
+    /// Copied from an existing image archive (a base image, or an image being merged).
+    Archive(ArchiveLayer),
+}
+
+impl Plan {
+    /// The stream script for this plan, run by the builder at `builder`.
+    pub fn to_script(&self, builder: &Path) -> String {
+        let plan = serde_json::to_string(self).expect("a plan serialises");
+        format!("#!{} {STREAM_SUBCOMMAND}\n{plan}\n", builder.display())
+    }
+
+    /// The plan in `text` (a stream script, or the plan's JSON alone), or `None` if `text` is
+    /// not a stream script or plan.
+    pub fn parse(text: &str) -> Option<std::result::Result<Plan, serde_json::Error>> {
+        let json = match text.strip_prefix("#!") {
+            Some(script) => {
+                let (shebang, rest) = script.split_once('\n')?;
+                shebang.ends_with(&format!(" {STREAM_SUBCOMMAND}")).then_some(rest)?
+            }
+            None => text,
+        };
+        json.trim_start().starts_with('{').then(|| serde_json::from_str(json))
+    }
+
+    /// The plan in the stream script (or plan) at `path`.
+    pub fn read(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let not_a_plan = |why: String| Error::BadImage { path: path.into(), problem: why };
+        match Plan::parse(&text) {
+            Some(plan) => plan.map_err(|e| not_a_plan(format!("not a stowage image plan: {e}"))),
+            None => Err(not_a_plan("not a stowage stream script".into())),
+        }
+    }
 }

@@ -109,6 +109,27 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Result<Vec<String>> {
     Ok(merged.into_iter().map(|(_, entry)| entry).collect())
 }
 
+/// The runtime config of an image built on a base image whose config document is `base`: the
+/// base's fields, each replaced where `ours` sets it, except `Env`, which is merged per variable
+/// with ours winning (see [`merge_env`]).
+pub fn inherit_runtime(base: &Value, ours: Map<String, Value>) -> Result<Map<String, Value>> {
+    let mut merged = base["config"].as_object().cloned().unwrap_or_default();
+    merged.retain(|_, value| !value.is_null());
+    let base_env = strings(merged.get("Env").unwrap_or(&Value::Null));
+    if let Some(bad) = base_env.iter().find(|e| !e.split_once('=').is_some_and(|(name, _)| !name.is_empty())) {
+        return Err(Error::argument(
+            "fromImage",
+            format!("the base image's Env holds {bad:?}, which is not of the form NAME=value"),
+        ));
+    }
+    let our_env = ours.get("Env").map(strings).unwrap_or_default();
+    merged.extend(ours);
+    if !base_env.is_empty() || !our_env.is_empty() {
+        merged.insert("Env".into(), merge_env(&base_env, &our_env)?.into());
+    }
+    Ok(merged)
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
 }
@@ -170,6 +191,24 @@ mod tests {
         let err = merge_env(&[], &env(&["A=1", "JUSTNAME"])).unwrap_err().to_string();
         assert_eq!(err, "argument 'config.Env[1]' \"JUSTNAME\" is not of the form NAME=value");
         assert!(merge_env(&[], &env(&["=x"])).is_err());
+    }
+
+    #[test]
+    fn inheriting_from_a_base() {
+        let base = json!({ "config": {
+            "Env": ["PATH=/base/bin", "LANG=C"], "Cmd": ["/base"], "WorkingDir": "/srv",
+            "Labels": {"from": "base"}, "User": null, "Hostname": "kept" } });
+        let ours = normalise_runtime_config(&json!({ "Env": ["PATH=/mine", "X=1"], "Cmd": ["/mine"] })).unwrap();
+        let merged = inherit_runtime(&base, ours).unwrap();
+        assert_eq!(merged["Env"], json!(["PATH=/mine", "LANG=C", "X=1"]));
+        assert_eq!(merged["Cmd"], json!(["/mine"]));
+        assert_eq!(merged["WorkingDir"], "/srv");
+        assert_eq!(merged["Labels"], json!({"from": "base"}));
+        assert_eq!(merged["Hostname"], "kept");
+        assert!(!merged.contains_key("User"));
+        assert_eq!(inherit_runtime(&json!({}), Map::new()).unwrap(), Map::new());
+        let err = inherit_runtime(&json!({ "config": { "Env": ["BROKEN"] } }), Map::new()).unwrap_err();
+        assert!(err.to_string().contains("the base image's Env holds \"BROKEN\""), "{err}");
     }
 
     #[test]

@@ -56,19 +56,25 @@ impl Synthetic {
     }
 }
 
-/// What one layer holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerSource {
+/// A layer generated from the store: what it holds, and how its entries are owned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreLayer {
+    /// The store root the paths live under.
+    pub store_dir: String,
+    /// Owner and mtime of every entry.
+    pub owner: Ownership,
     /// Store paths (absolute), each written whole under its place in the store.
     pub store_paths: Vec<String>,
     /// Synthetic entries, written after them.
     pub synthetic: Vec<Synthetic>,
 }
 
-/// Writes the layer tarball of `source` to `out`; `store_dir`'s ancestors come first as
+/// Writes the layer tarball of `source` to `out`; the store root's ancestors come first as
 /// directories (mode 0755) when the layer holds store paths.
-pub fn write_layer<W: Write>(source: &LayerSource, store_dir: &Path, owner: &Ownership, out: W) -> Result<W> {
-    let mut tar = Tar { builder: tar::Builder::new(out), owner };
+pub fn write_layer<W: Write>(source: &StoreLayer, out: W) -> Result<W> {
+    let store_dir = Path::new(&source.store_dir);
+    let mut tar = Tar { builder: tar::Builder::new(out), owner: &source.owner };
     if !source.store_paths.is_empty() {
         let mut ancestors: Vec<&Path> = store_dir.ancestors().filter(|a| a.parent().is_some()).collect();
         ancestors.reverse();
@@ -102,16 +108,11 @@ const HASH_BUFFER: usize = 1 << 20;
 
 /// Writes the layer tarball of `source` to `out` like [`write_layer`], and returns its digest
 /// (the layer's diff_id) and size with `out`.
-pub fn write_layer_hashed<W: Write>(
-    source: &LayerSource,
-    store_dir: &Path,
-    owner: &Ownership,
-    out: W,
-) -> Result<(W, Digest, u64)> {
+pub fn write_layer_hashed<W: Write>(source: &StoreLayer, out: W) -> Result<(W, Digest, u64)> {
     // Large chunks through the digest: std's io::copy reads file contents straight into a
     // BufWriter's spare room, so they are hashed and passed on a megabyte at a time.
     let buffered = BufWriter::with_capacity(HASH_BUFFER, DigestWriter::new(out));
-    let buffered = write_layer(source, store_dir, owner, buffered)?;
+    let buffered = write_layer(source, buffered)?;
     let hashed = buffered.into_inner().map_err(|e| Error::io("(layer)", e.into_error()))?;
     Ok(hashed.finish())
 }
@@ -188,8 +189,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn owner() -> Ownership {
-        Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 }
+    fn layer(store: &Path, store_paths: Vec<String>, synthetic: Vec<Synthetic>) -> StoreLayer {
+        let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
+        StoreLayer { store_dir: store.to_string_lossy().into_owned(), owner, store_paths, synthetic }
     }
 
     /// A store with one path holding a file, an executable, a link, an empty dir and a long name.
@@ -233,8 +235,7 @@ mod tests {
     #[test]
     fn store_layer_entries() {
         let (_dir, store, path) = store();
-        let source = LayerSource { store_paths: vec![path.clone()], synthetic: vec![] };
-        let bytes = write_layer(&source, &store, &owner(), Vec::new()).unwrap();
+        let bytes = write_layer(&layer(&store, vec![path.clone()], vec![]), Vec::new()).unwrap();
         let got = entries(&bytes);
         let rel = relative(Path::new(&path));
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
@@ -255,24 +256,25 @@ mod tests {
     #[test]
     fn same_inputs_same_bytes_regardless_of_disk_modes_and_hard_links() {
         let (_dir, store, path) = store();
-        let source = LayerSource { store_paths: vec![path.clone()], synthetic: vec![] };
-        let first = write_layer(&source, &store, &owner(), Vec::new()).unwrap();
+        let source = layer(&store, vec![path.clone()], vec![]);
+        let first = write_layer(&source, Vec::new()).unwrap();
         fs::set_permissions(Path::new(&path).join("d".repeat(120)), fs::Permissions::from_mode(0o600))
             .unwrap();
         fs::hard_link(Path::new(&path).join("bin/hello"), _dir.path().join("elsewhere")).unwrap();
-        assert_eq!(write_layer(&source, &store, &owner(), Vec::new()).unwrap(), first);
+        assert_eq!(write_layer(&source, Vec::new()).unwrap(), first);
     }
 
     #[test]
     fn synthetic_entries_sorted() {
-        let source = LayerSource {
-            store_paths: vec![],
-            synthetic: vec![
+        let source = layer(
+            Path::new("/store"),
+            vec![],
+            vec![
                 Synthetic::Symlink { path: "bin/sh".into(), target: "/store/x/bin/sh".into() },
                 Synthetic::Directory { path: "bin".into() },
             ],
-        };
-        let bytes = write_layer(&source, Path::new("/store"), &owner(), Vec::new()).unwrap();
+        );
+        let bytes = write_layer(&source, Vec::new()).unwrap();
         let got = entries(&bytes);
         assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bin/", "bin/sh"]);
         assert_eq!(got[0].2, 0o755);
@@ -280,8 +282,8 @@ mod tests {
 
     #[test]
     fn paths_outside_the_store_are_refused() {
-        let source = LayerSource { store_paths: vec!["/etc/passwd".into()], synthetic: vec![] };
-        let err = write_layer(&source, Path::new("/store"), &owner(), Vec::new()).unwrap_err();
+        let source = layer(Path::new("/store"), vec!["/etc/passwd".into()], vec![]);
+        let err = write_layer(&source, Vec::new()).unwrap_err();
         assert!(err.to_string().contains("/etc/passwd"), "{err}");
     }
 }

@@ -10,9 +10,10 @@
 use crate::args::Args;
 use crate::contents::merge_contents;
 use crate::goarch::{Platform, CPUS};
-use crate::image::{ImageSpec, PlannedLayer};
-use crate::image_config::{image_config, normalise_runtime_config, ImageMeta};
-use crate::layer::{write_layer_hashed, LayerSource, Ownership};
+use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
+use crate::image_reader::{read_images, select, verify, ArchiveReader};
+use crate::layer::{write_layer_hashed, Ownership, StoreLayer};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
 use crate::{Error, Result};
@@ -45,10 +46,11 @@ const ARGUMENTS: &[&str] = &[
     "gname",
     "maxLayers",
     "includeStorePaths",
-    "contents",
+    "fromImage",
+    "fromImageName",
+    "fromImageTag",
 ];
-const NOT_YET: &[&str] =
-    &["fromImage", "fromImageName", "fromImageTag", "extraCommands", "fakeRootCommands", "enableFakechroot"];
+const NOT_YET: &[&str] = &["extraCommands", "fakeRootCommands", "enableFakechroot"];
 
 /// The checked, normalised arguments of one layered image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +82,10 @@ pub struct ImageArgs {
     pub max_layers: u64,
     /// Whether the contents' closure goes into the image.
     pub include_store_paths: bool,
+    /// The name of the base image to use when `fromImage` holds several.
+    pub from_image_name: Option<String>,
+    /// Its tag.
+    pub from_image_tag: Option<String>,
 }
 
 impl ImageArgs {
@@ -130,13 +136,10 @@ impl ImageArgs {
             ));
         }
         for (i, path) in args.string_list("contents")?.iter().enumerate() {
-            let in_store = path.strip_prefix(store_dir).and_then(|rest| rest.strip_prefix('/'));
-            if !in_store.is_some_and(|name| !name.is_empty()) {
-                return Err(Error::argument(
-                    format!("contents[{i}]"),
-                    format!("{path:?} is not a store path (the store is {store_dir})"),
-                ));
-            }
+            check_in_store(format!("contents[{i}]"), path, store_dir)?;
+        }
+        if let Some(base) = args.string("fromImage")? {
+            check_in_store("fromImage", &base, store_dir)?;
         }
         if let Some(config) = args.value("config") {
             normalise_runtime_config(config)?;
@@ -155,7 +158,19 @@ impl ImageArgs {
             gname: names("gname")?,
             max_layers: max_layers as u64,
             include_store_paths: args.bool("includeStorePaths")?.unwrap_or(true),
+            from_image_name: args.string("fromImageName")?,
+            from_image_tag: args.string("fromImageTag")?,
         })
+    }
+}
+
+/// Checks that argument `arg`, `path`, is in the store (a store path or a file inside one).
+pub fn check_in_store(arg: impl std::fmt::Display, path: &str, store_dir: &str) -> Result<()> {
+    let in_store = path.strip_prefix(store_dir).and_then(|rest| rest.strip_prefix('/'));
+    if in_store.is_some_and(|name| !name.is_empty()) {
+        Ok(())
+    } else {
+        Err(Error::argument(arg, format!("{path:?} is not a store path (the store is {store_dir})")))
     }
 }
 
@@ -207,6 +222,9 @@ pub struct BuildInput {
     /// The store root.
     #[serde(rename = "storeDir")]
     pub store_dir: String,
+    /// The base image file (`fromImage`), if any.
+    #[serde(rename = "fromImage", default)]
+    pub from_image: Option<String>,
     /// The closure Nix exported (`exportReferencesGraph.closure`).
     #[serde(default)]
     pub closure: Vec<ClosureEntry>,
@@ -240,9 +258,8 @@ pub struct Outputs {
 
 /// Plans the image `input` describes: layers, their digests, the config and the tags.
 /// `warn` hears about clashes between contents.
-pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(&str)) -> Result<ImageSpec> {
+pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(&str)) -> Result<Plan> {
     let image = &input.image;
-    let store_dir = Path::new(&input.store_dir);
     // Without a tag, the stream derivation's own hash is the tag: stable for the same inputs,
     // and known to the evaluator too (`imageTag`), with no cycle.
     let tag = match &image.tag {
@@ -263,6 +280,23 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         gname: image.gname.clone(),
         mtime,
     };
+    let base = match &input.from_image {
+        Some(path) => Some(read_base(Path::new(path), image)?),
+        None => None,
+    };
+    let base_layers = base.as_ref().map_or(0, |(spec, _)| spec.layers.len() as u64);
+    // The customisation layer takes one, the base's layers theirs; at least one must be left.
+    let Some(store_budget) = image.max_layers.checked_sub(1 + base_layers).filter(|&b| b >= 1) else {
+        return Err(Error::argument(
+            "maxLayers",
+            format!(
+                "is {}, but the base image (fromImage) has {base_layers} layers: with the customisation \
+                 layer, that leaves no layer for store paths; set maxLayers to at least {}",
+                image.max_layers,
+                base_layers + 2
+            ),
+        ));
+    };
 
     let closure: Vec<PathInfo> = if image.include_store_paths {
         input
@@ -277,14 +311,20 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     } else {
         Vec::new()
     };
-    let mut sources: Vec<(LayerSource, String)> = if closure.is_empty() {
+    let store_layer = |store_paths, synthetic| StoreLayer {
+        store_dir: input.store_dir.clone(),
+        owner: owner.clone(),
+        store_paths,
+        synthetic,
+    };
+    let mut sources: Vec<(StoreLayer, String)> = if closure.is_empty() {
         Vec::new()
     } else {
-        plan_layers(&closure, image.max_layers as usize - 1)
+        plan_layers(&closure, store_budget as usize)
             .into_iter()
             .map(|paths| {
                 let comment = format!("store paths: {}", paths.join(" "));
-                (LayerSource { store_paths: paths, synthetic: vec![] }, comment)
+                (store_layer(paths, vec![]), comment)
             })
             .collect()
     };
@@ -292,26 +332,66 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     for clash in &clashes {
         warn(&format!("contents clash at {clash}"));
     }
-    sources.push((LayerSource { store_paths: vec![], synthetic }, "customisation layer".into()));
+    sources.push((store_layer(vec![], synthetic), "customisation layer".into()));
 
-    let mut layers = Vec::new();
+    let mut layers = base.as_ref().map(|(spec, _)| spec.layers.clone()).unwrap_or_default();
     let mut comments = Vec::new();
     for (source, comment) in sources {
-        let (_, digest, size) = write_layer_hashed(&source, store_dir, &owner, std::io::sink())?;
-        layers.push(PlannedLayer { source, digest, size });
+        let (_, digest, size) = write_layer_hashed(&source, std::io::sink())?;
+        layers.push(PlannedLayer { source: LayerSource::Store(source), digest, size });
         comments.push(comment);
     }
-    let runtime = normalise_runtime_config(&input.config)?;
+    let mut runtime = normalise_runtime_config(&input.config)?;
+    if let Some((_, base_config)) = &base {
+        runtime = inherit_runtime(base_config, runtime)?;
+    }
     let meta =
         ImageMeta { architecture: image.architecture.clone(), variant: image.variant.clone(), created };
     let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
-    Ok(ImageSpec {
-        store_dir: input.store_dir.clone(),
+    let mut config = image_config(&meta, &runtime, &diff_ids, &comments);
+    if let Some(base_history) = base.as_ref().and_then(|(_, c)| c["history"].as_array()) {
+        let ours = config["history"].as_array_mut().expect("image_config writes a history");
+        ours.splice(0..0, base_history.iter().cloned());
+    }
+    let spec = ImageSpec {
         repo_tags: vec![format!("{}:{tag}", image.name)],
-        owner,
-        config: image_config(&meta, &runtime, &diff_ids, &comments),
         layers,
-    })
+        config: serde_json::to_string(&config).expect("a JSON value serialises"),
+    };
+    Ok(Plan { mtime, images: vec![spec] })
+}
+
+/// The base image in the file at `path` (picked by `fromImageName`/`fromImageTag`), its layers
+/// verified, with its config; it must be for the image's platform.
+fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
+    let images = read_images(path)?;
+    let found = select(path, &images, image.from_image_name.as_deref(), image.from_image_tag.as_deref())?;
+    let config = found.config_json();
+    let platform = |arch: &str, variant: Option<&str>| match variant {
+        Some(variant) => format!("{arch}/{variant}"),
+        None => arch.to_owned(),
+    };
+    let wrong = |what: &str| {
+        Error::argument(
+            "fromImage",
+            format!("{}: the base image is {what}; set architecture to match it", path.display()),
+        )
+    };
+    if let Some(os) = config["os"].as_str().filter(|os| *os != "linux") {
+        return Err(wrong(&format!("for {os}, not linux")));
+    }
+    if let Some(arch) = config["architecture"].as_str() {
+        let variant = config["variant"].as_str();
+        let variants_differ = matches!((variant, image.variant.as_deref()), (Some(a), Some(b)) if a != b);
+        if arch != image.architecture || variants_differ {
+            return Err(wrong(&format!(
+                "for {}, but this image is for {}",
+                platform(arch, variant),
+                platform(&image.architecture, image.variant.as_deref())
+            )));
+        }
+    }
+    Ok((verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?, config))
 }
 
 #[cfg(test)]
@@ -366,7 +446,8 @@ mod tests {
                 r#"{"name": "a", "contents": ["/store/"]}"#,
                 "argument 'contents[0]' \"/store/\" is not a store path",
             ),
-            (r#"{"name": "a", "fromImage": "/x"}"#, "argument 'fromImage' is not supported by stowage yet"),
+            (r#"{"name": "a", "fromImage": "/x"}"#, "argument 'fromImage' \"/x\" is not a store path"),
+            (r#"{"name": "a", "extraCommands": "x"}"#, "argument 'extraCommands' is not supported by stowage yet"),
             (
                 r#"{"name": "a", "config": {"Env": ["X"]}}"#,
                 "argument 'config.Env[0]' \"X\" is not of the form NAME=value",

@@ -10,10 +10,10 @@
 //!   into the customisation layer; [`layer`] writes a layer tarball deterministically.
 //! - [`image_config`] builds the image config (`Env` without duplicates); [`reference`] checks
 //!   image names and tags; [`goarch`] maps Nix systems to GOARCH names.
-//! - [`image`] is a planned image, [`archive`] writes it as a docker-archive, verifying every
-//!   layer's [`digest`] on the way.
-//! - [`base_image`] reads existing image archives (for `fromImage` and `mergeImages`, which
-//!   are not wired up yet).
+//! - [`image`] is a plan (planned images), [`archive`] writes it as a docker-archive, verifying
+//!   every layer's [`digest`] on the way.
+//! - [`image_reader`] reads existing images — stowage stream scripts and image archives — for
+//!   `fromImage` and for [`merge`] (`mergeImages`).
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
@@ -24,7 +24,6 @@
 
 pub mod archive;
 pub mod args;
-pub mod base_image;
 pub mod contents;
 pub mod digest;
 pub mod error;
@@ -33,8 +32,10 @@ mod ffi;
 pub mod goarch;
 pub mod image;
 pub mod image_config;
+pub mod image_reader;
 pub mod layer;
 pub mod layered_image;
+pub mod merge;
 pub mod nar;
 pub mod nss;
 pub mod plan;

@@ -10,8 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage::archive::write_docker_archive;
-use stowage::image::ImageSpec;
-use stowage::layered_image::{plan_image, BuildInput};
+use stowage::image::Plan;
+use stowage::layered_image::{plan_image, BuildInput, Outputs};
+use stowage::merge::merge_images;
 
 /// Container images from the Nix store.
 ///
@@ -31,15 +32,15 @@ enum Command {
         /// The stream script (or plan) to replay.
         plan: PathBuf,
     },
-    /// Derivation builder: plans an image from Nix's structured attributes and writes the
-    /// stream script to $out.
+    /// Derivation builder: plans a layered image from Nix's structured attributes and writes
+    /// the stream script to $out.
     BuildStream,
+    /// Derivation builder: plans the merge of the images in Nix's structured attributes and
+    /// writes the stream script to $out.
+    BuildMergeStream,
     /// Derivation builder: writes the (compressed) archive of a stream script to $out.
     BuildArchive,
 }
-
-/// The first line of a stream script; the plan (JSON) follows it.
-const SHEBANG_ARG: &str = "stream";
 
 /// The number of bytes the stream buffers before writing to stdout.
 const OUTPUT_BUFFER: usize = 1 << 20;
@@ -79,53 +80,50 @@ fn fail(message: impl Into<String>) -> Failure {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Stream { plan } => {
-            let spec = read_plan(&plan)?;
+            let plan = Plan::read(&plan)?;
             let out = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
-            write_docker_archive(&spec, out, |i, d| {
-                eprintln!("stowage: layer {}/{} {d}", i + 1, spec.layers.len())
-            })?;
+            write_docker_archive(&plan, out, |i, n, d| eprintln!("stowage: layer {}/{n} {d}", i + 1))?;
             Ok(())
         }
         Command::BuildStream => {
             let input: BuildInput = read_attrs()?;
-            let spec =
+            let plan =
                 plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
-            let me =
-                std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
-            let mut script = format!("#!{} {SHEBANG_ARG}\n", me.display());
-            script.push_str(&serde_json::to_string(&spec).expect("a plan serialises"));
-            script.push('\n');
-            let out = Path::new(&input.outputs.out);
-            fs::write(out, script).map_err(|e| stowage::Error::io(out, e))?;
-            fs::set_permissions(out, fs::Permissions::from_mode(0o555))
-                .map_err(|e| stowage::Error::io(out, e))?;
-            eprintln!("stowage: planned {} layers for {}", spec.layers.len(), spec.repo_tags.join(", "));
-            Ok(())
+            write_script(&plan, &input.outputs)
+        }
+        Command::BuildMergeStream => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                images: Vec<String>,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            write_script(&merge_images(&attrs.images)?, &attrs.outputs)
         }
         Command::BuildArchive => {
             #[derive(serde::Deserialize)]
             struct Attrs {
                 stream: PathBuf,
                 compressor: String,
-                outputs: stowage::layered_image::Outputs,
+                outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            let spec = read_plan(&attrs.stream)?;
+            let plan = Plan::read(&attrs.stream)?;
             let path = Path::new(&attrs.outputs.out);
             let file = fs::File::create(path).map_err(|e| stowage::Error::io(path, e))?;
             let file = BufWriter::with_capacity(OUTPUT_BUFFER, file);
             let io_err = |e| stowage::Error::io(path, e);
-            let quiet = |_: usize, _: &stowage::digest::Digest| {};
+            let quiet = |_: usize, _: usize, _: &stowage::digest::Digest| {};
             let file = match attrs.compressor.as_str() {
-                "none" => write_docker_archive(&spec, file, quiet)?,
+                "none" => write_docker_archive(&plan, file, quiet)?,
                 "gz" => {
                     // No name and no mtime in the gzip header: the same archive, the same bytes.
                     let gz = flate2::GzBuilder::new().write(file, flate2::Compression::default());
-                    write_docker_archive(&spec, gz, quiet)?.finish().map_err(io_err)?
+                    write_docker_archive(&plan, gz, quiet)?.finish().map_err(io_err)?
                 }
                 "zstd" => {
                     let zstd = zstd::Encoder::new(file, 3).map_err(io_err)?;
-                    write_docker_archive(&spec, zstd, quiet)?.finish().map_err(io_err)?
+                    write_docker_archive(&plan, zstd, quiet)?.finish().map_err(io_err)?
                 }
                 other => return Err(fail(format!("unknown compressor {other:?}"))),
             };
@@ -133,6 +131,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Writes the stream script of `plan` to `$out`, run by this very executable.
+fn write_script(plan: &Plan, outputs: &Outputs) -> Result<(), Failure> {
+    let me = std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
+    let out = Path::new(&outputs.out);
+    fs::write(out, plan.to_script(&me)).map_err(|e| stowage::Error::io(out, e))?;
+    fs::set_permissions(out, fs::Permissions::from_mode(0o555)).map_err(|e| stowage::Error::io(out, e))?;
+    for image in &plan.images {
+        eprintln!("stowage: planned {} layers for {}", image.layers.len(), image.repo_tags.join(", "));
+    }
+    Ok(())
 }
 
 /// Nix's structured attributes of the derivation being built.
@@ -145,13 +155,4 @@ fn read_attrs<T: serde::de::DeserializeOwned>() -> Result<T, Failure> {
     let path = if named.exists() { named } else { PathBuf::from(".attrs.json") };
     let text = fs::read_to_string(&path).map_err(|e| stowage::Error::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", path.display())))
-}
-
-/// A plan, or a stream script (a `#!` line, then the plan).
-fn read_plan(path: &Path) -> Result<ImageSpec, Failure> {
-    let text = fs::read_to_string(path).map_err(|e| stowage::Error::io(path, e))?;
-    let json =
-        if text.starts_with("#!") { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
-    serde_json::from_str(json)
-        .map_err(|e| fail(format!("{} is not a stowage image plan: {e}", path.display())))
 }

@@ -1,0 +1,758 @@
+//! Reading existing images: the base of `fromImage` and the inputs of `mergeImages`.
+//!
+//! An image file is either a stowage stream script (its plan is read as is) or an image archive:
+//! a tar, plain or compressed with gzip or zstd (told apart by their magic bytes, not by file
+//! names), in one of two layouts:
+//! - docker-archive (`docker save`): `manifest.json` lists each image's config file, RepoTags
+//!   and layer files; Docker ≥ 25 writes OCI-style `blobs/sha256/…` names in it;
+//! - OCI image layout: `index.json` lists manifests (named by the
+//!   `org.opencontainers.image.ref.name` annotation), each naming a config and layer blobs.
+//!
+//! Reading an archive takes two passes. The first indexes it: where every entry's data starts,
+//! and the bytes of the small JSON documents (manifests, configs) — each capped at
+//! [`METADATA_LIMIT`], all together at [`METADATA_TOTAL`], so a hostile archive cannot exhaust
+//! memory. It checks that everything named is there, that names stay inside the archive and that
+//! documents named by a digest have it. The second, [`verify`], reads the chosen image's layers
+//! and checks each against its diff_id; streaming later copies them with [`ArchiveReader`] in one
+//! more pass. Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]):
+//! a decompression bomb is an error, not a full disk.
+
+use crate::digest::{Digest, DigestWriter};
+use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// The largest metadata document (manifest, index, config) read into memory.
+pub const METADATA_LIMIT: u64 = 16 << 20;
+/// The most metadata read into memory from one archive.
+pub const METADATA_TOTAL: u64 = 64 << 20;
+/// How many times its compressed size a compressed archive or layer may expand to…
+pub const MAX_EXPANSION: u64 = 200;
+/// …or this many bytes, whichever is more. Real layers compress 2 to 10 times; a stream of
+/// zeros compresses a thousand times with gzip and far more with zstd.
+pub const EXPANSION_FLOOR: u64 = 256 << 20;
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// How a file (an archive, or a layer inside one) is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression whose magic bytes start `head`.
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// `reader`, decompressed; at most [`expansion_limit`] of `compressed_size` bytes come out.
+    pub fn decoder<'a, R: Read + 'a>(self, reader: R, compressed_size: u64) -> io::Result<Box<dyn Read + 'a>> {
+        let limit = expansion_limit(compressed_size);
+        Ok(match self {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => Box::new(Bounded { inner: flate2::read::MultiGzDecoder::new(reader), left: limit }),
+            Compression::Zstd => Box::new(Bounded { inner: zstd::Decoder::new(reader)?, left: limit }),
+        })
+    }
+}
+
+/// The most bytes something `compressed_size` bytes long may decompress to.
+pub fn expansion_limit(compressed_size: u64) -> u64 {
+    compressed_size.saturating_mul(MAX_EXPANSION).max(EXPANSION_FLOOR)
+}
+
+/// A reader that fails once more than a limit has come out of it.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::other(format!(
+                "it decompresses to more than {MAX_EXPANSION} times its size (at least {} MiB): \
+                 refused as a likely decompression bomb",
+                EXPANSION_FLOOR >> 20
+            ))
+        })?;
+        Ok(n)
+    }
+}
+
+/// A layer stored in an image archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveLayer {
+    /// The archive file.
+    pub archive: String,
+    /// The entry holding the layer, for messages.
+    pub entry: String,
+    /// Where the entry's data starts in the (decompressed) archive.
+    pub offset: u64,
+    /// The entry's size.
+    pub stored_size: u64,
+    /// How the entry's data is compressed (diff_ids are of the uncompressed tarball).
+    pub compression: Compression,
+}
+
+impl ArchiveLayer {
+    /// An error about this layer.
+    pub fn error(&self, problem: impl std::fmt::Display) -> Error {
+        Error::BadImage { path: self.archive.clone().into(), problem: format!("layer {}: {problem}", self.entry) }
+    }
+}
+
+/// Reads layers out of archives, keeping the last archive open: layers read in the order the
+/// archive stores them cost one pass over a compressed archive, not one per layer.
+#[derive(Default)]
+pub struct ArchiveReader {
+    open: Option<OpenArchive>,
+}
+
+struct OpenArchive {
+    path: String,
+    data: ArchiveData,
+}
+
+enum ArchiveData {
+    Plain(File),
+    /// Decompressed, and how far into it reading has come.
+    Compressed(Box<dyn Read>, u64),
+}
+
+impl ArchiveReader {
+    /// The uncompressed tarball of `layer`.
+    pub fn layer(&mut self, layer: &ArchiveLayer) -> Result<Box<dyn Read + '_>> {
+        let reusable = self.open.as_ref().is_some_and(|open| {
+            open.path == layer.archive
+                && match open.data {
+                    ArchiveData::Plain(_) => true,
+                    ArchiveData::Compressed(_, position) => position <= layer.offset,
+                }
+        });
+        if !reusable {
+            let path = Path::new(&layer.archive);
+            let (compression, file) = open_archive(path)?;
+            let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
+            let data = match compression {
+                Compression::None => ArchiveData::Plain(file),
+                _ => ArchiveData::Compressed(
+                    compression.decoder(BufReader::new(file), length).map_err(|e| Error::io(path, e))?,
+                    0,
+                ),
+            };
+            self.open = Some(OpenArchive { path: layer.archive.clone(), data });
+        }
+        let open = self.open.as_mut().expect("opened above");
+        let stored: Box<dyn Read + '_> = match &mut open.data {
+            ArchiveData::Plain(file) => {
+                file.seek(SeekFrom::Start(layer.offset)).map_err(|e| layer.error(e))?;
+                Box::new(file.take(layer.stored_size))
+            }
+            ArchiveData::Compressed(reader, position) => {
+                let skip = layer.offset - *position;
+                let skipped = io::copy(&mut reader.take(skip), &mut io::sink()).map_err(|e| layer.error(e))?;
+                if skipped != skip {
+                    return Err(layer.error("the archive ends before it"));
+                }
+                *position = layer.offset + layer.stored_size;
+                Box::new(reader.take(layer.stored_size))
+            }
+        };
+        layer.compression.decoder(stored, layer.stored_size).map_err(|e| layer.error(e))
+    }
+}
+
+/// The file at `path`, with the compression its first bytes show.
+fn open_archive(path: &Path) -> Result<(Compression, File)> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut head = [0u8; 4];
+    let n = file.read(&mut head).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    Ok((Compression::detect(&head[..n]), file))
+}
+
+/// One image found in an image file, not yet verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundImage {
+    /// `name:tag` references it carries (RepoTags, or the OCI ref name).
+    pub repo_tags: Vec<String>,
+    /// Its image config, byte for byte.
+    pub config: String,
+    /// Its layers, bottom first.
+    pub layers: Vec<FoundLayer>,
+}
+
+/// A layer of a [`FoundImage`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum FoundLayer {
+    /// A layer of a stowage plan: its digest was computed when the plan was built.
+    Planned(PlannedLayer),
+    /// A layer in an archive, and the diff_id its config claims for it.
+    Unverified(ArchiveLayer, Digest),
+}
+
+impl FoundImage {
+    /// The image config, parsed.
+    pub fn config_json(&self) -> Value {
+        serde_json::from_str(&self.config).expect("configs are checked when read")
+    }
+}
+
+/// Reads every layer of `image` that is not known good, checks it against its diff_id and
+/// returns the image ready to stream. A layer whose digest is in `known` is not read again:
+/// the known one, with the same bytes, takes its place; every layer verified here joins it.
+pub fn verify(
+    image: FoundImage,
+    reader: &mut ArchiveReader,
+    known: &mut BTreeMap<Digest, PlannedLayer>,
+) -> Result<ImageSpec> {
+    let layers = image
+        .layers
+        .into_iter()
+        .map(|layer| match layer {
+            FoundLayer::Planned(planned) => Ok(known.entry(planned.digest).or_insert(planned).clone()),
+            FoundLayer::Unverified(_, diff_id) if known.contains_key(&diff_id) => Ok(known[&diff_id].clone()),
+            FoundLayer::Unverified(layer, diff_id) => {
+                let mut hashed = DigestWriter::new(io::sink());
+                io::copy(&mut reader.layer(&layer)?, &mut hashed).map_err(|e| layer.error(e))?;
+                let (_, digest, size) = hashed.finish();
+                if digest != diff_id {
+                    return Err(layer.error(format!(
+                        "its content has digest {digest}, but the image config's diff_id for it is {diff_id}"
+                    )));
+                }
+                let planned = PlannedLayer { source: LayerSource::Archive(layer), digest, size };
+                known.insert(digest, planned.clone());
+                Ok(planned)
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(ImageSpec { repo_tags: image.repo_tags, layers, config: image.config })
+}
+
+/// Every image in the image file at `path`: a stowage stream script, or an image archive.
+pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
+    let bad = |problem: String| Error::BadImage { path: path.to_owned(), problem };
+    if std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir() {
+        return Err(bad("is a directory; an image file (an archive or a stowage stream) was expected".into()));
+    }
+    let (_, mut file) = open_archive(path)?;
+    let mut head = [0u8; 2];
+    if file.read(&mut head).map_err(|e| Error::io(path, e))? == 2 && &head == b"#!" {
+        let plan = Plan::read(path)?;
+        return Ok(plan
+            .images
+            .into_iter()
+            .map(|image| FoundImage {
+                repo_tags: image.repo_tags,
+                config: image.config,
+                layers: image.layers.into_iter().map(FoundLayer::Planned).collect(),
+            })
+            .collect());
+    }
+    let entries = index(path)?;
+    let metadata = |name: &str| -> Result<(String, &Vec<u8>)> {
+        let name = normalise(name).map_err(bad)?;
+        let bytes = match entries.get(&name) {
+            Some(EntryInfo { metadata: Some(bytes), .. }) => bytes,
+            Some(EntryInfo { size, .. }) if *size > METADATA_LIMIT => {
+                return Err(bad(format!("{name} is larger than {METADATA_LIMIT} bytes")))
+            }
+            Some(_) => return Err(bad(format!("{name} is not a JSON document"))),
+            None => return Err(bad(format!("{name} is listed but not in the archive"))),
+        };
+        // A document named after its digest must have it (the image ID is the config's).
+        let hex = name.trim_start_matches("blobs/sha256/").trim_end_matches(".json");
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && Digest::of(bytes).hex() != hex {
+            return Err(bad(format!("{name} does not match its digest")));
+        }
+        Ok((name, bytes))
+    };
+    let json = |name: &str| -> Result<Value> {
+        let (name, bytes) = metadata(name)?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("{name} is not valid JSON: {e}")))
+    };
+    let image = |config_name: &str, files: Vec<String>, repo_tags: Vec<String>, listed_in: &str| {
+        let (name, bytes) = metadata(config_name)?;
+        let config = String::from_utf8(bytes.clone()).map_err(|_| bad(format!("{name} is not UTF-8")))?;
+        let parsed: Value =
+            serde_json::from_str(&config).map_err(|e| bad(format!("{name} is not valid JSON: {e}")))?;
+        let diff_ids = parsed["rootfs"]["diff_ids"]
+            .as_array()
+            .ok_or_else(|| bad(format!("config {name} has no rootfs.diff_ids")))?
+            .iter()
+            .map(|d| d.as_str().map(str::to_owned).and_then(|d| Digest::try_from(d).ok()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad(format!("config {name} has a malformed diff_id")))?;
+        if files.len() != diff_ids.len() {
+            return Err(bad(format!(
+                "{listed_in} lists {} layers but its config {name} has {} diff_ids",
+                files.len(),
+                diff_ids.len()
+            )));
+        }
+        let layers = files
+            .into_iter()
+            .zip(diff_ids)
+            .map(|(file, diff_id)| {
+                let entry = normalise(&file).map_err(bad)?;
+                let info =
+                    entries.get(&entry).ok_or_else(|| bad(format!("layer {file} is listed but not in the archive")))?;
+                let layer = ArchiveLayer {
+                    archive: path.to_string_lossy().into_owned(),
+                    entry,
+                    offset: info.offset,
+                    stored_size: info.size,
+                    compression: info.compression,
+                };
+                Ok(FoundLayer::Unverified(layer, diff_id))
+            })
+            .collect::<Result<_>>()?;
+        Ok(FoundImage { repo_tags, config, layers })
+    };
+
+    if entries.contains_key("manifest.json") {
+        let manifest = json("manifest.json")?;
+        let list = manifest.as_array().ok_or_else(|| bad("manifest.json is not a list".into()))?;
+        return list
+            .iter()
+            .map(|entry| {
+                let config =
+                    entry["Config"].as_str().ok_or_else(|| bad("a manifest entry has no Config".into()))?;
+                let files = strings(&entry["Layers"])
+                    .ok_or_else(|| bad("a manifest entry has no Layers list".into()))?;
+                image(config, files, strings(&entry["RepoTags"]).unwrap_or_default(), "manifest.json")
+            })
+            .collect();
+    }
+    if entries.contains_key("index.json") {
+        let index = json("index.json")?;
+        let manifests =
+            index["manifests"].as_array().ok_or_else(|| bad("index.json has no manifests".into()))?;
+        return manifests
+            .iter()
+            .map(|descriptor| {
+                let blob = blob_name(&descriptor["digest"])
+                    .ok_or_else(|| bad("a manifest descriptor has no digest".into()))?;
+                let manifest = json(&blob)?;
+                let config = blob_name(&manifest["config"]["digest"])
+                    .ok_or_else(|| bad(format!("{blob} has no config")))?;
+                let files = manifest["layers"]
+                    .as_array()
+                    .ok_or_else(|| bad(format!("{blob} has no layers")))?
+                    .iter()
+                    .map(|l| blob_name(&l["digest"]))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad(format!("{blob} has a layer without a digest")))?;
+                let reference = descriptor["annotations"]["org.opencontainers.image.ref.name"].as_str();
+                image(&config, files, reference.map(|r| vec![r.to_owned()]).unwrap_or_default(), &blob)
+            })
+            .collect();
+    }
+    Err(bad("neither manifest.json nor index.json: not an image archive".into()))
+}
+/// The image to use from `images`: the one named `name[:tag]`, or the only one there is.
+pub fn select<'a>(
+    path: &Path,
+    images: &'a [FoundImage],
+    name: Option<&str>,
+    tag: Option<&str>,
+) -> Result<&'a FoundImage> {
+    let bad = |problem: String| Error::BadImage { path: path.to_owned(), problem };
+    let all = || images.iter().flat_map(|i| i.repo_tags.iter().cloned()).collect::<Vec<_>>().join(", ");
+    let Some(name) = name else {
+        return match images {
+            [only] => Ok(only),
+            [] => Err(bad("it holds no image".into())),
+            _ => Err(bad(format!(
+                "it holds {} images ({}); pick one with fromImageName/fromImageTag",
+                images.len(),
+                all()
+            ))),
+        };
+    };
+    let wanted = format!("{name}:{}", tag.unwrap_or("latest"));
+    images
+        .iter()
+        .find(|i| {
+            i.repo_tags.iter().any(|t| *t == wanted || t.strip_prefix("docker.io/library/") == Some(&wanted))
+        })
+        .ok_or_else(|| bad(format!("it has no image {wanted} (it has: {})", all())))
+}
+
+/// Where an entry's data is, and the bytes of JSON documents.
+struct EntryInfo {
+    offset: u64,
+    size: u64,
+    compression: Compression,
+    metadata: Option<Vec<u8>>,
+}
+
+/// Every regular entry of the archive at `path`, by normalised name.
+fn index(path: &Path) -> Result<BTreeMap<String, EntryInfo>> {
+    let io_err = |e| Error::io(path, e);
+    let (compression, file) = open_archive(path)?;
+    let length = file.metadata().map_err(io_err)?.len();
+    let not_tar = |e: io::Error| Error::BadImage {
+        path: path.to_owned(),
+        problem: format!("not a readable tar archive: {e}"),
+    };
+    let mut archive = tar::Archive::new(compression.decoder(BufReader::new(file), length).map_err(not_tar)?);
+    let mut entries = BTreeMap::new();
+    let mut metadata_total = 0;
+    for entry in archive.entries().map_err(not_tar)? {
+        let mut entry = entry.map_err(not_tar)?;
+        if !matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
+            continue;
+        }
+        let raw = entry.path().map_err(not_tar)?.to_string_lossy().into_owned();
+        let Ok(name) = normalise(&raw) else { continue }; // never named by a valid manifest
+        let (offset, size) = (entry.raw_file_position(), entry.size());
+        let mut head = Vec::with_capacity(4);
+        (&mut entry).take(4).read_to_end(&mut head).map_err(not_tar)?;
+        let json_named = name == "manifest.json" || name == "index.json" || name.ends_with(".json");
+        let metadata = if (json_named || head.first() == Some(&b'{')) && size <= METADATA_LIMIT {
+            metadata_total += size;
+            if metadata_total > METADATA_TOTAL {
+                return Err(Error::BadImage {
+                    path: path.into(),
+                    problem: format!("it holds more than {} MiB of JSON documents", METADATA_TOTAL >> 20),
+                });
+            }
+            let mut bytes = head.clone();
+            entry.read_to_end(&mut bytes).map_err(not_tar)?;
+            Some(bytes)
+        } else {
+            None
+        };
+        entries.insert(name, EntryInfo { offset, size, compression: Compression::detect(&head), metadata });
+    }
+    if entries.is_empty() {
+        return Err(Error::BadImage { path: path.into(), problem: "an empty or non-tar file".into() });
+    }
+    Ok(entries)
+}
+
+/// `name` as an entry name inside the archive: relative, without `.` or `..` components.
+fn normalise(name: &str) -> Result<String, String> {
+    let path = PathBuf::from(name);
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            std::path::Component::CurDir => {}
+            _ => return Err(format!("{name:?} points outside the archive")),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("{name:?} is not a file name"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn blob_name(digest: &Value) -> Option<String> {
+    let digest = Digest::try_from(digest.as_str()?.to_owned()).ok()?;
+    Some(format!("blobs/sha256/{}", digest.hex()))
+}
+
+fn strings(value: &Value) -> Option<Vec<String>> {
+    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::Write;
+
+    /// A tar of `files` (name, bytes).
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o444);
+            header.set_cksum();
+            builder.append_data(&mut header, name, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn entry_names(image: &FoundImage) -> Vec<(String, Digest)> {
+        image
+            .layers
+            .iter()
+            .map(|l| match l {
+                FoundLayer::Unverified(layer, diff_id) => (layer.entry.clone(), *diff_id),
+                FoundLayer::Planned(_) => panic!("an archive has no planned layers"),
+            })
+            .collect()
+    }
+
+    fn layer() -> Vec<u8> {
+        tar_of(&[("hello", b"world")])
+    }
+
+    /// A docker-archive with one layer; returns (archive bytes, config bytes, layer digest).
+    fn docker_archive(tags: &[&str], config_name: Option<&str>) -> (Vec<u8>, Vec<u8>, Digest) {
+        let layer = layer();
+        let diff_id = Digest::of(&layer);
+        let config = serde_json::to_vec(&json!({ "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": [diff_id.to_string()] } }))
+        .unwrap();
+        let config_file =
+            config_name.map(str::to_owned).unwrap_or(format!("{}.json", Digest::of(&config).hex()));
+        let layer_file = format!("{}/layer.tar", diff_id.hex());
+        let manifest =
+            json!([{ "Config": config_file, "RepoTags": tags, "Layers": [layer_file] }]).to_string();
+        let archive =
+            tar_of(&[(&layer_file, &layer), (&config_file, &config), ("manifest.json", manifest.as_bytes())]);
+        (archive, config, diff_id)
+    }
+
+    #[test]
+    fn reads_a_docker_archive_plain_gz_and_zstd() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, _, diff_id) = docker_archive(&["app:1"], None);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&archive).unwrap();
+        let zst = zstd::encode_all(archive.as_slice(), 3).unwrap();
+        for (name, bytes) in
+            [("plain.tar", archive.clone()), ("x.tar.gz", gz.finish().unwrap()), ("x.zst", zst)]
+        {
+            let path = write(dir.path(), name, &bytes);
+            let images = read_images(&path).unwrap();
+            assert_eq!(images.len(), 1, "{name}");
+            assert_eq!(images[0].repo_tags, ["app:1"]);
+            assert_eq!(entry_names(&images[0]), [(format!("{}/layer.tar", diff_id.hex()), diff_id)]);
+            assert_eq!(images[0].config_json()["architecture"], "amd64");
+            assert!(std::ptr::eq(select(&path, &images, Some("app"), Some("1")).unwrap(), &images[0]));
+            let spec = verify(images[0].clone(), &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap();
+            assert_eq!((spec.layers[0].digest, spec.layers[0].size), (diff_id, layer().len() as u64));
+        }
+    }
+
+    #[test]
+    fn reads_an_oci_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = tar_of(&[("f", b"x")]);
+        let diff_id = Digest::of(&layer);
+        let config =
+            serde_json::to_vec(&json!({ "rootfs": { "type": "layers", "diff_ids": [diff_id.to_string()] } }))
+                .unwrap();
+        let manifest = serde_json::to_vec(&json!({ "schemaVersion": 2,
+            "config": { "digest": Digest::of(&config).to_string() },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff_id.to_string() }] }))
+        .unwrap();
+        let index = json!({ "schemaVersion": 2, "manifests": [{ "digest": Digest::of(&manifest).to_string(),
+            "annotations": { "org.opencontainers.image.ref.name": "base:2" } }] })
+        .to_string();
+        let blob = |d: Digest| format!("blobs/sha256/{}", d.hex());
+        let archive = tar_of(&[
+            ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+            ("index.json", index.as_bytes()),
+            (&blob(Digest::of(&manifest)), &manifest),
+            (&blob(Digest::of(&config)), &config),
+            (&blob(diff_id), &layer),
+        ]);
+        let path = write(dir.path(), "oci.tar", &archive);
+        let images = read_images(&path).unwrap();
+        assert_eq!(images[0].repo_tags, ["base:2"]);
+        assert_eq!(entry_names(&images[0]), [(blob(diff_id), diff_id)]);
+    }
+
+    #[test]
+    fn bad_archives_are_named_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, config, diff_id) = docker_archive(&["app:1"], None);
+        let layer_file = format!("{}/layer.tar", diff_id.hex());
+        let config_file = format!("{}.json", Digest::of(&config).hex());
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("text", b"hello, not a tar".to_vec(), "not a readable tar archive"),
+            ("empty", Vec::new(), "an empty or non-tar file"),
+            ("truncated", good[..good.len() / 3].to_vec(), "not a readable tar archive"),
+            ("no-manifest", tar_of(&[("x", b"y")]), "neither manifest.json nor index.json"),
+            ("bad-json", tar_of(&[("manifest.json", b"{")]), "manifest.json is not valid JSON"),
+            (
+                "missing-layer",
+                tar_of(&[
+                    (&config_file, &config),
+                    (
+                        "manifest.json",
+                        json!([{ "Config": config_file, "Layers": [layer_file] }]).to_string().as_bytes(),
+                    ),
+                ]),
+                "is listed but not in the archive",
+            ),
+            (
+                "config-digest",
+                tar_of(&[
+                    (&config_file, b"{\"rootfs\":{\"diff_ids\":[]}}"),
+                    (
+                        "manifest.json",
+                        json!([{ "Config": config_file, "Layers": [] }]).to_string().as_bytes(),
+                    ),
+                ]),
+                "does not match its digest",
+            ),
+            (
+                "escape",
+                tar_of(&[(
+                    "manifest.json",
+                    json!([{ "Config": "../../etc/passwd", "Layers": [] }]).to_string().as_bytes(),
+                )]),
+                "points outside the archive",
+            ),
+        ];
+        for (name, bytes, needle) in cases {
+            let path = write(dir.path(), name, &bytes);
+            let err = read_images(&path).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("image archive {}: ", path.display())), "{name}: {err}");
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn selecting_among_several_images() {
+        let path = Path::new("/base.tar");
+        let image = |tag: &str| FoundImage { repo_tags: vec![tag.into()], config: "{}".into(), layers: vec![] };
+        let images = vec![image("a:1"), image("b:latest")];
+        let err = select(path, &images, None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("it holds 2 images (a:1, b:latest); pick one with fromImageName/fromImageTag"),
+            "{err}"
+        );
+        assert_eq!(select(path, &images, Some("b"), None).unwrap().repo_tags, ["b:latest"]);
+        let err = select(path, &images, Some("a"), Some("2")).unwrap_err().to_string();
+        assert!(err.contains("it has no image a:2 (it has: a:1, b:latest)"), "{err}");
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// A docker-archive whose layers are `layers` (stored as given) with these diff_ids.
+    fn archive_of(layers: &[(Vec<u8>, Digest)]) -> Vec<u8> {
+        let config = serde_json::to_vec(&json!({ "rootfs": { "type": "layers",
+            "diff_ids": layers.iter().map(|(_, d)| d.to_string()).collect::<Vec<_>>() } }))
+        .unwrap();
+        let config_file = format!("{}.json", Digest::of(&config).hex());
+        let names: Vec<String> = (0..layers.len()).map(|i| format!("l{i}/layer.tar")).collect();
+        let manifest = json!([{ "Config": config_file, "RepoTags": ["x:1"], "Layers": names }]).to_string();
+        let mut files: Vec<(&str, &[u8])> =
+            names.iter().zip(layers).map(|(n, (bytes, _))| (n.as_str(), bytes.as_slice())).collect();
+        files.push((&config_file, &config));
+        files.push(("manifest.json", manifest.as_bytes()));
+        tar_of(&files)
+    }
+
+    fn read_all(reader: &mut ArchiveReader, layer: &FoundLayer) -> Vec<u8> {
+        let FoundLayer::Unverified(layer, _) = layer else { panic!("not an archive layer") };
+        let mut bytes = Vec::new();
+        reader.layer(layer).unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn compressed_layers_in_a_compressed_archive_read_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (tar_of(&[("a", b"1")]), tar_of(&[("b", &[7u8; 5000])]));
+        let archive = archive_of(&[(gzip(&a), Digest::of(&a)), (b.clone(), Digest::of(&b))]);
+        let path = write(dir.path(), "x.tar.gz", &gzip(&archive));
+        let image = read_images(&path).unwrap().remove(0);
+        let mut reader = ArchiveReader::default();
+        assert_eq!(read_all(&mut reader, &image.layers[1]), b);
+        assert_eq!(read_all(&mut reader, &image.layers[0]), a); // earlier: the archive is reopened
+        assert_eq!(read_all(&mut reader, &image.layers[1]), b); // later: read on from there
+        let spec = verify(image, &mut reader, &mut BTreeMap::new()).unwrap();
+        let sizes: Vec<u64> = spec.layers.iter().map(|l| l.size).collect();
+        assert_eq!(sizes, [a.len() as u64, b.len() as u64]); // uncompressed sizes
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_its_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layer();
+        let wrong = Digest::of(b"something else");
+        let path = write(dir.path(), "x.tar", &archive_of(&[(layer.clone(), wrong)]));
+        let image = read_images(&path).unwrap().remove(0);
+        let err = verify(image, &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap_err().to_string();
+        let expected = format!(
+            "image archive {}: layer l0/layer.tar: its content has digest {}, but the image config's diff_id for it is {wrong}",
+            path.display(),
+            Digest::of(&layer)
+        );
+        assert_eq!(err, expected);
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Concatenated gzip members are one gzip stream: 300 MiB of zeros from a few hundred KiB.
+        let zeros = gzip(&vec![0u8; 1 << 20]);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(300 << 20);
+        header.set_mode(0o444);
+        header.set_cksum();
+        let mut bomb = gzip(header.as_bytes());
+        (0..300).for_each(|_| bomb.extend_from_slice(&zeros));
+        let path = write(dir.path(), "bomb.tar.gz", &bomb);
+        let err = read_images(&path).unwrap_err().to_string();
+        assert!(err.contains("refused as a likely decompression bomb"), "{err}");
+
+        // The same inside a layer of a small archive.
+        let inner: Vec<u8> = (0..300).flat_map(|_| zeros.clone()).collect();
+        let path = write(dir.path(), "layer-bomb.tar", &archive_of(&[(inner, Digest::of(b""))]));
+        let image = read_images(&path).unwrap().remove(0);
+        let err = verify(image, &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("layer l0/layer.tar: it decompresses to more than 200 times its size"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_script_is_read_as_its_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(store.join("x-a")).unwrap();
+        let plan = crate::archive::tests::plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
+        let path = write(dir.path(), "stream", plan.to_script(Path::new("/bin/stowage")).as_bytes());
+        let images = read_images(&path).unwrap();
+        assert_eq!(images[0].repo_tags, ["a:b"]);
+        assert!(matches!(&images[0].layers[0], FoundLayer::Planned(p) if *p == plan.images[0].layers[0]));
+        let script = write(dir.path(), "script", b"#!/bin/sh\necho hi\n");
+        let err = read_images(&script).unwrap_err().to_string();
+        assert!(err.ends_with("not a stowage stream script"), "{err}");
+        let err = read_images(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+    }
+}

@@ -1,0 +1,121 @@
+//! `mergeImages`: several images — from stowage stream scripts and from image archives — as
+//! one docker-archive that loads as all of them, with all their tags.
+//!
+//! A layer several images share is stored once (the archive writer stores each digest once),
+//! and is read and verified once: the first copy verified stands in for every later one.
+
+use crate::digest::Digest;
+use crate::image::{ImageSpec, Plan};
+use crate::image_reader::{read_images, verify, ArchiveReader};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The mtime of a merged archive's own entries: dockerTools' default, one second after the epoch.
+const MERGED_MTIME: u64 = 1;
+
+/// The plan of one archive holding every image in the files `inputs` (the `images` argument, in
+/// order). An image found twice is kept once, with every tag it was given; two different images
+/// with the same `name:tag` are an error naming both inputs.
+pub fn merge_images(inputs: &[String]) -> Result<Plan> {
+    let mut reader = ArchiveReader::default();
+    let mut known = BTreeMap::new();
+    let mut images: Vec<(ImageSpec, Digest)> = Vec::new();
+    // name:tag → (image ID, which input it came from)
+    let mut tagged: BTreeMap<String, (Digest, usize)> = BTreeMap::new();
+    for (index, input) in inputs.iter().enumerate() {
+        for found in read_images(Path::new(input))? {
+            let spec = verify(found, &mut reader, &mut known)?;
+            let id = Digest::of(spec.config.as_bytes());
+            for tag in &spec.repo_tags {
+                match tagged.get(tag) {
+                    Some(&(other_id, other)) if other_id != id => {
+                        return Err(Error::argument(
+                            "images",
+                            format!(
+                                "has two different images tagged {tag}: in images[{other}] ({}) and in \
+                                 images[{index}] ({input})",
+                                inputs[other]
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        tagged.insert(tag.clone(), (id, index));
+                    }
+                }
+            }
+            let same = |(kept, kept_id): &&mut (ImageSpec, Digest)| *kept_id == id && kept.layers == spec.layers;
+            match images.iter_mut().find(same) {
+                Some((kept, _)) => {
+                    let new: Vec<String> =
+                        spec.repo_tags.into_iter().filter(|t| !kept.repo_tags.contains(t)).collect();
+                    kept.repo_tags.extend(new);
+                }
+                None => images.push((spec, id)),
+            }
+        }
+    }
+    Ok(Plan { mtime: MERGED_MTIME, images: images.into_iter().map(|(spec, _)| spec).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::write_docker_archive;
+
+    /// A stream script of one image, `tag`, holding store path `name` (with `contents`).
+    fn stream(dir: &Path, name: &str, contents: &str, tag: &str) -> String {
+        let store = dir.join("store");
+        std::fs::create_dir_all(store.join(name)).unwrap();
+        std::fs::write(store.join(name).join("f"), contents).unwrap();
+        let plan = crate::archive::tests::plan(&store, &store.join(name).to_string_lossy(), tag);
+        let path = dir.join(format!("{name}.stream"));
+        std::fs::write(&path, plan.to_script(Path::new("/bin/stowage"))).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The archive a stream script would write.
+    fn archive(dir: &Path, script: &str) -> String {
+        let bytes = write_docker_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), |_, _, _| {});
+        let path = format!("{script}.tar");
+        std::fs::write(&path, bytes.unwrap()).unwrap();
+        assert!(Path::new(&path).starts_with(dir));
+        path
+    }
+
+    #[test]
+    fn shared_layers_once_every_tag_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = stream(dir.path(), "x-a", "same", "a:1");
+        let a_archive = archive(dir.path(), &a);
+        let b = stream(dir.path(), "x-b", "other", "b:1");
+        // The same image as `a`, retagged: same layer, same config.
+        let a2 = a.replace("x-a.stream", "x-a2.stream");
+        std::fs::write(&a2, std::fs::read_to_string(&a).unwrap().replace("\"a:1\"", "\"a:2\"")).unwrap();
+        let plan = merge_images(&[a_archive.clone(), b.clone(), a2]).unwrap();
+        let tags: Vec<&Vec<String>> = plan.images.iter().map(|i| &i.repo_tags).collect();
+        assert_eq!(tags, [&vec!["a:1".to_string(), "a:2".into()], &vec!["b:1".to_string()]]);
+        let bytes = write_docker_archive(&plan, Vec::new(), |_, _, _| {}).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 5, "{names:?}"); // 2 layers, 2 configs, the manifest
+        assert_eq!(merge_images(&[a_archive.clone(), b.clone()]).unwrap(), merge_images(&[a_archive, b]).unwrap());
+    }
+
+    #[test]
+    fn one_tag_for_two_images_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = stream(dir.path(), "x-a", "one", "app:1");
+        let b = stream(dir.path(), "x-b", "two", "app:1");
+        let err = merge_images(&[a.clone(), b.clone()]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("argument 'images' has two different images tagged app:1: in images[0] ({a}) and in images[1] ({b})")
+        );
+    }
+}
