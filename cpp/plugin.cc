@@ -64,9 +64,9 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
     compat::mkStorePathString(state, v, path);
 }
 
-// The arguments of a layered image, checked and normalised by the core (the Nix library hands
-// the untouched contents and config to the derivation, so their context is kept there).
-void primLayeredImageArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
+// The arguments of one of the library's functions, checked and normalised by the core (the Nix
+// library hands the untouched values to the derivation, so their context is kept there).
+void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
     std::string function(compat::forceStringNoCtx(state, *args[0], pos));
     expectType(state, pos, *args[1], nAttrs, function.c_str());
@@ -74,7 +74,7 @@ void primLayeredImageArgs(EvalState & state, compat::PosArg pos, Value ** args, 
     auto json = compat::toJSON(state, pos, *args[1], context);
     std::string system = settings.thisSystem.get();
     auto checked = callRust(
-        state, pos, [&] { return ffi::layered_image_args(function, json, system, state.store->storeDir); });
+        state, pos, [&] { return ffi::check_args(function, json, system, state.store->storeDir); });
     parseJSON(state, std::string_view(checked.data(), checked.size()), v);
 }
 
@@ -124,9 +124,9 @@ void primStowage(EvalState & state, compat::PosArg pos, Value **, Value & v)
             "A store path with etc/passwd and etc/group (root and nobody, plus `extraPasswdLines` and\n"
             "`extraGroupLines`), etc/nsswitch.conf and an empty var/empty, written from the evaluator.",
             primFakeNss));
-    prims.insert(state.symbols.create("layeredImageArgs"),
-        &primOpValue(state, "layeredImageArgs", {"function", "args"}, "Checks a layered image's arguments.",
-            primLayeredImageArgs));
+    prims.insert(state.symbols.create("checkArgs"),
+        &primOpValue(state, "checkArgs", {"function", "args"}, "Checks the arguments of a library function.",
+            primCheckArgs));
     prims.insert(state.symbols.create("builder"),
         &primOpValue(state, "builder", {"ignored"}, "The store path of the image builder.", primBuilder));
     prims.insert(state.symbols.create("referencedPaths"),

@@ -1,10 +1,10 @@
 # buildLayeredImage: a derivation whose output is the image archive (docker-archive), plain or
 # compressed; its `stream` attribute is the matching streamLayeredImage.
 {
-  # derivations built by the stowage executable (./stowage.nix)
-  stowageDerivation,
   # ./stream-layered-image.nix, applied (its errors name buildLayeredImage)
   streamLayeredImage,
+  # ./archive.nix, applied
+  archive,
 }:
 {
   # "none", "gz" or "zstd"
@@ -16,16 +16,10 @@
 }@args:
 let
   stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
-  extension = { none = "tar"; gz = "tar.gz"; zstd = "tar.zst"; }.${compressor} or (throw
-    "stowage.buildLayeredImage: argument 'compressor' is ${builtins.toJSON compressor}; it must be \"none\", \"gz\" or \"zstd\"");
-  archive = stowageDerivation "build-archive" {
-    name = "${baseNameOf stream.imageName}.${extension}";
-    inherit stream compressor;
-  };
 in
-archive
+archive "buildLayeredImage" { inherit stream compressor; name = baseNameOf stream.imageName; }
 // passthru
 // {
-  inherit meta stream passthru;
+  inherit meta passthru;
   inherit (stream) imageName imageTag;
 }

@@ -15,15 +15,19 @@ let
     preferLocalBuild = true;
     allowSubstitutes = false;
   } // attrs);
-  # the stream derivation, for the public function named (which errors name)
+  # the archive of a stream, for the public function named (which errors name)
+  archive = import ./archive.nix { inherit stowageDerivation; };
+  # the stream derivation of a layered image, for the public function named
   layeredStream = import ./stream-layered-image.nix { inherit prims stowageDerivation; };
   streamLayeredImage = layeredStream "streamLayeredImage";
   buildLayeredImage = import ./build-layered-image.nix {
-    inherit stowageDerivation;
+    inherit archive;
     streamLayeredImage = layeredStream "buildLayeredImage";
   };
+  merges = import ./merge-images.nix { inherit prims stowageDerivation archive; };
 in
 {
   inherit (prims) version goarch fakeNss;
   inherit streamLayeredImage buildLayeredImage;
+  inherit (merges) mergeImages streamMergedImages;
 }

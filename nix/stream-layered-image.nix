@@ -16,16 +16,18 @@ function:
   # attributes added to the result, as in dockerTools
   passthru ? { },
   meta ? { },
+  # the base image: an image archive, or a stowage image (archive or stream)
+  fromImage ? null,
   # name, tag, architecture, created, mtime, uid, gid, uname, gname, maxLayers,
-  # includeStorePaths: checked by the plugin (prims.layeredImageArgs)
+  # includeStorePaths, fromImageName, fromImageTag: checked by the plugin (prims.checkArgs)
   ...
 }@args:
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
-  image = prims.layeredImageArgs function (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
+  image = prims.checkArgs function (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
   stream = stowageDerivation "build-stream" {
     name = "stream-${image.baseName}";
-    inherit image config;
+    inherit image config fromImage;
     contents = contentsList;
     storeDir = builtins.storeDir;
     exportReferencesGraph.closure = contentsList ++ prims.referencedPaths config;

@@ -8,6 +8,7 @@
 use crate::args::Args;
 use crate::goarch::Platform;
 use crate::layered_image::ImageArgs;
+use crate::merge::MergeArgs;
 use crate::nar::Node;
 use crate::nss::FakeNss;
 use std::panic::{self, AssertUnwindSafe};
@@ -27,13 +28,8 @@ mod bridge {
         fn goarch(system: &str) -> Result<GoPlatform>;
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
-        /// The checked arguments of a layered image (for `function`), as JSON.
-        fn layered_image_args(
-            function: &str,
-            args_json: &str,
-            system: &str,
-            store_dir: &str,
-        ) -> Result<String>;
+        /// The checked arguments of the library function `function`, as JSON.
+        fn check_args(function: &str, args_json: &str, system: &str, store_dir: &str) -> Result<String>;
         /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
         fn builder_nar() -> Result<Vec<u8>>;
         /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
@@ -88,15 +84,15 @@ fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-fn layered_image_args(
-    function: &str,
-    args_json: &str,
-    system: &str,
-    store_dir: &str,
-) -> Result<String, String> {
+fn check_args(function: &str, args_json: &str, system: &str, store_dir: &str) -> Result<String, String> {
     entry(function, || {
-        let args = ImageArgs::from_nix(args_json, system, store_dir)?;
-        Ok(serde_json::to_string(&args).expect("arguments serialise"))
+        let checked = match function {
+            "mergeImages" | "streamMergedImages" => {
+                serde_json::to_value(MergeArgs::from_nix(args_json, store_dir)?)
+            }
+            _ => serde_json::to_value(ImageArgs::from_nix(args_json, system, store_dir)?),
+        };
+        Ok(checked.expect("arguments serialise").to_string())
     })
 }
 

@@ -116,7 +116,8 @@ pub fn inherit_runtime(base: &Value, ours: Map<String, Value>) -> Result<Map<Str
     let mut merged = base["config"].as_object().cloned().unwrap_or_default();
     merged.retain(|_, value| !value.is_null());
     let base_env = strings(merged.get("Env").unwrap_or(&Value::Null));
-    if let Some(bad) = base_env.iter().find(|e| !e.split_once('=').is_some_and(|(name, _)| !name.is_empty())) {
+    if let Some(bad) = base_env.iter().find(|e| !e.split_once('=').is_some_and(|(name, _)| !name.is_empty()))
+    {
         return Err(Error::argument(
             "fromImage",
             format!("the base image's Env holds {bad:?}, which is not of the form NAME=value"),
@@ -198,7 +199,8 @@ mod tests {
         let base = json!({ "config": {
             "Env": ["PATH=/base/bin", "LANG=C"], "Cmd": ["/base"], "WorkingDir": "/srv",
             "Labels": {"from": "base"}, "User": null, "Hostname": "kept" } });
-        let ours = normalise_runtime_config(&json!({ "Env": ["PATH=/mine", "X=1"], "Cmd": ["/mine"] })).unwrap();
+        let ours =
+            normalise_runtime_config(&json!({ "Env": ["PATH=/mine", "X=1"], "Cmd": ["/mine"] })).unwrap();
         let merged = inherit_runtime(&base, ours).unwrap();
         assert_eq!(merged["Env"], json!(["PATH=/mine", "LANG=C", "X=1"]));
         assert_eq!(merged["Cmd"], json!(["/mine"]));

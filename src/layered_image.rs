@@ -447,7 +447,10 @@ mod tests {
                 "argument 'contents[0]' \"/store/\" is not a store path",
             ),
             (r#"{"name": "a", "fromImage": "/x"}"#, "argument 'fromImage' \"/x\" is not a store path"),
-            (r#"{"name": "a", "extraCommands": "x"}"#, "argument 'extraCommands' is not supported by stowage yet"),
+            (
+                r#"{"name": "a", "extraCommands": "x"}"#,
+                "argument 'extraCommands' is not supported by stowage yet",
+            ),
             (
                 r#"{"name": "a", "config": {"Env": ["X"]}}"#,
                 "argument 'config.Env[0]' \"X\" is not of the form NAME=value",

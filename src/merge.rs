@@ -4,12 +4,48 @@
 //! A layer several images share is stored once (the archive writer stores each digest once),
 //! and is read and verified once: the first copy verified stands in for every later one.
 
+use crate::args::Args;
 use crate::digest::Digest;
 use crate::image::{ImageSpec, Plan};
 use crate::image_reader::{read_images, verify, ArchiveReader};
+use crate::layered_image::check_in_store;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The checked arguments of `mergeImages` / `streamMergedImages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeArgs {
+    /// The name of the derivations.
+    pub name: String,
+}
+
+impl MergeArgs {
+    /// Checks the arguments (`args_json`: `images`, `name`; `compressor` is the Nix glue's)
+    /// for a store at `store_dir`.
+    pub fn from_nix(args_json: &str, store_dir: &str) -> Result<MergeArgs> {
+        let args = Args::parse(args_json, &["images", "name"])?;
+        if !args.has("images") {
+            return Err(Error::argument("images", "is required"));
+        }
+        let images = args.string_list("images")?;
+        if images.is_empty() {
+            return Err(Error::argument("images", "is empty; give at least one image"));
+        }
+        for (i, image) in images.iter().enumerate() {
+            check_in_store(format!("images[{i}]"), image, store_dir)?;
+        }
+        let name = args.string("name")?.unwrap_or_else(|| DEFAULT_NAME.into());
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::argument("name", format!("{name:?} is not a usable derivation name")));
+        }
+        Ok(MergeArgs { name })
+    }
+}
+
+/// The default name of a merge's derivations.
+const DEFAULT_NAME: &str = "merged-images";
 
 /// The mtime of a merged archive's own entries: dockerTools' default, one second after the epoch.
 const MERGED_MTIME: u64 = 1;
@@ -45,7 +81,8 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
                     }
                 }
             }
-            let same = |(kept, kept_id): &&mut (ImageSpec, Digest)| *kept_id == id && kept.layers == spec.layers;
+            let same =
+                |(kept, kept_id): &&mut (ImageSpec, Digest)| *kept_id == id && kept.layers == spec.layers;
             match images.iter_mut().find(same) {
                 Some((kept, _)) => {
                     let new: Vec<String> =
@@ -104,7 +141,26 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names.len(), 5, "{names:?}"); // 2 layers, 2 configs, the manifest
-        assert_eq!(merge_images(&[a_archive.clone(), b.clone()]).unwrap(), merge_images(&[a_archive, b]).unwrap());
+        assert_eq!(
+            merge_images(&[a_archive.clone(), b.clone()]).unwrap(),
+            merge_images(&[a_archive, b]).unwrap()
+        );
+    }
+
+    #[test]
+    fn arguments() {
+        let args = |json: &str| MergeArgs::from_nix(json, "/store");
+        assert_eq!(args(r#"{"images": ["/store/a", "/store/b/x.tar"]}"#).unwrap().name, "merged-images");
+        for (json, needle) in [
+            (r#"{}"#, "argument 'images' is required"),
+            (r#"{"images": []}"#, "argument 'images' is empty"),
+            (r#"{"images": ["/tmp/x"]}"#, "argument 'images[0]' \"/tmp/x\" is not a store path"),
+            (r#"{"images": ["/store/a"], "name": "a/b"}"#, "argument 'name' \"a/b\" is not a usable"),
+            (r#"{"images": "/store/a"}"#, "argument 'images' is a string while a list was expected"),
+        ] {
+            let err = args(json).unwrap_err().to_string();
+            assert!(err.starts_with(needle), "{json}: {err}");
+        }
     }
 
     #[test]

@@ -5,34 +5,8 @@ mod support;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::images::{manifest_and_config, skopeo_config, tar_files, Podman};
+use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
 use support::{run_ok, TestNix};
-
-/// Test derivations: Debian's static busybox as `bin/{busybox,sh}`, and small libraries and
-/// applications that refer to each other.
-const PRELUDE: &str = r#"
-  let
-    s = builtins.stowage;
-    sh = name: script: derivation {
-      inherit name;
-      system = builtins.currentSystem;
-      builder = "/bin/busybox";
-      args = [ "sh" "-c" script ];
-    };
-    busybox = sh "busybox" "/bin/busybox mkdir -p $out/bin && /bin/busybox cp /bin/busybox $out/bin/ && /bin/busybox ln -s busybox $out/bin/sh";
-    # a library of `size` bytes that refers to `dep` (if any)
-    lib = name: size: dep: sh name "/bin/busybox mkdir $out && /bin/busybox head -c ${toString size} /dev/zero > $out/data && echo '${dep}' > $out/dep";
-    lib1 = lib "lib1" 40000 "";
-    lib2 = lib "lib2" 30000 lib1;
-    lib3 = lib "lib3" 20000 lib2;
-    lib4 = lib "lib4" 10000 lib3;
-    app = version: sh "app" "/bin/busybox mkdir $out && echo '${version} ${lib4}' > $out/app";
-  in
-"#;
-
-fn expr(body: &str) -> String {
-    format!("{PRELUDE} {body}")
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -254,7 +228,10 @@ fn bad_arguments() {
         (r#"{ name = "a"; tag = ":x"; }"#, "argument 'tag' \":x\" is not a valid image tag"),
         (r#"{ name = "a"; maxLayers = 1; }"#, "argument 'maxLayers' is 1; it must be from 2"),
         (r#"{ name = "a"; maxLayers = 126; }"#, "argument 'maxLayers' is 126"),
-        (r#"{ name = "a"; fromImage = busybox; }"#, "argument 'fromImage' is not supported by stowage yet"),
+        (
+            r#"{ name = "a"; fromImage = "/tmp/base.tar"; }"#,
+            "argument 'fromImage' \"/tmp/base.tar\" is not a store path",
+        ),
         (
             r#"{ name = "a"; fakeRootCommands = "x"; }"#,
             "argument 'fakeRootCommands' is not supported by stowage yet",
@@ -362,7 +339,7 @@ fn a_stream_that_does_not_match_its_plan_stops_before_the_manifest() {
     let script = std::fs::read_to_string(&stream).unwrap();
     let (shebang, plan) = script.split_once('\n').unwrap();
     let mut plan: Value = serde_json::from_str(plan).unwrap();
-    plan["layers"][0]["digest"] = json!(format!("sha256:{}", "0".repeat(64)));
+    plan["images"][0]["layers"][0]["digest"] = json!(format!("sha256:{}", "0".repeat(64)));
     let tampered = nix.root().join("tampered");
     std::fs::write(&tampered, format!("{shebang}\n{plan}\n")).unwrap();
     let builder = shebang.trim_start_matches("#!").split(' ').next().unwrap();

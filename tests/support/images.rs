@@ -6,6 +6,33 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
+/// Test derivations: Debian's static busybox as `bin/{busybox,sh}`, and small libraries and
+/// applications that refer to each other.
+pub const PRELUDE: &str = r#"
+  let
+    s = builtins.stowage;
+    sh = name: script: derivation {
+      inherit name;
+      system = builtins.currentSystem;
+      builder = "/bin/busybox";
+      args = [ "sh" "-c" script ];
+    };
+    busybox = sh "busybox" "/bin/busybox mkdir -p $out/bin && /bin/busybox cp /bin/busybox $out/bin/ && /bin/busybox ln -s busybox $out/bin/sh";
+    # a library of `size` bytes that refers to `dep` (if any)
+    lib = name: size: dep: sh name "/bin/busybox mkdir $out && /bin/busybox head -c ${toString size} /dev/zero > $out/data && echo '${dep}' > $out/dep";
+    lib1 = lib "lib1" 40000 "";
+    lib2 = lib "lib2" 30000 lib1;
+    lib3 = lib "lib3" 20000 lib2;
+    lib4 = lib "lib4" 10000 lib3;
+    app = version: sh "app" "/bin/busybox mkdir $out && echo '${version} ${lib4}' > $out/app";
+  in
+"#;
+
+/// `body` evaluated after [`PRELUDE`].
+pub fn expr(body: &str) -> String {
+    format!("{PRELUDE} {body}")
+}
+
 /// `skopeo copy docker-archive:ARCHIVE[:@index] oci:…` into a fresh layout, then the config
 /// skopeo reads back from it.
 pub fn skopeo_config(archive: &Path, index: usize) -> Value {

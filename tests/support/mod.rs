@@ -141,6 +141,16 @@ impl TestNix {
         run_ok(self.cmd("nix-build").arg("--no-out-link").args(sandbox).args(["-E", expr]))
     }
 
+    /// Builds `expr` like [`TestNix::build`]; the build must fail. Returns the error output.
+    pub fn build_error(&self, expr: &str) -> String {
+        let sandbox = ["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"];
+        let out =
+            self.cmd("nix-build").arg("--no-out-link").args(sandbox).args(["-E", expr]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "building {expr} should fail:\n{stderr}");
+        stderr
+    }
+
     /// Evaluates `expr`, which must fail, and returns the error output.
     pub fn eval_error(&self, expr: &str) -> String {
         let out = self.cmd("nix-instantiate").args(["--eval", "--strict", "-E", expr]).output().unwrap();
