@@ -8,7 +8,12 @@
 //!   `tar -cf - <paths> | openssl dgst -sha256`;
 //! - the stream's peak memory (GNU time's max RSS) for the whole store and for half of it;
 //! - planning alone for a 10,000-path graph;
-//! - the largest layer's share of the bytes with maxLayers = 100.
+//! - the largest layer's share of the bytes with maxLayers = 100;
+//! - an image on a base archive holding the whole store (about 1.2 GB): streaming it ÷
+//!   `tar | cat` as above, and its build (which verifies the base) ÷ `openssl dgst -sha256` of
+//!   the base archive;
+//! - merging 1, 4 and 16 images on that base, each with a small layer of its own: the merged
+//!   stream's time and size, which follow the distinct layers, not the number of images.
 //!
 //! The report (Markdown) goes to stdout; progress to stderr.
 
@@ -125,7 +130,7 @@ fn time_shell(script: &str) -> Duration {
 }
 
 /// Writes the attributes `stowage build-stream` reads and returns their file.
-fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path) -> PathBuf {
+fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path, from_image: Option<&Path>) -> PathBuf {
     let closure: Vec<_> = closure
         .iter()
         .map(|p| serde_json::json!({ "path": p.path, "narSize": p.nar_size, "references": p.references }))
@@ -137,6 +142,7 @@ fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path) -> PathBuf 
             "uname": "root", "gname": "root", "maxLayers": 100, "includeStorePaths": true,
         },
         "contents": [], "config": {}, "storeDir": store, "closure": closure, "outputs": { "out": out },
+        "fromImage": from_image,
     });
     let file = dir.join(format!("{}.attrs.json", out.file_name().unwrap().to_string_lossy()));
     fs::write(&file, attrs.to_string()).unwrap();
@@ -156,7 +162,7 @@ fn main() {
 
     eprintln!("bench: build (plan + digests)");
     let stream = work.path().join("stream");
-    let attrs_file = attrs(work.path(), &store, &closure, &stream);
+    let attrs_file = attrs(work.path(), &store, &closure, &stream, None);
     let build = time_shell(&format!("NIX_ATTRS_JSON_FILE={} {stowage} build-stream", attrs_file.display()));
     let tar_sha =
         time_shell(&format!("tar -C / -cf - -T {} | openssl dgst -sha256 >/dev/null", list.display()));
@@ -176,13 +182,8 @@ fn main() {
         String::from_utf8_lossy(&out.stderr).lines().last().unwrap().trim().parse().unwrap()
     };
     let half_stream = work.path().join("half-stream");
-    let half_attrs = attrs(work.path(), &store, &closure[..PATHS / 2], &half_stream);
-    let status = Command::new(stowage)
-        .arg("build-stream")
-        .env("NIX_ATTRS_JSON_FILE", &half_attrs)
-        .stderr(Stdio::null())
-        .status();
-    assert!(status.unwrap().success());
+    let half_attrs = attrs(work.path(), &store, &closure[..PATHS / 2], &half_stream, None);
+    run_builder(stowage, "build-stream", &half_attrs);
     let (peak_full, peak_half) = (peak(&stream), peak(&half_stream));
 
     eprintln!("bench: planning a 10,000-path graph");
@@ -209,10 +210,60 @@ fn main() {
     let plan: serde_json::Value =
         serde_json::from_str(fs::read_to_string(&stream).unwrap().split_once('\n').unwrap().1).unwrap();
     let sizes: Vec<u64> =
-        plan["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
+        plan["images"][0]["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
     let layer_bytes: u64 = sizes.iter().sum();
     let largest_layer = *sizes.iter().max().unwrap();
     let largest_path = closure.iter().map(|p| p.nar_size).max().unwrap();
+
+    eprintln!("bench: an image on a base of the whole store");
+    let base = work.path().join("base.tar");
+    let status = Command::new(stowage)
+        .arg("stream")
+        .arg(&stream)
+        .stdout(fs::File::create(&base).unwrap())
+        .stderr(Stdio::null())
+        .status();
+    assert!(status.unwrap().success());
+    let base_size = fs::metadata(&base).unwrap().len();
+    // Small paths of their own for the derived images: the smallest ones of the store.
+    let mut small: Vec<&PathInfo> = closure.iter().collect();
+    small.sort_by_key(|p| p.nar_size);
+    let derived = |i: usize| -> PathBuf {
+        let out = work.path().join(format!("derived-{i}"));
+        let own = PathInfo { references: vec![], ..small[i].clone() };
+        let attrs = attrs(work.path(), &store, &[own], &out, Some(&base));
+        run_builder(stowage, "build-stream", &attrs);
+        out
+    };
+    let on_base = derived(0);
+    let on_base_attrs = work.path().join("derived-0.attrs.json");
+    let on_base_build = time_shell(&format!(
+        "NIX_ATTRS_JSON_FILE={} {stowage} build-stream 2>/dev/null",
+        on_base_attrs.display()
+    ));
+    let base_sha = time_shell(&format!("openssl dgst -sha256 {} >/dev/null", base.display()));
+    let on_base_stream =
+        time_shell(&format!("{stowage} stream {} 2>/dev/null >/dev/null", on_base.display()));
+
+    eprintln!("bench: merging 1, 4 and 16 images on that base");
+    let streams: Vec<PathBuf> = (0..16).map(derived).collect();
+    let merges: Vec<(usize, Duration, u64)> = [1, 4, 16]
+        .into_iter()
+        .map(|n| {
+            let out = work.path().join(format!("merged-{n}"));
+            let attrs = work.path().join(format!("merged-{n}.attrs.json"));
+            let images: Vec<_> = streams[..n].iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            fs::write(&attrs, serde_json::json!({ "images": images, "outputs": { "out": out } }).to_string())
+                .unwrap();
+            run_builder(stowage, "build-merge-stream", &attrs);
+            let time = time_shell(&format!("{stowage} stream {} 2>/dev/null >/dev/null", out.display()));
+            let size = Command::new("bash")
+                .args(["-c", &format!("{stowage} stream {} 2>/dev/null | wc -c", out.display())])
+                .output()
+                .unwrap();
+            (n, time, String::from_utf8_lossy(&size.stdout).trim().parse().unwrap())
+        })
+        .collect();
 
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     println!(
@@ -246,4 +297,33 @@ fn main() {
         100.0 * largest_layer as f64 / layer_bytes as f64,
         100.0 * largest_path as f64 / total as f64
     );
+    println!(
+        "| image on a {:.2} GB base: stream vs `tar \\| cat` | {} | {} | {:.2} | ≤ 1.3 |",
+        base_size as f64 / 1e9,
+        secs(on_base_stream),
+        secs(tar_cat),
+        on_base_stream.as_secs_f64() / tar_cat.as_secs_f64()
+    );
+    println!(
+        "| image on that base: build (verifies the base) vs `openssl dgst -sha256` of it | {} | {} | {:.2} | |",
+        secs(on_base_build),
+        secs(base_sha),
+        on_base_build.as_secs_f64() / base_sha.as_secs_f64()
+    );
+    let (_, time_1, size_1) = merges[0];
+    for &(n, time, size) in &merges {
+        println!(
+            "| merge of {n} images on that base: stream time / size | {} / {:.3} GB | ×{:.2} / ×{:.3} of 1 image | | grows with distinct layers |",
+            secs(time),
+            size as f64 / 1e9,
+            time.as_secs_f64() / time_1.as_secs_f64(),
+            size as f64 / size_1 as f64
+        );
+    }
+}
+
+/// Runs the builder subcommand `subcommand` on the attributes in `attrs`.
+fn run_builder(stowage: &str, subcommand: &str, attrs: &Path) {
+    let out = Command::new(stowage).arg(subcommand).env("NIX_ATTRS_JSON_FILE", attrs).output().unwrap();
+    assert!(out.status.success(), "{subcommand} failed: {}", String::from_utf8_lossy(&out.stderr));
 }

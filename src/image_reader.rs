@@ -397,12 +397,21 @@ pub fn select<'a>(
     let bad = |problem: String| Error::BadImage { path: path.to_owned(), problem };
     let all = || images.iter().flat_map(|i| i.repo_tags.iter().cloned()).collect::<Vec<_>>().join(", ");
     let Some(name) = name else {
-        return match images {
-            [only] => Ok(only),
-            [] => Err(bad("it holds no image".into())),
-            _ => Err(bad(format!(
-                "it holds {} images ({}); pick one with fromImageName/fromImageTag",
-                images.len(),
+        let candidates: Vec<&FoundImage> = match tag {
+            Some(tag) => images
+                .iter()
+                .filter(|i| i.repo_tags.iter().any(|t| t.rsplit_once(':').is_some_and(|(_, t)| t == tag)))
+                .collect(),
+            None => images.iter().collect(),
+        };
+        return match (candidates.as_slice(), tag) {
+            ([only], _) => Ok(only),
+            ([], None) => Err(bad("it holds no image".into())),
+            ([], Some(tag)) => Err(bad(format!("it has no image tagged {tag} (it has: {})", all()))),
+            (several, _) => Err(bad(format!(
+                "it holds {} images{} ({}); pick one with fromImageName/fromImageTag",
+                several.len(),
+                tag.map(|t| format!(" tagged {t}")).unwrap_or_default(),
                 all()
             ))),
         };
@@ -692,6 +701,9 @@ mod tests {
         assert_eq!(select(path, &images, Some("b"), None).unwrap().repo_tags, ["b:latest"]);
         let err = select(path, &images, Some("a"), Some("2")).unwrap_err().to_string();
         assert!(err.contains("it has no image a:2 (it has: a:1, b:latest)"), "{err}");
+        assert_eq!(select(path, &images, None, Some("1")).unwrap().repo_tags, ["a:1"]);
+        let err = select(path, &images, None, Some("2")).unwrap_err().to_string();
+        assert!(err.contains("it has no image tagged 2 (it has: a:1, b:latest)"), "{err}");
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -13,7 +13,15 @@ fn builtins_has_stowage_only_with_the_plugin() {
     assert_eq!(nix.eval_json("builtins ? stowage"), json!(true));
     assert_eq!(
         nix.eval_json("builtins.attrNames builtins.stowage"),
-        json!(["buildLayeredImage", "fakeNss", "goarch", "streamLayeredImage", "version"])
+        json!([
+            "buildLayeredImage",
+            "fakeNss",
+            "goarch",
+            "mergeImages",
+            "streamLayeredImage",
+            "streamMergedImages",
+            "version"
+        ])
     );
     assert_eq!(nix.eval_json("builtins.stowage.version"), json!(env!("CARGO_PKG_VERSION")));
     let out = run_ok(nix.bare("nix-instantiate").args(["--eval", "-E", "builtins ? stowage"]));
