@@ -129,17 +129,21 @@ fn time_shell(script: &str) -> Duration {
     median((0..RUNS).map(|_| run()).collect())
 }
 
-/// Writes the attributes `stowage build-stream` reads and returns their file.
+/// Writes the attributes `stowage build-stream` reads and returns their file. The image is
+/// tagged with the name of `out`; with a base (`from_image`), its budget is the most layers an
+/// image may have.
 fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path, from_image: Option<&Path>) -> PathBuf {
+    let max_layers = if from_image.is_some() { 125 } else { 100 };
+    let tag = out.file_name().unwrap().to_string_lossy();
     let closure: Vec<_> = closure
         .iter()
         .map(|p| serde_json::json!({ "path": p.path, "narSize": p.nar_size, "references": p.references }))
         .collect();
     let attrs = serde_json::json!({
         "image": {
-            "name": "bench", "baseName": "bench", "tag": "t", "architecture": "amd64", "variant": null,
+            "name": "bench", "baseName": "bench", "tag": tag, "architecture": "amd64", "variant": null,
             "created": "1970-01-01T00:00:01Z", "mtime": "1970-01-01T00:00:01Z", "uid": 0, "gid": 0,
-            "uname": "root", "gname": "root", "maxLayers": 100, "includeStorePaths": true,
+            "uname": "root", "gname": "root", "maxLayers": max_layers, "includeStorePaths": true,
         },
         "contents": [], "config": {}, "storeDir": store, "closure": closure, "outputs": { "out": out },
         "fromImage": from_image,
@@ -247,7 +251,7 @@ fn main() {
 
     eprintln!("bench: merging 1, 4 and 16 images on that base");
     let streams: Vec<PathBuf> = (0..16).map(derived).collect();
-    let merges: Vec<(usize, Duration, u64)> = [1, 4, 16]
+    let merges: Vec<(usize, usize, Duration, u64)> = [1, 4, 16]
         .into_iter()
         .map(|n| {
             let out = work.path().join(format!("merged-{n}"));
@@ -261,7 +265,16 @@ fn main() {
                 .args(["-c", &format!("{stowage} stream {} 2>/dev/null | wc -c", out.display())])
                 .output()
                 .unwrap();
-            (n, time, String::from_utf8_lossy(&size.stdout).trim().parse().unwrap())
+            let plan: serde_json::Value =
+                serde_json::from_str(fs::read_to_string(&out).unwrap().split_once('\n').unwrap().1).unwrap();
+            let distinct: std::collections::BTreeSet<&str> = plan["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|i| i["layers"].as_array().unwrap())
+                .map(|l| l["digest"].as_str().unwrap())
+                .collect();
+            (n, distinct.len(), time, String::from_utf8_lossy(&size.stdout).trim().parse().unwrap())
         })
         .collect();
 
@@ -310,10 +323,10 @@ fn main() {
         secs(base_sha),
         on_base_build.as_secs_f64() / base_sha.as_secs_f64()
     );
-    let (_, time_1, size_1) = merges[0];
-    for &(n, time, size) in &merges {
+    let (_, _, time_1, size_1) = merges[0];
+    for &(n, distinct, time, size) in &merges {
         println!(
-            "| merge of {n} images on that base: stream time / size | {} / {:.3} GB | ×{:.2} / ×{:.3} of 1 image | | grows with distinct layers |",
+            "| merge of {n} image(s) on that base ({distinct} distinct layers): stream time / size | {} / {:.3} GB | ×{:.2} / ×{:.3} of 1 image | | grows with distinct layers |",
             secs(time),
             size as f64 / 1e9,
             time.as_secs_f64() / time_1.as_secs_f64(),

@@ -57,7 +57,7 @@ pub enum Error {
         store_dir: PathBuf,
     },
     /// A layer's bytes differ from what the plan recorded (the store changed since the build).
-    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {} ({found_size} bytes); the store paths changed since the image was built", .found.map_or("other bytes".to_string(), |d| d.to_string()))]
+    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {} ({found_size} bytes); what it is made from changed since the image was built", .found.map_or("other bytes".to_string(), |d| d.to_string()))]
     LayerMismatch {
         /// Position of the layer, bottom first.
         index: usize,

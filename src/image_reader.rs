@@ -74,9 +74,9 @@ impl Compression {
         Ok(match self {
             Compression::None => Box::new(reader),
             Compression::Gzip => {
-                Box::new(Bounded { inner: flate2::read::MultiGzDecoder::new(reader), left: limit })
+                Box::new(Metered { inner: flate2::read::MultiGzDecoder::new(reader), count: 0, limit })
             }
-            Compression::Zstd => Box::new(Bounded { inner: zstd::Decoder::new(reader)?, left: limit }),
+            Compression::Zstd => Box::new(Metered { inner: zstd::Decoder::new(reader)?, count: 0, limit }),
         })
     }
 }
@@ -86,22 +86,24 @@ pub fn expansion_limit(compressed_size: u64) -> u64 {
     compressed_size.saturating_mul(MAX_EXPANSION).max(EXPANSION_FLOOR)
 }
 
-/// A reader that fails once more than a limit has come out of it.
-struct Bounded<R> {
+/// A reader that counts what comes out of it, and fails once that is more than its limit.
+struct Metered<R> {
     inner: R,
-    left: u64,
+    count: u64,
+    limit: u64,
 }
 
-impl<R: Read> Read for Bounded<R> {
+impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            io::Error::other(format!(
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(io::Error::other(format!(
                 "it decompresses to more than {MAX_EXPANSION} times its size (at least {} MiB): \
                  refused as a likely decompression bomb",
                 EXPANSION_FLOOR >> 20
-            ))
-        })?;
+            )));
+        }
         Ok(n)
     }
 }
@@ -146,8 +148,9 @@ struct OpenArchive {
 
 enum ArchiveData {
     Plain(File),
-    /// Decompressed, and how far into it reading has come.
-    Compressed(Box<dyn Read>, u64),
+    /// Decompressed; its count is how far into the archive reading has come, however much of
+    /// each layer was taken.
+    Compressed(Metered<Box<dyn Read>>),
 }
 
 impl ArchiveReader {
@@ -157,7 +160,7 @@ impl ArchiveReader {
             open.path == layer.archive
                 && match open.data {
                     ArchiveData::Plain(_) => true,
-                    ArchiveData::Compressed(_, position) => position <= layer.offset,
+                    ArchiveData::Compressed(ref reader) => reader.count <= layer.offset,
                 }
         });
         if !reusable {
@@ -166,10 +169,13 @@ impl ArchiveReader {
             let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
             let data = match compression {
                 Compression::None => ArchiveData::Plain(file),
-                _ => ArchiveData::Compressed(
-                    compression.decoder(BufReader::new(file), length).map_err(|e| Error::io(path, e))?,
-                    0,
-                ),
+                _ => ArchiveData::Compressed(Metered {
+                    inner: compression
+                        .decoder(BufReader::new(file), length)
+                        .map_err(|e| Error::io(path, e))?,
+                    count: 0,
+                    limit: u64::MAX,
+                }),
             };
             self.open = Some(OpenArchive { path: layer.archive.clone(), data });
         }
@@ -179,14 +185,13 @@ impl ArchiveReader {
                 file.seek(SeekFrom::Start(layer.offset)).map_err(|e| layer.error(e))?;
                 Box::new(file.take(layer.stored_size))
             }
-            ArchiveData::Compressed(reader, position) => {
-                let skip = layer.offset - *position;
+            ArchiveData::Compressed(reader) => {
+                let skip = layer.offset - reader.count;
                 let skipped =
                     io::copy(&mut reader.take(skip), &mut io::sink()).map_err(|e| layer.error(e))?;
                 if skipped != skip {
                     return Err(layer.error("the archive ends before it"));
                 }
-                *position = layer.offset + layer.stored_size;
                 Box::new(reader.take(layer.stored_size))
             }
         };
@@ -227,7 +232,7 @@ pub enum FoundLayer {
 impl FoundImage {
     /// The image config, parsed.
     pub fn config_json(&self) -> Value {
-        serde_json::from_str(&self.config).expect("configs are checked when read")
+        serde_json::from_str(&self.config).expect("read_images checks every config")
     }
 }
 
@@ -275,6 +280,9 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
     let mut head = [0u8; 2];
     if file.read(&mut head).map_err(|e| Error::io(path, e))? == 2 && &head == b"#!" {
         let plan = Plan::read(path)?;
+        if let Some(image) = plan.images.iter().find(|i| serde_json::from_str::<Value>(&i.config).is_err()) {
+            return Err(bad(format!("the config of {} is not valid JSON", image.repo_tags.join(", "))));
+        }
         return Ok(plan
             .images
             .into_iter()
@@ -742,6 +750,8 @@ mod tests {
         let path = write(dir.path(), "x.tar.gz", &gzip(&archive));
         let image = read_images(&path).unwrap().remove(0);
         let mut reader = ArchiveReader::default();
+        let FoundLayer::Unverified(first, _) = &image.layers[0] else { panic!("not an archive layer") };
+        reader.layer(first).unwrap().read_exact(&mut [0; 10]).unwrap(); // read only in part
         assert_eq!(read_all(&mut reader, &image.layers[1]), b);
         assert_eq!(read_all(&mut reader, &image.layers[0]), a); // earlier: the archive is reopened
         assert_eq!(read_all(&mut reader, &image.layers[1]), b); // later: read on from there
