@@ -271,7 +271,15 @@ pub fn verify(
 /// Every image in the image file at `path`: a stowage stream script, or an image archive.
 pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
     let bad = |problem: String| Error::BadImage { path: path.to_owned(), problem };
-    if std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_dir() {
+    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            bad("does not exist in this build; a store path written as a plain string is no dependency \
+             of the build: give the derivation or a path (./image.tar) instead"
+                .into())
+        }
+        _ => Error::io(path, e),
+    })?;
+    if metadata.is_dir() {
         return Err(
             bad("is a directory; an image file (an archive or a stowage stream) was expected".into()),
         );

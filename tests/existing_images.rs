@@ -205,6 +205,10 @@ fn bases_that_cannot_be_used_are_clear_errors() {
         (on(&file_expr(dir.path(), "cut.tar", &base[..base.len() / 2]), ""), "truncated".into()),
         (on("lib1", ""), "is a directory; an image file".into()),
         (
+            on(&nix_str(&base_path.to_string_lossy()), ""),
+            "does not exist in this build; a store path written as a plain string is no dependency".into(),
+        ),
+        (
             on(&format!("s.buildLayeredImage {BASE}"), "fromImageName = \"nope\";"),
             "it has no image nope:latest (it has: base:1)".into(),
         ),
