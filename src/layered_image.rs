@@ -285,18 +285,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         None => None,
     };
     let base_layers = base.as_ref().map_or(0, |(spec, _)| spec.layers.len() as u64);
-    // The customisation layer takes one, the base's layers theirs; at least one must be left.
-    let Some(store_budget) = image.max_layers.checked_sub(1 + base_layers).filter(|&b| b >= 1) else {
-        return Err(Error::argument(
-            "maxLayers",
-            format!(
-                "is {}, but the base image (fromImage) has {base_layers} layers: with the customisation \
-                 layer, that leaves no layer for store paths; set maxLayers to at least {}",
-                image.max_layers,
-                base_layers + 2
-            ),
-        ));
-    };
+    let store_budget = store_budget(image.max_layers, base_layers)?;
 
     let closure: Vec<PathInfo> = if image.include_store_paths {
         input
@@ -361,6 +350,27 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     Ok(Plan { mtime, images: vec![spec] })
 }
 
+/// How many store layers an image of at most `max_layers` layers has room for, next to
+/// `base_layers` and the customisation layer: at least one, or an error that says what to do.
+fn store_budget(max_layers: u64, base_layers: u64) -> Result<u64> {
+    if let Some(budget) = max_layers.checked_sub(1 + base_layers).filter(|&b| b >= 1) {
+        return Ok(budget);
+    }
+    let needed = base_layers + 2;
+    let fix = if needed <= MAX_LAYERS {
+        format!("set maxLayers to at least {needed}")
+    } else {
+        format!("an image may have at most {MAX_LAYERS}, so this base cannot be built on")
+    };
+    Err(Error::argument(
+        "maxLayers",
+        format!(
+            "is {max_layers}, but the base image (fromImage) has {base_layers} layers: with the \
+             customisation layer, that leaves no layer for store paths; {fix}"
+        ),
+    ))
+}
+
 /// The base image in the file at `path` (picked by `fromImageName`/`fromImageTag`), its layers
 /// verified, with its config; it must be for the image's platform.
 fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
@@ -422,6 +432,16 @@ mod tests {
         assert_eq!(arch("arm64"), ("arm64".into(), Some("v8".into())));
         assert_eq!(arch("armv7l-linux"), ("arm".into(), Some("v7".into())));
         assert_eq!(arch("amd64"), ("amd64".into(), None));
+    }
+
+    #[test]
+    fn the_base_takes_from_the_layer_budget() {
+        assert_eq!(store_budget(100, 0).unwrap(), 99);
+        assert_eq!(store_budget(10, 8).unwrap(), 1);
+        let err = store_budget(10, 9).unwrap_err().to_string();
+        assert!(err.ends_with("has 9 layers: with the customisation layer, that leaves no layer for store paths; set maxLayers to at least 11"), "{err}");
+        let err = store_budget(125, 124).unwrap_err().to_string();
+        assert!(err.ends_with("an image may have at most 125, so this base cannot be built on"), "{err}");
     }
 
     #[test]
