@@ -37,6 +37,11 @@ pub const MAX_EXPANSION: u64 = 200;
 /// zeros compresses a thousand times with gzip and far more with zstd.
 pub const EXPANSION_FLOOR: u64 = 256 << 20;
 
+/// The annotation that names an image in an OCI layout's index.
+const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The most image indexes an OCI layout may nest (a multi-platform image needs one).
+const MAX_NESTED_INDEXES: usize = 16;
+
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
@@ -379,27 +384,43 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
     }
     if entries.contains_key("index.json") {
         let index = json("index.json")?;
-        let manifests =
-            index["manifests"].as_array().ok_or_else(|| bad("index.json has no manifests".into()))?;
-        return manifests
-            .iter()
-            .map(|descriptor| {
-                let blob = blob_name(&descriptor["digest"])
-                    .ok_or_else(|| bad("a manifest descriptor has no digest".into()))?;
-                let manifest = json(&blob)?;
-                let config = blob_name(&manifest["config"]["digest"])
-                    .ok_or_else(|| bad(format!("{blob} has no config")))?;
-                let files = manifest["layers"]
-                    .as_array()
-                    .ok_or_else(|| bad(format!("{blob} has no layers")))?
-                    .iter()
-                    .map(|l| blob_name(&l["digest"]))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad(format!("{blob} has a layer without a digest")))?;
-                let reference = descriptor["annotations"]["org.opencontainers.image.ref.name"].as_str();
-                image(&config, files, reference.map(|r| vec![r.to_owned()]).unwrap_or_default(), &blob)
-            })
-            .collect();
+        let listed = |index: &Value, name: &str| -> Result<Vec<Value>> {
+            index["manifests"].as_array().cloned().ok_or_else(|| bad(format!("{name} has no manifests")))
+        };
+        // Descriptors still to read, in document order, with the reference each is known by: a
+        // nested index (a multi-platform image) lends its reference to the manifests it lists.
+        let mut pending: Vec<(Value, Option<String>)> =
+            listed(&index, "index.json")?.into_iter().rev().map(|d| (d, None)).collect();
+        let (mut images, mut nested) = (Vec::new(), 0);
+        while let Some((descriptor, inherited)) = pending.pop() {
+            let blob = blob_name(&descriptor["digest"])
+                .ok_or_else(|| bad("a manifest descriptor has no digest".into()))?;
+            // Build attestations ride along as manifests of platform unknown/unknown.
+            if descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+                continue;
+            }
+            let reference = descriptor["annotations"][OCI_REF_NAME].as_str().map(str::to_owned).or(inherited);
+            let manifest = json(&blob)?;
+            if manifest.get("manifests").is_some() {
+                nested += 1;
+                if nested > MAX_NESTED_INDEXES {
+                    return Err(bad(format!("more than {MAX_NESTED_INDEXES} nested image indexes")));
+                }
+                pending.extend(listed(&manifest, &blob)?.into_iter().rev().map(|d| (d, reference.clone())));
+                continue;
+            }
+            let config = blob_name(&manifest["config"]["digest"])
+                .ok_or_else(|| bad(format!("{blob} has no config")))?;
+            let files = manifest["layers"]
+                .as_array()
+                .ok_or_else(|| bad(format!("{blob} has no layers")))?
+                .iter()
+                .map(|l| blob_name(&l["digest"]))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad(format!("{blob} has a layer without a digest")))?;
+            images.push(image(&config, files, reference.into_iter().collect(), &blob)?);
+        }
+        return Ok(images);
     }
     Err(bad("neither manifest.json nor index.json: not an image archive".into()))
 }
@@ -544,7 +565,7 @@ fn strings(value: &Value) -> Option<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
     use std::io::Write;
@@ -822,5 +843,54 @@ mod tests {
         assert!(err.ends_with("not a stowage stream script"), "{err}");
         let err = read_images(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
+    }
+
+    /// An OCI layout tar holding one multi-platform image, `multi:1`, for amd64 and arm64/v8
+    /// (each with one layer naming its platform), and a build attestation.
+    pub(crate) fn multi_platform_oci(dir: &Path) -> PathBuf {
+        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut add = |bytes: Vec<u8>| {
+            let digest = Digest::of(&bytes);
+            blobs.push((format!("blobs/sha256/{}", digest.hex()), bytes));
+            digest.to_string()
+        };
+        let mut manifests = Vec::new();
+        for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+            let layer = tar_of(&[(arch, arch.as_bytes())]);
+            let diff_id = Digest::of(&layer).to_string();
+            let layer = add(gzip(&layer));
+            let config =
+                add(serde_json::to_vec(&json!({ "architecture": arch, "variant": variant, "os": "linux",
+                "rootfs": { "type": "layers", "diff_ids": [diff_id] } }))
+                .unwrap());
+            let manifest =
+                add(serde_json::to_vec(&json!({ "schemaVersion": 2, "config": { "digest": config },
+                "layers": [{ "digest": layer }] }))
+                .unwrap());
+            manifests
+                .push(json!({ "digest": manifest, "platform": { "architecture": arch, "os": "linux" } }));
+        }
+        let attestation = add(b"{\"not\": \"an image\"}".to_vec());
+        manifests.push(json!({ "digest": attestation,
+            "annotations": { "vnd.docker.reference.type": "attestation-manifest" } }));
+        let nested = add(serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": manifests })).unwrap());
+        let index = json!({ "schemaVersion": 2, "manifests": [{ "digest": nested,
+            "annotations": { OCI_REF_NAME: "multi:1" } }] })
+        .to_string();
+        let mut files: Vec<(&str, &[u8])> = vec![("index.json", index.as_bytes())];
+        files.extend(blobs.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
+        write(dir, "multi.tar", &tar_of(&files))
+    }
+
+    #[test]
+    fn a_multi_platform_oci_layout_holds_an_image_per_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = read_images(&multi_platform_oci(dir.path())).unwrap();
+        let found: Vec<(Vec<String>, Value)> =
+            images.iter().map(|i| (i.repo_tags.clone(), i.config_json()["architecture"].clone())).collect();
+        assert_eq!(
+            found,
+            [(vec!["multi:1".to_string()], json!("amd64")), (vec!["multi:1".into()], json!("arm64"))]
+        );
     }
 }

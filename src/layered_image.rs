@@ -12,7 +12,7 @@ use crate::contents::merge_contents;
 use crate::goarch::{Platform, CPUS};
 use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
-use crate::image_reader::{read_images, select, verify, ArchiveReader};
+use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::layer::{write_layer_hashed, Ownership, StoreLayer};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
@@ -375,33 +375,63 @@ fn store_budget(max_layers: u64, base_layers: u64) -> Result<u64> {
 /// verified, with its config; it must be for the image's platform.
 fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
     let images = read_images(path)?;
-    let found = select(path, &images, image.from_image_name.as_deref(), image.from_image_tag.as_deref())?;
-    let config = found.config_json();
-    let platform = |arch: &str, variant: Option<&str>| match variant {
-        Some(variant) => format!("{arch}/{variant}"),
-        None => arch.to_owned(),
-    };
-    let wrong = |what: &str| {
-        Error::argument(
+    let (name, tag) = (image.from_image_name.as_deref(), image.from_image_tag.as_deref());
+    // A multi-platform base holds one image per platform (all with the same tag): the one for
+    // this image's platform is the base. Otherwise the pick is by name alone, and a base for
+    // another platform is an error that says so.
+    let fitting: Vec<FoundImage> =
+        images.iter().filter(|i| platform_mismatch(&i.config_json(), image).is_none()).cloned().collect();
+    if fitting.is_empty() && images.len() > 1 {
+        let platforms: Vec<String> = images.iter().map(|i| config_platform(&i.config_json())).collect();
+        return Err(Error::argument(
             "fromImage",
-            format!("{}: the base image is {what}; set architecture to match it", path.display()),
-        )
-    };
-    if let Some(os) = config["os"].as_str().filter(|os| *os != "linux") {
-        return Err(wrong(&format!("for {os}, not linux")));
+            format!(
+                "{}: none of its {} images is for {} (they are for: {}); set architecture to match one",
+                path.display(),
+                images.len(),
+                platform_name(&image.architecture, image.variant.as_deref()),
+                platforms.join(", ")
+            ),
+        ));
     }
-    if let Some(arch) = config["architecture"].as_str() {
-        let variant = config["variant"].as_str();
-        let variants_differ = matches!((variant, image.variant.as_deref()), (Some(a), Some(b)) if a != b);
-        if arch != image.architecture || variants_differ {
-            return Err(wrong(&format!(
-                "for {}, but this image is for {}",
-                platform(arch, variant),
-                platform(&image.architecture, image.variant.as_deref())
-            )));
-        }
+    let found = select(path, &fitting, name, tag).or_else(|_| select(path, &images, name, tag))?;
+    let config = found.config_json();
+    if let Some(problem) = platform_mismatch(&config, image) {
+        return Err(Error::argument("fromImage", format!("{}: {problem}", path.display())));
     }
     Ok((verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?, config))
+}
+
+/// Why an image whose config is `config` cannot be the base of `image`, if it cannot.
+fn platform_mismatch(config: &Value, image: &ImageArgs) -> Option<String> {
+    if let Some(os) = config["os"].as_str().filter(|os| *os != "linux") {
+        return Some(format!("the base image is for {os}, not linux"));
+    }
+    let arch = config["architecture"].as_str()?;
+    let variant = config["variant"].as_str();
+    let variants_differ = matches!((variant, image.variant.as_deref()), (Some(a), Some(b)) if a != b);
+    (arch != image.architecture || variants_differ).then(|| {
+        format!(
+            "the base image is for {}, but this image is for {}; set architecture to match it",
+            config_platform(config),
+            platform_name(&image.architecture, image.variant.as_deref())
+        )
+    })
+}
+
+/// The platform an image config names (`arm64/v8`), or `unknown`.
+fn config_platform(config: &Value) -> String {
+    match config["architecture"].as_str() {
+        Some(arch) => platform_name(arch, config["variant"].as_str()),
+        None => "unknown".into(),
+    }
+}
+
+fn platform_name(architecture: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(variant) => format!("{architecture}/{variant}"),
+        None => architecture.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +462,23 @@ mod tests {
         assert_eq!(arch("arm64"), ("arm64".into(), Some("v8".into())));
         assert_eq!(arch("armv7l-linux"), ("arm".into(), Some("v7".into())));
         assert_eq!(arch("amd64"), ("amd64".into(), None));
+    }
+
+    #[test]
+    fn a_multi_platform_base_gives_the_image_for_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = crate::image_reader::tests::multi_platform_oci(dir.path());
+        for (architecture, name) in [("amd64", None), ("arm64", None), ("arm64", Some("multi"))] {
+            let mut image = args(&format!(r#"{{"name": "x", "architecture": "{architecture}"}}"#)).unwrap();
+            image.from_image_name = name.map(Into::into);
+            image.from_image_tag = name.map(|_| "1".into());
+            let (spec, config) = read_base(&base, &image).unwrap();
+            assert_eq!(config["architecture"], architecture);
+            assert_eq!(spec.layers.len(), 1);
+        }
+        let image = args(r#"{"name": "x", "architecture": "riscv64"}"#).unwrap();
+        let err = read_base(&base, &image).unwrap_err().to_string();
+        assert!(err.ends_with("none of its 2 images is for riscv64 (they are for: amd64, arm64/v8); set architecture to match one"), "{err}");
     }
 
     #[test]
