@@ -715,6 +715,17 @@ pub(crate) mod tests {
                 )]),
                 "points outside the archive",
             ),
+            (
+                "absolute",
+                tar_of(&[
+                    (&config_file, &config),
+                    (
+                        "manifest.json",
+                        json!([{ "Config": config_file, "Layers": ["/etc/passwd"] }]).to_string().as_bytes(),
+                    ),
+                ]),
+                "\"/etc/passwd\" points outside the archive",
+            ),
         ];
         for (name, bytes, needle) in cases {
             let path = write(dir.path(), name, &bytes);
@@ -892,5 +903,31 @@ pub(crate) mod tests {
             found,
             [(vec!["multi:1".to_string()], json!("amd64")), (vec!["multi:1".into()], json!("arm64"))]
         );
+    }
+
+    /// Docker ≥ 25 saves an OCI layout with a `manifest.json` beside it, naming blobs.
+    #[test]
+    fn reads_a_docker_25_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layer();
+        let diff_id = Digest::of(&layer);
+        let config = serde_json::to_vec(&json!({ "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": [diff_id.to_string()] } }))
+        .unwrap();
+        let blob = |d: Digest| format!("blobs/sha256/{}", d.hex());
+        let (config_blob, layer_blob) = (blob(Digest::of(&config)), blob(diff_id));
+        let manifest =
+            json!([{ "Config": config_blob, "RepoTags": ["app:25"], "Layers": [layer_blob] }]).to_string();
+        let archive = tar_of(&[
+            (&layer_blob, &layer),
+            (&config_blob, &config),
+            ("index.json", br#"{"schemaVersion": 2, "manifests": []}"#),
+            ("manifest.json", manifest.as_bytes()),
+            ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ]);
+        let path = write(dir.path(), "docker25.tar", &archive);
+        let images = read_images(&path).unwrap();
+        assert_eq!(images[0].repo_tags, ["app:25"]);
+        assert_eq!(entry_names(&images[0]), [(layer_blob, diff_id)]);
     }
 }
