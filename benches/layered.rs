@@ -1,21 +1,28 @@
-//! `make bench`: layered-image performance against baselines measured in the same run.
+//! `make bench`: stowage against the standard tools, over the same files, in the same run.
 //!
-//! A synthetic store (about 300 paths, about 1.2 GB, a long-tailed mix of file sizes, a DAG of
-//! references) is generated once under `target/bench-store`. Reported, as medians of several
-//! runs with a warm page cache:
-//! - stream: `stowage stream` > /dev/null ÷ `tar -cf - <paths> | cat > /dev/null`;
-//! - build (plan + every layer's digest): `stowage build-stream` ÷
-//!   `tar -cf - <paths> | openssl dgst -sha256`;
-//! - the stream's peak memory (GNU time's max RSS) for the whole store and for half of it;
-//! - planning alone for a 10,000-path graph;
-//! - the largest layer's share of the bytes with maxLayers = 100;
-//! - an image on a base archive holding the whole store (about 1.2 GB): streaming it ÷
-//!   `tar | cat` as above, and its build (which verifies the base) ÷ `openssl dgst -sha256` of
-//!   the base archive;
-//! - merging 1, 4 and 16 images on that base, each with a small layer of its own: the merged
-//!   stream's time and size, which follow the distinct layers, not the number of images.
+//! Two stores are generated once under `target/bench-store`:
+//! - **synthetic**: about 300 paths and 1.2 GB, a long-tailed mix of file sizes, bytes that
+//!   are one eighth random (so they compress, but not to nothing), a DAG of references;
+//! - **real**: copies of this machine's own files (an even sample of `/usr/lib` and
+//!   `/usr/share`: libraries, docs, scripts, many small files) in 200 paths, about 600 MB, with
+//!   a DAG of references.
 //!
-//! The report (Markdown) goes to stdout; progress to stderr.
+//! For each, as medians of [`RUNS`] runs (ours and the baseline's taking turns), with every
+//! stream going through a pipe into `cat` as `docker load` reads it:
+//! - the build of the plan (`stowage build-stream`, every layer's digest) ÷
+//!   `tar -cf - PATHS | openssl dgst -sha256`;
+//! - the stream ÷ `tar -cf - PATHS | cat` (digests verified as the stream goes);
+//! - `buildLayeredImage` as Nix runs it — the plan, then the archive — with `gz` ÷
+//!   `tar -cf - PATHS | pigz -nTR` (dockerTools' gz compressor) and with `zstd` ÷
+//!   `tar -cf - PATHS | zstd -T0 -3`, and the archive sizes beside each other;
+//! - `mergeImages` (gz) of four images on a shared base (the whole store) ÷
+//!   `tar -cf - PATHS | pigz -nTR` of its distinct layers' paths;
+//! - the peak memory (GNU time's max RSS) of the stream and of each archive build, on every
+//!   core of the machine.
+//!
+//! The synthetic store also gets an image on a base archive of the whole store (streamed ÷
+//! `tar | cat`), merges of 1, 4 and 16 images on it, and planning alone for a 10,000-path
+//! graph. The report (Markdown) goes to stdout; progress to stderr.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,12 +30,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stowage::plan::{plan_layers, PathInfo};
 
-const PATHS: usize = 300;
+/// Runs of each command; the median is reported.
 const RUNS: usize = 5;
 const SEED: u64 = 0x5eed_cafe;
+const SYNTHETIC_PATHS: usize = 300;
+const REAL_PATHS: usize = 200;
+/// About how many bytes of this machine's files the real store copies.
+const REAL_BYTES: u64 = 600 << 20;
 
 /// xorshift64*: a fixed, dependency-free source of "random" sizes, so every run and every
-/// machine benchmarks the same store.
+/// machine benchmarks the same synthetic store.
 struct Rng(u64);
 
 impl Rng {
@@ -45,10 +56,10 @@ impl Rng {
 }
 
 /// A store path name: 32 characters of Nix's base-32 alphabet, then the name.
-fn store_name(i: usize, rng: &mut Rng) -> String {
+fn store_name(name: &str, rng: &mut Rng) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
     let hash: String = (0..32).map(|_| ALPHABET[rng.below(32) as usize] as char).collect();
-    format!("{hash}-pkg{i}")
+    format!("{hash}-{name}")
 }
 
 /// A long-tailed file size: mostly small, some medium, a few large.
@@ -60,24 +71,47 @@ fn file_size(rng: &mut Rng) -> u64 {
     }
 }
 
-/// Generates the synthetic store (once) and returns its closure.
-fn synthetic_store(store: &Path) -> Vec<PathInfo> {
+/// Up to four references from path `i` to paths before it: a DAG.
+fn references(i: usize, closure: &[PathInfo], rng: &mut Rng) -> Vec<String> {
+    let refs = rng.below(5) as usize;
+    (0..refs.min(i)).map(|_| closure[rng.below(i as u64) as usize].path.clone()).collect()
+}
+
+/// A generated store and the closure of all its paths.
+struct DataSet {
+    name: &'static str,
+    store: PathBuf,
+    closure: Vec<PathInfo>,
+    files: usize,
+}
+
+impl DataSet {
+    fn bytes(&self) -> u64 {
+        self.closure.iter().map(|p| p.nar_size).sum()
+    }
+}
+
+/// Generates the synthetic store (once).
+fn synthetic_store(root: &Path) -> DataSet {
+    let store = root.join("store");
     let mut rng = Rng(SEED);
     let mut closure: Vec<PathInfo> = Vec::new();
-    let done = store.join(".complete");
+    let done = root.join(".complete");
     let fresh = !done.exists();
     if fresh {
-        let _ = fs::remove_dir_all(store);
-        fs::create_dir_all(store).unwrap();
+        let _ = fs::remove_dir_all(root);
+        fs::create_dir_all(&store).unwrap();
         eprintln!("bench: generating the synthetic store in {}", store.display());
     }
     let mut block = vec![0u8; 1 << 20];
     // The bytes come from their own generator, so the layout (names, sizes, references) is the
     // same whether or not the files are written this time.
     let mut bytes = Rng(!SEED);
-    for i in 0..PATHS {
-        let path = store.join(store_name(i, &mut rng));
+    let mut count = 0;
+    for i in 0..SYNTHETIC_PATHS {
+        let path = store.join(store_name(&format!("pkg{i}"), &mut rng));
         let files = 1 + rng.below(30);
+        count += files as usize;
         let mut size = 0;
         for f in 0..files {
             let len = file_size(&mut rng);
@@ -97,15 +131,75 @@ fn synthetic_store(store: &Path) -> Vec<PathInfo> {
                 }
             }
         }
-        let refs = rng.below(5) as usize;
-        let references =
-            (0..refs.min(i)).map(|_| closure[rng.below(i as u64) as usize].path.clone()).collect::<Vec<_>>();
+        let references = references(i, &closure, &mut rng);
         closure.push(PathInfo { path: path.to_string_lossy().into_owned(), nar_size: size, references });
     }
     if fresh {
         fs::write(&done, "").unwrap();
     }
-    closure
+    DataSet { name: "synthetic", store, closure, files: count }
+}
+
+/// Every regular file and symlink under `dir`, sorted, with its size.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            walk(&path, out);
+        } else if meta.is_file() || meta.file_type().is_symlink() {
+            out.push((path, if meta.is_file() { meta.len() } else { 0 }));
+        }
+    }
+}
+
+/// Generates the store of real files (once): an even sample of this machine's `/usr/lib` and
+/// `/usr/share` (every k-th file, k chosen for about [`REAL_BYTES`]), in [`REAL_PATHS`] paths of
+/// consecutive files, each file at its own place under its path.
+fn real_store(root: &Path) -> DataSet {
+    let store = root.join("store");
+    let mut files = Vec::new();
+    for dir in ["/usr/lib", "/usr/share"] {
+        walk(Path::new(dir), &mut files);
+    }
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let stride = (total / REAL_BYTES).max(1) as usize;
+    let sample: Vec<&(PathBuf, u64)> = files.iter().step_by(stride).collect();
+    let per_path = sample.len().div_ceil(REAL_PATHS);
+    let done = root.join(".complete");
+    let fresh = !done.exists();
+    if fresh {
+        let _ = fs::remove_dir_all(root);
+        fs::create_dir_all(&store).unwrap();
+        eprintln!("bench: copying {} of this machine's files into {}", sample.len(), store.display());
+    }
+    let mut rng = Rng(SEED);
+    let mut closure: Vec<PathInfo> = Vec::new();
+    for (i, group) in sample.chunks(per_path).enumerate() {
+        let path = store.join(store_name(&format!("real{i}"), &mut rng));
+        let mut size = 0;
+        for (file, len) in group.iter().copied() {
+            size += len + 200;
+            if fresh {
+                let to = path.join(file.strip_prefix("/").unwrap());
+                fs::create_dir_all(to.parent().unwrap()).unwrap();
+                match fs::read_link(file) {
+                    Ok(target) => std::os::unix::fs::symlink(target, &to).unwrap(),
+                    Err(_) => {
+                        fs::copy(file, &to).unwrap();
+                    }
+                }
+            }
+        }
+        let references = references(i, &closure, &mut rng);
+        closure.push(PathInfo { path: path.to_string_lossy().into_owned(), nar_size: size, references });
+    }
+    if fresh {
+        fs::write(&done, "").unwrap();
+    }
+    DataSet { name: "real", store, closure, files: sample.len() }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -113,26 +207,42 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// Median wall time of `RUNS` runs of `cmd` (after one warm-up run).
+/// One run of `script` (bash, with pipefail): its wall time.
+fn run_shell(script: &str) -> Duration {
+    let start = Instant::now();
+    let out =
+        Command::new("bash").args(["-o", "pipefail", "-c", script]).stdout(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    start.elapsed()
+}
+
+/// The median wall times of `ours` and `baseline`, run [`RUNS`] times each, taking turns so
+/// that whatever else the machine does weighs on both alike.
+fn pair(ours: &str, baseline: &str) -> (Duration, Duration) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        a.push(run_shell(ours));
+        b.push(run_shell(baseline));
+    }
+    (median(a), median(b))
+}
+
+/// The median wall time of `script`, run [`RUNS`] times.
 fn time_shell(script: &str) -> Duration {
-    let run = || {
-        let start = Instant::now();
-        let out = Command::new("bash")
-            .args(["-o", "pipefail", "-c", script])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-        start.elapsed()
-    };
-    run();
-    median((0..RUNS).map(|_| run()).collect())
+    median((0..RUNS).map(|_| run_shell(script)).collect())
+}
+
+/// The peak memory (max RSS, MiB) of the first command of the pipeline `script`.
+fn peak_mib(command: &str, rest: &str, dir: &Path) -> u64 {
+    let report = dir.join("peak");
+    run_shell(&format!("/usr/bin/time -f %M -o {} env {command} {rest}", report.display()));
+    fs::read_to_string(&report).unwrap().trim().parse::<u64>().unwrap() / 1024
 }
 
 /// Writes the attributes `stowage build-stream` reads and returns their file. The image is
 /// tagged with the name of `out`; with a base (`from_image`), its budget is the most layers an
 /// image may have.
-fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path, from_image: Option<&Path>) -> PathBuf {
+fn attrs(dir: &Path, set: &DataSet, closure: &[PathInfo], out: &Path, from_image: Option<&Path>) -> PathBuf {
     let max_layers = if from_image.is_some() { 125 } else { 100 };
     let tag = out.file_name().unwrap().to_string_lossy();
     let closure: Vec<_> = closure
@@ -145,63 +255,268 @@ fn attrs(dir: &Path, store: &Path, closure: &[PathInfo], out: &Path, from_image:
             "created": "1970-01-01T00:00:01Z", "mtime": "1970-01-01T00:00:01Z", "uid": 0, "gid": 0,
             "uname": "root", "gname": "root", "maxLayers": max_layers, "includeStorePaths": true,
         },
-        "contents": [], "config": {}, "storeDir": store, "closure": closure, "outputs": { "out": out },
+        "contents": [], "config": {}, "storeDir": set.store, "closure": closure, "outputs": { "out": out },
         "fromImage": from_image,
     });
+    write_attrs(dir, out, attrs)
+}
+
+/// Writes the attributes of a derivation whose output is `out`; returns their file.
+fn write_attrs(dir: &Path, out: &Path, attrs: serde_json::Value) -> PathBuf {
     let file = dir.join(format!("{}.attrs.json", out.file_name().unwrap().to_string_lossy()));
     fs::write(&file, attrs.to_string()).unwrap();
     file
 }
 
-fn main() {
-    let stowage = env!("CARGO_BIN_EXE_stowage");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
-    let store = root.join("store");
-    let closure = synthetic_store(&store);
-    let total: u64 = closure.iter().map(|p| p.nar_size).sum();
-    let work = tempfile::tempdir().unwrap();
-    let paths: Vec<String> = closure.iter().map(|p| p.path.trim_start_matches('/').to_owned()).collect();
-    let list = work.path().join("paths");
+/// The shell command running builder `subcommand` on the attributes in `attrs`.
+fn builder(stowage: &str, subcommand: &str, attrs: &Path) -> String {
+    format!("NIX_ATTRS_JSON_FILE={} {stowage} {subcommand} 2>/dev/null", attrs.display())
+}
+
+/// Runs builder `subcommand` on the attributes in `attrs`.
+fn run_builder(stowage: &str, subcommand: &str, attrs: &Path) {
+    run_shell(&builder(stowage, subcommand, attrs));
+}
+
+/// A Markdown table row.
+struct Row {
+    measure: String,
+    ours: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ratio(ours: Duration, baseline: Duration) -> String {
+    format!("{:.2}", ours.as_secs_f64() / baseline.as_secs_f64())
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn size(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+fn timed_row(measure: String, (ours, baseline): (Duration, Duration), target: &'static str) -> Row {
+    Row { measure, ours: secs(ours), baseline: secs(baseline), ratio: ratio(ours, baseline), target }
+}
+
+/// Everything measured on one store.
+fn measure(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    let dir = work.join(set.name);
+    fs::create_dir_all(&dir).unwrap();
+    let name = set.name;
+    let list = dir.join("paths");
+    let paths: Vec<&str> = set.closure.iter().map(|p| p.path.trim_start_matches('/')).collect();
     fs::write(&list, paths.join("\n")).unwrap();
+    let tar = format!("tar -C / -cf - -T {}", list.display());
+    // A warm page cache for ours and the baselines alike.
+    run_shell(&format!("{tar} | cat >/dev/null"));
 
-    eprintln!("bench: build (plan + digests)");
-    let stream = work.path().join("stream");
-    let attrs_file = attrs(work.path(), &store, &closure, &stream, None);
-    let build = time_shell(&format!("NIX_ATTRS_JSON_FILE={} {stowage} build-stream", attrs_file.display()));
-    let tar_sha =
-        time_shell(&format!("tar -C / -cf - -T {} | openssl dgst -sha256 >/dev/null", list.display()));
+    eprintln!("bench ({name}): the plan");
+    let stream = dir.join("stream");
+    let stream_attrs = attrs(&dir, set, &set.closure, &stream, None);
+    let plan = builder(stowage, "build-stream", &stream_attrs);
+    let timed = pair(&plan, &format!("{tar} | openssl dgst -sha256 >/dev/null"));
+    rows.push(timed_row(
+        format!("{name}: plan (every layer's digest) ÷ `tar \\| openssl dgst -sha256`"),
+        timed,
+        "",
+    ));
 
-    eprintln!("bench: stream");
-    let streamed = time_shell(&format!("{stowage} stream {} 2>/dev/null >/dev/null", stream.display()));
-    let tar_cat = time_shell(&format!("tar -C / -cf - -T {} | cat >/dev/null", list.display()));
+    eprintln!("bench ({name}): the stream");
+    let streamed = format!("{stowage} stream {} 2>/dev/null | cat >/dev/null", stream.display());
+    let timed = pair(&streamed, &format!("{tar} | cat >/dev/null"));
+    rows.push(timed_row(format!("{name}: stream `\\| cat` ÷ `tar \\| cat`"), timed, "≤ 1.25"));
 
-    eprintln!("bench: stream memory");
-    let peak = |spec: &Path| -> u64 {
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%M", stowage, "stream"])
-            .arg(spec)
-            .stdout(Stdio::null())
+    for (compressor, baseline_tool, target) in
+        [("gz", "pigz -nTR", "≤ 0.8, size ≤ 1.02×"), ("zstd", "zstd -T0 -3 -q", "≤ 1.1, size ≤ 1.02×")]
+    {
+        eprintln!("bench ({name}): buildLayeredImage, {compressor}");
+        let archive = dir.join(format!("archive.{compressor}"));
+        let archive_attrs = write_attrs(
+            &dir,
+            &archive,
+            serde_json::json!({ "stream": stream, "compressor": compressor, "outputs": { "out": archive } }),
+        );
+        let build = format!("{plan} && {}", builder(stowage, "build-archive", &archive_attrs));
+        let baseline_out = dir.join(format!("baseline.{compressor}"));
+        let (ours, baseline) = pair(&build, &format!("{tar} | {baseline_tool} > {}", baseline_out.display()));
+        let (our_size, their_size) = (size(&archive), size(&baseline_out));
+        rows.push(Row {
+            measure: format!(
+                "{name}: `buildLayeredImage` {compressor} (plan + archive) ÷ `tar \\| {baseline_tool}`; sizes"
+            ),
+            ours: format!("{} ({})", secs(ours), mb(our_size)),
+            baseline: format!("{} ({})", secs(baseline), mb(their_size)),
+            ratio: format!("{}; size {:.3}×", ratio(ours, baseline), our_size as f64 / their_size as f64),
+            target,
+        });
+        let peak = peak_mib(&builder(stowage, "build-archive", &archive_attrs), "", &dir);
+        rows.push(Row {
+            measure: format!("{name}: `buildLayeredImage` {compressor}: the archive build's peak memory"),
+            ours: format!("{peak} MiB"),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: "≤ 64 MiB + 16 MiB per core",
+        });
+    }
+    let peak =
+        peak_mib(&format!("{stowage} stream {}", stream.display()), "2>/dev/null | cat >/dev/null", &dir);
+    rows.push(Row {
+        measure: format!("{name}: the stream's peak memory"),
+        ours: format!("{peak} MiB"),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "≤ 64 MiB",
+    });
+
+    eprintln!("bench ({name}): mergeImages of 4 images on a shared base, gz");
+    let base = dir.join("base.tar");
+    run_shell(&format!("{stowage} stream {} 2>/dev/null > {}", stream.display(), base.display()));
+    let mut small: Vec<&PathInfo> = set.closure.iter().collect();
+    small.sort_by_key(|p| p.nar_size);
+    let derived: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let out = dir.join(format!("derived-{i}"));
+            let own = PathInfo { references: vec![], ..small[i].clone() };
+            run_builder(stowage, "build-stream", &attrs(&dir, set, &[own], &out, Some(&base)));
+            out
+        })
+        .collect();
+    let merged = dir.join("merged");
+    let merged_attrs =
+        write_attrs(&dir, &merged, serde_json::json!({ "images": derived, "outputs": { "out": merged } }));
+    let merged_archive = dir.join("merged.gz");
+    let merged_archive_attrs = write_attrs(
+        &dir,
+        &merged_archive,
+        serde_json::json!({ "stream": merged, "compressor": "gz", "outputs": { "out": merged_archive } }),
+    );
+    let merge = format!(
+        "{} && {}",
+        builder(stowage, "build-merge-stream", &merged_attrs),
+        builder(stowage, "build-archive", &merged_archive_attrs)
+    );
+    // The distinct layers hold the whole store (the base) and each image's own path, which is
+    // in the store too: the baseline compresses the store once.
+    let baseline_out = dir.join("merge-baseline.gz");
+    let timed = pair(&merge, &format!("{tar} | pigz -nTR > {}", baseline_out.display()));
+    rows.push(Row {
+        measure: format!("{name}: `mergeImages` gz of 4 images on a shared base ÷ `tar \\| pigz -nTR` of its distinct layers; sizes"),
+        ours: format!("{} ({})", secs(timed.0), mb(size(&merged_archive))),
+        baseline: format!("{} ({})", secs(timed.1), mb(size(&baseline_out))),
+        ratio: ratio(timed.0, timed.1),
+        target: "≤ 0.8",
+    });
+    for file in [&base, &merged_archive, &baseline_out, &dir.join("archive.gz"), &dir.join("archive.zstd")] {
+        let _ = fs::remove_file(file);
+    }
+}
+
+/// The synthetic store's images on a base archive of the whole store, and merges of 1, 4 and
+/// 16 of them: times that should follow the distinct layers, not the number of images.
+fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    let dir = work.join("bases");
+    fs::create_dir_all(&dir).unwrap();
+    let stream = work.join(set.name).join("stream");
+    let list = work.join(set.name).join("paths");
+    let base = dir.join("base.tar");
+    run_shell(&format!("{stowage} stream {} 2>/dev/null > {}", stream.display(), base.display()));
+    let mut small: Vec<&PathInfo> = set.closure.iter().collect();
+    small.sort_by_key(|p| p.nar_size);
+    let derived = |i: usize| -> PathBuf {
+        let out = dir.join(format!("derived-{i}"));
+        let own = PathInfo { references: vec![], ..small[i].clone() };
+        run_builder(stowage, "build-stream", &attrs(&dir, set, &[own], &out, Some(&base)));
+        out
+    };
+    eprintln!("bench: an image on a base of the whole synthetic store");
+    let on_base = derived(0);
+    let timed = pair(
+        &format!("{stowage} stream {} 2>/dev/null | cat >/dev/null", on_base.display()),
+        &format!("tar -C / -cf - -T {} | cat >/dev/null", list.display()),
+    );
+    rows.push(timed_row(
+        format!(
+            "{}: image on a {:.2} GB base archive: stream `\\| cat` ÷ `tar \\| cat`",
+            set.name,
+            size(&base) as f64 / 1e9
+        ),
+        timed,
+        "≤ 1.3",
+    ));
+    let plan = builder(stowage, "build-stream", &dir.join("derived-0.attrs.json"));
+    let timed = pair(&plan, &format!("openssl dgst -sha256 {} >/dev/null", base.display()));
+    rows.push(timed_row(
+        format!("{}: that image's plan (verifies the base) ÷ `openssl dgst -sha256` of the base", set.name),
+        timed,
+        "",
+    ));
+
+    eprintln!("bench: merging 1, 4 and 16 images on that base");
+    let streams: Vec<PathBuf> = (0..16).map(derived).collect();
+    let mut first = None;
+    for n in [1, 4, 16] {
+        let out = dir.join(format!("merged-{n}"));
+        let images: Vec<_> = streams[..n].iter().collect();
+        let attrs =
+            write_attrs(&dir, &out, serde_json::json!({ "images": images, "outputs": { "out": out } }));
+        run_builder(stowage, "build-merge-stream", &attrs);
+        let time = time_shell(&format!("{stowage} stream {} 2>/dev/null | cat >/dev/null", out.display()));
+        let bytes = Command::new("bash")
+            .args(["-c", &format!("{stowage} stream {} 2>/dev/null | wc -c", out.display())])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stderr).lines().last().unwrap().trim().parse().unwrap()
-    };
-    let half_stream = work.path().join("half-stream");
-    let half_attrs = attrs(work.path(), &store, &closure[..PATHS / 2], &half_stream, None);
-    run_builder(stowage, "build-stream", &half_attrs);
-    let (peak_full, peak_half) = (peak(&stream), peak(&half_stream));
+        let bytes: u64 = String::from_utf8_lossy(&bytes.stdout).trim().parse().unwrap();
+        let plan: serde_json::Value =
+            serde_json::from_str(fs::read_to_string(&out).unwrap().split_once('\n').unwrap().1).unwrap();
+        let distinct: std::collections::BTreeSet<&str> = plan["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| i["layers"].as_array().unwrap())
+            .map(|l| l["digest"].as_str().unwrap())
+            .collect();
+        let (time_1, bytes_1) = *first.get_or_insert((time, bytes));
+        rows.push(Row {
+            measure: format!(
+                "{}: merge of {n} image(s) on that base ({} distinct layers): stream `\\| cat`, size",
+                set.name,
+                distinct.len()
+            ),
+            ours: format!("{} ({:.3} GB)", secs(time), bytes as f64 / 1e9),
+            baseline: String::new(),
+            ratio: format!(
+                "×{:.2} time, ×{:.3} size of 1 image",
+                time.as_secs_f64() / time_1.as_secs_f64(),
+                bytes as f64 / bytes_1 as f64
+            ),
+            target: "grows with distinct layers",
+        });
+    }
+    let _ = fs::remove_file(&base);
+}
 
-    eprintln!("bench: planning a 10,000-path graph");
+/// Planning alone, for a graph of 10,000 paths.
+fn planning(rows: &mut Vec<Row>) {
     let mut rng = Rng(SEED);
     let big: Vec<PathInfo> = (0..10_000)
         .map(|i| PathInfo {
-            path: format!("/store/{}", store_name(i, &mut rng)),
+            path: format!("/store/{}", store_name(&format!("pkg{i}"), &mut rng)),
             nar_size: file_size(&mut rng),
             references: (0..rng.below(6).min(i as u64))
                 .map(|_| format!("/store/p{}", rng.below(i as u64)))
                 .collect(),
         })
         .collect();
-    let planning = median(
+    let time = median(
         (0..RUNS)
             .map(|_| {
                 let start = Instant::now();
@@ -210,133 +525,41 @@ fn main() {
             })
             .collect(),
     );
-
-    let plan: serde_json::Value =
-        serde_json::from_str(fs::read_to_string(&stream).unwrap().split_once('\n').unwrap().1).unwrap();
-    let sizes: Vec<u64> =
-        plan["images"][0]["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).collect();
-    let layer_bytes: u64 = sizes.iter().sum();
-    let largest_layer = *sizes.iter().max().unwrap();
-    let largest_path = closure.iter().map(|p| p.nar_size).max().unwrap();
-
-    eprintln!("bench: an image on a base of the whole store");
-    let base = work.path().join("base.tar");
-    let status = Command::new(stowage)
-        .arg("stream")
-        .arg(&stream)
-        .stdout(fs::File::create(&base).unwrap())
-        .stderr(Stdio::null())
-        .status();
-    assert!(status.unwrap().success());
-    let base_size = fs::metadata(&base).unwrap().len();
-    // Small paths of their own for the derived images: the smallest ones of the store.
-    let mut small: Vec<&PathInfo> = closure.iter().collect();
-    small.sort_by_key(|p| p.nar_size);
-    let derived = |i: usize| -> PathBuf {
-        let out = work.path().join(format!("derived-{i}"));
-        let own = PathInfo { references: vec![], ..small[i].clone() };
-        let attrs = attrs(work.path(), &store, &[own], &out, Some(&base));
-        run_builder(stowage, "build-stream", &attrs);
-        out
-    };
-    let on_base = derived(0);
-    let on_base_attrs = work.path().join("derived-0.attrs.json");
-    let on_base_build = time_shell(&format!(
-        "NIX_ATTRS_JSON_FILE={} {stowage} build-stream 2>/dev/null",
-        on_base_attrs.display()
-    ));
-    let base_sha = time_shell(&format!("openssl dgst -sha256 {} >/dev/null", base.display()));
-    let on_base_stream =
-        time_shell(&format!("{stowage} stream {} 2>/dev/null >/dev/null", on_base.display()));
-
-    eprintln!("bench: merging 1, 4 and 16 images on that base");
-    let streams: Vec<PathBuf> = (0..16).map(derived).collect();
-    let merges: Vec<(usize, usize, Duration, u64)> = [1, 4, 16]
-        .into_iter()
-        .map(|n| {
-            let out = work.path().join(format!("merged-{n}"));
-            let attrs = work.path().join(format!("merged-{n}.attrs.json"));
-            let images: Vec<_> = streams[..n].iter().map(|p| p.to_string_lossy().into_owned()).collect();
-            fs::write(&attrs, serde_json::json!({ "images": images, "outputs": { "out": out } }).to_string())
-                .unwrap();
-            run_builder(stowage, "build-merge-stream", &attrs);
-            let time = time_shell(&format!("{stowage} stream {} 2>/dev/null >/dev/null", out.display()));
-            let size = Command::new("bash")
-                .args(["-c", &format!("{stowage} stream {} 2>/dev/null | wc -c", out.display())])
-                .output()
-                .unwrap();
-            let plan: serde_json::Value =
-                serde_json::from_str(fs::read_to_string(&out).unwrap().split_once('\n').unwrap().1).unwrap();
-            let distinct: std::collections::BTreeSet<&str> = plan["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|i| i["layers"].as_array().unwrap())
-                .map(|l| l["digest"].as_str().unwrap())
-                .collect();
-            (n, distinct.len(), time, String::from_utf8_lossy(&size.stdout).trim().parse().unwrap())
-        })
-        .collect();
-
-    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
-    println!(
-        "## stowage benchmark ({} paths, {:.2} GB, medians of {RUNS} runs)\n",
-        closure.len(),
-        total as f64 / 1e9
-    );
-    println!("| measure | stowage | baseline | ratio | target |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| stream to /dev/null vs `tar \\| cat` | {} | {} | {:.2} | ≤ 1.25 |",
-        secs(streamed),
-        secs(tar_cat),
-        streamed.as_secs_f64() / tar_cat.as_secs_f64()
-    );
-    println!(
-        "| build (plan + digests) vs `tar \\| openssl dgst -sha256` | {} | {} | {:.2} | ≤ 1.3 |",
-        secs(build),
-        secs(tar_sha),
-        build.as_secs_f64() / tar_sha.as_secs_f64()
-    );
-    println!(
-        "| stream peak memory, whole store / half of it | {} / {} MiB | | | ≤ 64 MiB, flat |",
-        peak_full / 1024,
-        peak_half / 1024
-    );
-    println!("| planning a 10,000-path graph | {:.1} ms | | | ≤ 200 ms |", planning.as_secs_f64() * 1e3);
-    println!(
-        "| largest layer's share of bytes (maxLayers 100, {} layers) | {:.1} % (largest path: {:.1} %) | | | |",
-        sizes.len(),
-        100.0 * largest_layer as f64 / layer_bytes as f64,
-        100.0 * largest_path as f64 / total as f64
-    );
-    println!(
-        "| image on a {:.2} GB base: stream vs `tar \\| cat` | {} | {} | {:.2} | ≤ 1.3 |",
-        base_size as f64 / 1e9,
-        secs(on_base_stream),
-        secs(tar_cat),
-        on_base_stream.as_secs_f64() / tar_cat.as_secs_f64()
-    );
-    println!(
-        "| image on that base: build (verifies the base) vs `openssl dgst -sha256` of it | {} | {} | {:.2} | |",
-        secs(on_base_build),
-        secs(base_sha),
-        on_base_build.as_secs_f64() / base_sha.as_secs_f64()
-    );
-    let (_, _, time_1, size_1) = merges[0];
-    for &(n, distinct, time, size) in &merges {
-        println!(
-            "| merge of {n} image(s) on that base ({distinct} distinct layers): stream time / size | {} / {:.3} GB | ×{:.2} / ×{:.3} of 1 image | | grows with distinct layers |",
-            secs(time),
-            size as f64 / 1e9,
-            time.as_secs_f64() / time_1.as_secs_f64(),
-            size as f64 / size_1 as f64
-        );
-    }
+    rows.push(Row {
+        measure: "planning a 10,000-path graph".into(),
+        ours: format!("{:.1} ms", time.as_secs_f64() * 1e3),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "≤ 200 ms",
+    });
 }
 
-/// Runs the builder subcommand `subcommand` on the attributes in `attrs`.
-fn run_builder(stowage: &str, subcommand: &str, attrs: &Path) {
-    let out = Command::new(stowage).arg(subcommand).env("NIX_ATTRS_JSON_FILE", attrs).output().unwrap();
-    assert!(out.status.success(), "{subcommand} failed: {}", String::from_utf8_lossy(&out.stderr));
+fn main() {
+    let stowage = env!("CARGO_BIN_EXE_stowage");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
+    let sets = [synthetic_store(&root.join("synthetic")), real_store(&root.join("real"))];
+    let work = tempfile::Builder::new().prefix("stowage-bench-").tempdir_in(&root).unwrap();
+    let mut rows = Vec::new();
+    for set in &sets {
+        measure(stowage, set, work.path(), &mut rows);
+    }
+    base_images(stowage, &sets[0], work.path(), &mut rows);
+    planning(&mut rows);
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("## stowage benchmark (medians of {RUNS} runs, {cores} cores)\n");
+    for set in &sets {
+        println!(
+            "- {}: {} paths, {} files, {:.2} GB",
+            set.name,
+            set.closure.len(),
+            set.files,
+            set.bytes() as f64 / 1e9
+        );
+    }
+    println!("\n| measure | stowage | baseline | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} | {} | {} |", row.measure, row.ours, row.baseline, row.ratio, row.target);
+    }
 }

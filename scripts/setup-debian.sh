@@ -21,8 +21,9 @@ packages=(
   # the image tools the tests check images with, and a static shell for test images (and for
   # the Nix sandbox)
   skopeo podman runc umoci jq busybox-static
-  # make bench: its baselines and the peak-memory measurement
-  tar openssl time
+  # make bench: its baselines (what dockerTools' compressors run) and the peak-memory
+  # measurement
+  tar openssl time pigz zstd
   # building Nix 2.26 and libgit2 from source (setup-nix-2.26.sh)
   cmake bison flex python3-venv libarchive-dev libboost-context-dev libboost-coroutine-dev
   libboost-container-dev libbrotli-dev libcurl4-openssl-dev libsodium-dev libsqlite3-dev

@@ -78,6 +78,14 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// An environment variable stowage reads has an unusable value.
+    #[error("environment variable {var} {problem}")]
+    Environment {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with its value, worded to follow its name.
+        problem: String,
+    },
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -7,11 +7,13 @@
 //! artefact of store optimisation on one machine (a NAR cannot hold them), so store files are
 //! always written whole: an optimised and an unoptimised store give the same layer.
 
-use crate::digest::{Digest, DigestWriter};
+use crate::chunks::{ChunkWriter, CopyError, Emit};
+use crate::digest::Digest;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -72,7 +74,7 @@ pub struct StoreLayer {
 
 /// Writes the layer tarball of `source` to `out`; the store root's ancestors come first as
 /// directories (mode 0755) when the layer holds store paths.
-pub fn write_layer<W: Write>(source: &StoreLayer, out: W) -> Result<W> {
+pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Result<()> {
     let store_dir = Path::new(&source.store_dir);
     let mut tar = Tar { builder: tar::Builder::new(out), owner: &source.owner };
     if !source.store_paths.is_empty() {
@@ -100,21 +102,28 @@ pub fn write_layer<W: Write>(source: &StoreLayer, out: W) -> Result<W> {
         };
         result.map_err(|e| Error::io(entry.path(), e))?;
     }
-    tar.builder.into_inner().map_err(|e| Error::io("(layer)", e))
+    tar.builder.into_inner().map_err(|e| Error::io("(layer)", e))?;
+    Ok(())
 }
 
-/// How much of a layer is hashed and written at a time.
-const HASH_BUFFER: usize = 1 << 20;
+/// The digest (the layer's diff_id) and size of the layer tarball of `source`.
+pub fn layer_digest(source: &StoreLayer) -> Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let mut out = ChunkWriter::new(Vec::new(), |chunk: Vec<u8>| {
+        hasher.update(&chunk);
+        Ok(chunk)
+    });
+    write_layer(source, &mut out)?;
+    let (_, _, size) = out.finish().map_err(|e| Error::io("(layer)", e))?;
+    Ok((Digest(hasher.finalize().into()), size))
+}
 
-/// Writes the layer tarball of `source` to `out` like [`write_layer`], and returns its digest
-/// (the layer's diff_id) and size with `out`.
-pub fn write_layer_hashed<W: Write>(source: &StoreLayer, out: W) -> Result<(W, Digest, u64)> {
-    // Large chunks through the digest: std's io::copy reads file contents straight into a
-    // BufWriter's spare room, so they are hashed and passed on a megabyte at a time.
-    let buffered = BufWriter::with_capacity(HASH_BUFFER, DigestWriter::new(out));
-    let buffered = write_layer(source, buffered)?;
-    let hashed = buffered.into_inner().map_err(|e| Error::io("(layer)", e.into_error()))?;
-    Ok(hashed.finish())
+/// Tar's block size: every entry's data is padded to a multiple of it.
+const BLOCK: usize = 512;
+
+/// The zeros that pad `size` bytes of data to a whole block.
+fn padding(size: u64) -> usize {
+    (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
 }
 
 /// `path` without its leading `/`, as tar entries name it.
@@ -122,12 +131,12 @@ fn relative(path: &Path) -> String {
     path.to_string_lossy().trim_start_matches('/').to_owned()
 }
 
-struct Tar<'a, W: Write> {
-    builder: tar::Builder<W>,
+struct Tar<'a, 'w, E: Emit> {
+    builder: tar::Builder<&'w mut ChunkWriter<E>>,
     owner: &'a Ownership,
 }
 
-impl<W: Write> Tar<'_, W> {
+impl<E: Emit> Tar<'_, '_, E> {
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
@@ -174,10 +183,20 @@ impl<W: Write> Tar<'_, W> {
             let mut header = self
                 .header(tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
                 .map_err(io_err)?;
-            let file = fs::File::open(path).map_err(io_err)?;
-            // A file that changes size while it is read would corrupt the archive: the tar crate
-            // checks that exactly `size` bytes arrive.
-            self.builder.append_data(&mut header, &name, file).map_err(io_err)
+            let mut file = fs::File::open(path).map_err(io_err)?;
+            // The header (and a GNU long-name entry before it, if the name needs one) through
+            // tar, the contents straight into the chunk being filled: tar's own copy goes
+            // through an 8 KiB buffer, a read and a copy for every 8 KiB of the store.
+            self.builder.append_data(&mut header, &name, io::empty()).map_err(io_err)?;
+            let out = self.builder.get_mut();
+            let copied = out.copy_from(&mut file, meta.len()).map_err(|e| match e {
+                CopyError::Read(e) | CopyError::Write(e) => io_err(e),
+            })?;
+            if copied != meta.len() {
+                let problem = format!("shrank from {} to {copied} bytes while it was read", meta.len());
+                return Err(io_err(io::Error::other(problem)));
+            }
+            out.write_all(&[0; BLOCK][..padding(copied)]).map_err(io_err)
         } else {
             Err(Error::io(path, io::Error::other("not a file, directory or symlink")))
         }
@@ -188,6 +207,15 @@ impl<W: Write> Tar<'_, W> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// The bytes of the layer of `source`.
+    fn bytes(source: &StoreLayer) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut out = crate::chunks::to_writer(&mut bytes);
+        write_layer(source, &mut out)?;
+        drop(out.finish().unwrap());
+        Ok(bytes)
+    }
 
     fn layer(store: &Path, store_paths: Vec<String>, synthetic: Vec<Synthetic>) -> StoreLayer {
         let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
@@ -235,7 +263,7 @@ mod tests {
     #[test]
     fn store_layer_entries() {
         let (_dir, store, path) = store();
-        let bytes = write_layer(&layer(&store, vec![path.clone()], vec![]), Vec::new()).unwrap();
+        let bytes = bytes(&layer(&store, vec![path.clone()], vec![])).unwrap();
         let got = entries(&bytes);
         let rel = relative(Path::new(&path));
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
@@ -257,11 +285,11 @@ mod tests {
     fn same_inputs_same_bytes_regardless_of_disk_modes_and_hard_links() {
         let (_dir, store, path) = store();
         let source = layer(&store, vec![path.clone()], vec![]);
-        let first = write_layer(&source, Vec::new()).unwrap();
+        let first = bytes(&source).unwrap();
         fs::set_permissions(Path::new(&path).join("d".repeat(120)), fs::Permissions::from_mode(0o600))
             .unwrap();
         fs::hard_link(Path::new(&path).join("bin/hello"), _dir.path().join("elsewhere")).unwrap();
-        assert_eq!(write_layer(&source, Vec::new()).unwrap(), first);
+        assert_eq!(bytes(&source).unwrap(), first);
     }
 
     #[test]
@@ -274,7 +302,7 @@ mod tests {
                 Synthetic::Directory { path: "bin".into() },
             ],
         );
-        let bytes = write_layer(&source, Vec::new()).unwrap();
+        let bytes = bytes(&source).unwrap();
         let got = entries(&bytes);
         assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bin/", "bin/sh"]);
         assert_eq!(got[0].2, 0o755);
@@ -283,7 +311,7 @@ mod tests {
     #[test]
     fn paths_outside_the_store_are_refused() {
         let source = layer(Path::new("/store"), vec!["/etc/passwd".into()], vec![]);
-        let err = write_layer(&source, Vec::new()).unwrap_err();
+        let err = bytes(&source).unwrap_err();
         assert!(err.to_string().contains("/etc/passwd"), "{err}");
     }
 }

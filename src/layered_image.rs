@@ -9,11 +9,12 @@
 
 use crate::args::Args;
 use crate::contents::merge_contents;
+use crate::cores::{cores, map_parallel};
 use crate::goarch::{Platform, CPUS};
 use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
-use crate::layer::{write_layer_hashed, Ownership, StoreLayer};
+use crate::layer::{layer_digest, Ownership, StoreLayer};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
 use crate::{Error, Result};
@@ -325,8 +326,10 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
 
     let mut layers = base.as_ref().map(|(spec, _)| spec.layers.clone()).unwrap_or_default();
     let mut comments = Vec::new();
-    for (source, comment) in sources {
-        let (_, digest, size) = write_layer_hashed(&source, std::io::sink())?;
+    // Layers are hashed side by side: sha256 bounds this, one core per layer.
+    let digests = map_parallel(&sources, cores()?, |(source, _)| layer_digest(source));
+    for ((source, comment), digest) in sources.into_iter().zip(digests) {
+        let (digest, size) = digest?;
         layers.push(PlannedLayer { source: LayerSource::Store(source), digest, size });
         comments.push(comment);
     }

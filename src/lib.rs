@@ -24,7 +24,10 @@
 
 pub mod archive;
 pub mod args;
+pub mod chunks;
+pub mod compress;
 pub mod contents;
+pub mod cores;
 pub mod digest;
 pub mod error;
 #[cfg(feature = "plugin")]

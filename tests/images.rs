@@ -87,9 +87,9 @@ fn stream_writes_the_same_archive_to_stdout_and_logs_to_stderr() {
     );
 }
 
-/// gz and zstd archives hold exactly the plain archive. (Debian 12's skopeo and podman cannot
-/// read compressed docker-archives at all — not even `gzip`'s own output — so they check the
-/// plain one; Docker loads all three.)
+/// gz and zstd archives hold exactly the plain archive, as `gzip -d` and `zstd -d` read them.
+/// (Debian 12's skopeo and podman cannot read compressed docker-archives at all — not even
+/// `gzip`'s own output — so they check the plain one; Docker loads all three.)
 #[test]
 fn compressed_archives_hold_the_plain_archive() {
     let nix = TestNix::new();
@@ -102,17 +102,43 @@ fn compressed_archives_hold_the_plain_archive() {
     assert!(plain.to_string_lossy().ends_with("-app.tar"), "{}", plain.display());
     let plain_bytes = std::fs::read(&plain).unwrap();
     assert_eq!(Podman::new().load(&plain), vec!["app:t".to_string()]);
-    for (compressor, ext) in [("gz", ".tar.gz"), ("zstd", ".tar.zst")] {
+    for (compressor, ext, tool) in [("gz", ".tar.gz", "gzip"), ("zstd", ".tar.zst", "zstd")] {
         let archive = image(compressor);
         assert!(archive.to_string_lossy().ends_with(&format!("-app{ext}")), "{}", archive.display());
-        let file = std::fs::File::open(&archive).unwrap();
-        let mut unpacked = Vec::new();
-        match compressor {
-            "gz" => std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut unpacked),
-            _ => std::io::Read::read_to_end(&mut zstd::Decoder::new(file).unwrap(), &mut unpacked),
-        }
-        .unwrap();
+        let unpacked = run_ok(std::process::Command::new(tool).arg("-dc").arg(&archive)).stdout;
         assert!(unpacked == plain_bytes, "{compressor} archive differs from the plain one");
+    }
+}
+
+/// gz and zstd archives are compressed on the cores Nix gives the build (`cores`, which the
+/// builder sees as NIX_BUILD_CORES; 0 is all of them), and their bytes do not depend on how many:
+/// `nix-build --check` with other `cores` rebuilds them bit for bit.
+#[test]
+fn compressed_archives_do_not_depend_on_the_cores() {
+    let nix = TestNix::new();
+    let all = std::thread::available_parallelism().unwrap().get();
+    let threads = |log: &[u8]| -> usize {
+        let log = String::from_utf8_lossy(log);
+        let line = log
+            .lines()
+            .find(|l| l.contains(" thread(s)"))
+            .unwrap_or_else(|| panic!("no thread count in {log}"));
+        line.rsplit(" on ").next().unwrap().trim_end_matches(" thread(s)").parse().unwrap()
+    };
+    for compressor in ["gz", "zstd"] {
+        // 20 MB of zeros: many gzip members and several zstd jobs
+        let image = expr(&format!(
+            r#"s.buildLayeredImage {{ name = "cores"; tag = "t"; contents = [ busybox (lib "big" 20000000 "") ]; compressor = "{compressor}"; }}"#
+        ));
+        let first = nix.build_output_with(&image, &["--option", "cores", "1"]);
+        assert_eq!(threads(&first.stderr), 1);
+        let archive = String::from_utf8(first.stdout).unwrap();
+        let bytes = std::fs::read(archive.trim()).unwrap();
+        for (cores, expected) in [("3", 3), ("0", all)] {
+            let again = nix.build_output_with(&image, &["--check", "--option", "cores", cores]);
+            assert_eq!(threads(&again.stderr), expected, "cores = {cores}");
+            assert!(std::fs::read(archive.trim()).unwrap() == bytes);
+        }
     }
 }
 

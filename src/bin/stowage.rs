@@ -6,10 +6,15 @@
 use clap::{Parser, Subcommand};
 use std::fs;
 use std::io::{self, BufWriter};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage::archive::write_docker_archive;
+use stowage::chunks::CHUNK;
+use stowage::compress::Compressor;
+use stowage::cores::cores;
+use stowage::digest::Digest;
 use stowage::image::Plan;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
@@ -42,7 +47,7 @@ enum Command {
     BuildArchive,
 }
 
-/// The number of bytes the stream buffers before writing to stdout.
+/// The number of bytes an archive file is written in.
 const OUTPUT_BUFFER: usize = 1 << 20;
 
 fn main() -> ExitCode {
@@ -81,8 +86,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Stream { plan } => {
             let plan = Plan::read(&plan)?;
-            let out = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
-            write_docker_archive(&plan, out, |i, n, d| eprintln!("stowage: layer {}/{n} {d}", i + 1))?;
+            let progress = |i: usize, n: usize, d: &Digest| eprintln!("stowage: layer {}/{n} {d}", i + 1);
+            write_docker_archive(&plan, stdout()?, cores()?, progress)?;
             Ok(())
         }
         Command::BuildStream => {
@@ -108,29 +113,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
+            let compressor = Compressor::from_name(&attrs.compressor)?;
             let plan = Plan::read(&attrs.stream)?;
             let path = Path::new(&attrs.outputs.out);
-            let file = fs::File::create(path).map_err(|e| stowage::Error::io(path, e))?;
-            let file = BufWriter::with_capacity(OUTPUT_BUFFER, file);
             let io_err = |e| stowage::Error::io(path, e);
-            let quiet = |_: usize, _: usize, _: &stowage::digest::Digest| {};
-            let file = match attrs.compressor.as_str() {
-                "none" => write_docker_archive(&plan, file, quiet)?,
-                "gz" => {
-                    // No name and no mtime in the gzip header: the same archive, the same bytes.
-                    let gz = flate2::GzBuilder::new().write(file, flate2::Compression::default());
-                    write_docker_archive(&plan, gz, quiet)?.finish().map_err(io_err)?
-                }
-                "zstd" => {
-                    let zstd = zstd::Encoder::new(file, 3).map_err(io_err)?;
-                    write_docker_archive(&plan, zstd, quiet)?.finish().map_err(io_err)?
-                }
-                other => return Err(fail(format!("unknown compressor {other:?}"))),
-            };
+            let threads = cores()?;
+            eprintln!("stowage: writing {} on {threads} thread(s)", path.display());
+            let file = fs::File::create(path).map_err(io_err)?;
+            let file =
+                compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
+            let file = write_docker_archive(&plan, file, threads, |_, _, _| {})?.finish().map_err(io_err)?;
             file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
             Ok(())
         }
     }
+}
+
+/// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),
+/// and, if it is a pipe, with room for a whole chunk, so that the consumer is woken once a
+/// chunk rather than sixteen times.
+fn stdout() -> Result<fs::File, Failure> {
+    let out = io::stdout().as_fd().try_clone_to_owned();
+    let out = fs::File::from(out.map_err(|e| stowage::Error::io("(standard output)", e))?);
+    if out.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        // SAFETY: F_SETPIPE_SZ takes an int and changes nothing but the pipe's capacity. It may
+        // fail (a limit below a chunk for unprivileged users): the stream is then slower, not
+        // wrong.
+        unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+    }
+    Ok(out)
 }
 
 /// Writes the stream script of `plan` to `$out`, run by this very executable.

@@ -137,8 +137,13 @@ impl TestNix {
 
     /// Like [`TestNix::build`], returning what nix-build printed (the build log on stderr).
     pub fn build_output(&self, expr: &str) -> Output {
+        self.build_output_with(expr, &[])
+    }
+
+    /// Like [`TestNix::build_output`], with more arguments for nix-build (`--check`, options).
+    pub fn build_output_with(&self, expr: &str, args: &[&str]) -> Output {
         let sandbox = ["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"];
-        run_ok(self.cmd("nix-build").arg("--no-out-link").args(sandbox).args(["-E", expr]))
+        run_ok(self.cmd("nix-build").arg("--no-out-link").args(sandbox).args(args).args(["-E", expr]))
     }
 
     /// Builds `expr` like [`TestNix::build`]; the build must fail. Returns the error output.
