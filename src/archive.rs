@@ -11,227 +11,292 @@
 use crate::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::digest::Digest;
 use crate::image::{LayerSource, Plan, PlannedLayer};
-use crate::image_reader::ArchiveReader;
+use crate::image_reader::{archive_is_compressed, ArchiveReader};
 use crate::layer::write_layer;
 use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
-use std::sync::{mpsc, Arc};
-use std::thread::{Scope, ScopedJoinHandle};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
 
 /// Tar's block size: headers and the padding after every entry's data.
 const BLOCK: u64 = 512;
+
+/// Chunks read but not yet written, at most: the stream's memory, and how far readers may work
+/// ahead of the writer. The reader of the layer being written may take [`HEAD_ROOM`] more, so
+/// that it always can go on.
+pub const CHUNKS_AHEAD: usize = 32;
+
+/// Chunks beyond [`CHUNKS_AHEAD`] for the reader of the layer being written: readers of later
+/// layers hold at most [`CHUNKS_AHEAD`], so when it waits, some of its own are being written.
+const HEAD_ROOM: usize = 4;
+
+/// The most layers read at once, however many cores there are.
+const MAX_READERS: usize = 8;
 
 /// Writes the docker-archive of `plan` to `out`, using up to `threads` threads. `progress`
 /// hears about every layer written (its position among the layers written, their number, its
 /// digest).
 ///
-/// Three kinds of thread share the work, so that neither a slow consumer (a pipe into
-/// `podman load`) nor sha256 holds up the rest: this one reads the layers into chunks; a writer
-/// thread writes them to `out`; and each layer's hasher thread hashes the same chunks (shared,
-/// not copied). Reading runs up to [`CHUNKS_IN_FLIGHT`] chunks ahead of the slower of the two,
-/// so that up to `threads` layers (at least two) are hashed at once: one sha256 is slower than
-/// reading. Every digest is checked before the configs and manifest are written.
-pub fn write_docker_archive<W: Write + Send>(
+/// Reader threads, one per core, each take the next layer, read it into chunks and hash every
+/// chunk as soon as it is full, while it is still in the core's cache; this thread writes the
+/// chunks to `out` in order. So a slow consumer (a pipe into `podman load`) never stops the
+/// hashing, sha256 of one layer never stops the reading of the next, and several layers are
+/// hashed at once — within [`CHUNKS_AHEAD`] chunks ahead of the writer. A layer's digest is
+/// checked as soon as its last chunk is written, and every one before the configs and manifest.
+pub fn write_docker_archive<W: Write>(
     plan: &Plan,
     out: W,
     threads: usize,
+    progress: impl FnMut(usize, usize, &Digest),
+) -> Result<W> {
+    write_with_budget(plan, out, threads, CHUNKS_AHEAD, progress)
+}
+
+/// [`write_docker_archive`] with at most `chunks_ahead` chunks ahead of the writer.
+fn write_with_budget<W: Write>(
+    plan: &Plan,
+    mut out: W,
+    threads: usize,
+    chunks_ahead: usize,
     mut progress: impl FnMut(usize, usize, &Digest),
 ) -> Result<W> {
+    // A layer used more than once (by several images, or twice in one) is stored once.
+    let mut seen = BTreeSet::new();
+    let unique: Vec<&PlannedLayer> = plan
+        .images
+        .iter()
+        .flat_map(|image| &image.layers)
+        .filter(|layer| seen.insert(layer.digest))
+        .collect();
+    let claims = claims(&unique)?;
+    let (senders, receivers): (Vec<_>, Vec<_>) = unique.iter().map(|_| mpsc::channel()).unzip();
+    let senders: Vec<Mutex<Option<mpsc::Sender<Message>>>> =
+        senders.into_iter().map(|s| Mutex::new(Some(s))).collect();
+    let budget = Budget::new(chunks_ahead);
+    let next_claim = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let (to_writer, pieces) = mpsc::channel::<Piece>();
-        let pool = Pool::new(CHUNKS_IN_FLIGHT);
-        let writer = {
-            let recycle = pool.recycle.clone();
-            scope.spawn(move || -> io::Result<W> {
-                let mut out = out;
-                for piece in pieces {
-                    out.write_all(&piece)?;
-                    reuse(piece, &recycle);
+        for _ in 0..threads.clamp(1, MAX_READERS).min(claims.len()) {
+            scope.spawn(|| {
+                let mut archives = ArchiveReader::default();
+                while let Some(claim) = claims.get(next_claim.fetch_add(1, Ordering::Relaxed)) {
+                    for index in claim.clone() {
+                        let Some(to_writer) = senders[index].lock().ok().and_then(|mut s| s.take()) else {
+                            return;
+                        };
+                        let read = read_layer(index, unique[index], &to_writer, &budget, &mut archives);
+                        let message = match read {
+                            Ok((digest, size)) => Message::Done { digest, size },
+                            Err(e) => Message::Failed(e),
+                        };
+                        // The writer stopped: so do the readers.
+                        if to_writer.send(message).is_err() {
+                            return;
+                        }
+                    }
                 }
-                out.flush()?;
-                Ok(out)
-            })
-        };
-        let pipeline = Pipeline { scope, to_writer, pool, hashers: threads.clamp(2, MAX_HASHERS) };
-        let produced = pipeline.produce(plan, &mut progress);
-        // Lets the writer see the end of its pieces.
-        drop(pipeline);
-        match (produced, writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))) {
-            (Ok(()), Ok(out)) => Ok(out),
-            // A writer that failed is why the rest stopped.
-            (_, Err(e)) => Err(stream_error(e)),
-            (Err(e), Ok(_)) => Err(e),
+            });
         }
-    })
+        let written = write_in_order(plan, &unique, receivers, &budget, &mut out, &mut progress);
+        budget.stop();
+        written
+    })?;
+    out.flush().map_err(stream_error)?;
+    Ok(out)
 }
 
-/// Bytes on their way to the writer thread (and, for a layer's bytes, to its hasher).
-type Piece = Arc<Vec<u8>>;
+/// What a reader sends the writer about a layer: its chunks, then how it ended.
+enum Message {
+    Chunk(Vec<u8>),
+    Done { digest: Digest, size: u64 },
+    Failed(Error),
+}
 
-/// Hands a chunk's buffer back to the pool if this was its last holder. (Headers and padding
-/// are not chunks: they come from no pool.)
-fn reuse(piece: Piece, recycle: &mpsc::Sender<Vec<u8>>) {
-    if let Some(buffer) = Arc::into_inner(piece).filter(|b| b.capacity() >= CHUNK) {
-        // Only fails once the archive is done and nobody needs buffers any more.
-        let _ = recycle.send(buffer);
+/// The layers each reader takes at once, in order. A run of layers from one compressed archive
+/// goes to one reader, which reads the archive once; any other layer is a claim of its own.
+fn claims(layers: &[&PlannedLayer]) -> Result<Vec<std::ops::Range<usize>>> {
+    let mut compressed = BTreeMap::new();
+    let mut claims: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut previous: Option<&str> = None;
+    for (index, layer) in layers.iter().enumerate() {
+        let archive = match &layer.source {
+            LayerSource::Archive(source) => {
+                let is_compressed = match compressed.get(&source.archive) {
+                    Some(&known) => known,
+                    None => *compressed
+                        .entry(source.archive.clone())
+                        .or_insert(archive_is_compressed(&source.archive)?),
+                };
+                is_compressed.then_some(source.archive.as_str())
+            }
+            LayerSource::Store(_) => None,
+        };
+        match claims.last_mut() {
+            Some(last) if archive.is_some() && archive == previous => last.end = index + 1,
+            _ => claims.push(index..index + 1),
+        }
+        previous = archive;
     }
+    Ok(claims)
 }
 
-/// Chunks read but not yet both written and hashed, at most: the stream's memory, and how far
-/// reading may run ahead so that several layers are hashed at once.
-pub const CHUNKS_IN_FLIGHT: usize = 32;
+/// Reads layer `index` into chunks, hashing each, and sends them to the writer; returns the
+/// layer's digest and size.
+fn read_layer(
+    index: usize,
+    layer: &PlannedLayer,
+    to_writer: &mpsc::Sender<Message>,
+    budget: &Budget,
+    archives: &mut ArchiveReader,
+) -> Result<(Digest, u64)> {
+    let stopped = || stream_error(io::Error::other("the archive writer stopped"));
+    let mut hasher = Sha256::new();
+    let first = budget.take(index).ok_or_else(stopped)?;
+    let mut out = ChunkWriter::new(first, |chunk: Vec<u8>| {
+        hasher.update(&chunk);
+        to_writer.send(Message::Chunk(chunk)).map_err(|_| io::Error::other("the archive writer stopped"))?;
+        budget.take(index).ok_or_else(|| io::Error::other("the archive writer stopped"))
+    });
+    match &layer.source {
+        LayerSource::Store(source) => write_layer(source, &mut out)?,
+        LayerSource::Archive(source) => {
+            // One byte more than planned is enough to tell that the layer changed.
+            let mut bytes = archives.layer(source)?.take(layer.size + 1);
+            out.copy_from(&mut bytes, u64::MAX).map_err(|e| match e {
+                CopyError::Read(e) => source.error(e),
+                CopyError::Write(e) => stream_error(e),
+            })?;
+        }
+    }
+    let (_, spare, size) = out.finish().map_err(stream_error)?;
+    budget.give(spare);
+    Ok((Digest(hasher.finalize().into()), size))
+}
 
-/// The most layers hashed at once, however many cores there are.
-const MAX_HASHERS: usize = 8;
+/// Writes the layers' chunks in order as the readers send them, checks each layer's size and
+/// digest, then writes the configs and the manifest.
+fn write_in_order(
+    plan: &Plan,
+    layers: &[&PlannedLayer],
+    receivers: Vec<mpsc::Receiver<Message>>,
+    budget: &Budget,
+    out: &mut impl Write,
+    progress: &mut impl FnMut(usize, usize, &Digest),
+) -> Result<()> {
+    let mtime = plan.mtime;
+    for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
+        budget.advance(index);
+        out.write_all(&header(&layer_file(layer), layer.size, mtime)?).map_err(stream_error)?;
+        let mut written = 0;
+        loop {
+            match from_reader.recv() {
+                Ok(Message::Chunk(chunk)) => {
+                    written += chunk.len() as u64;
+                    // Never more bytes than the header announced.
+                    if written > layer.size {
+                        return Err(mismatch(index, layer, None, written));
+                    }
+                    out.write_all(&chunk).map_err(stream_error)?;
+                    budget.give(chunk);
+                }
+                Ok(Message::Done { digest, size }) => {
+                    if size != layer.size {
+                        return Err(mismatch(index, layer, None, size));
+                    }
+                    if digest != layer.digest {
+                        return Err(mismatch(index, layer, Some(digest), size));
+                    }
+                    progress(index, layers.len(), &digest);
+                    break;
+                }
+                Ok(Message::Failed(e)) => return Err(e),
+                // Only a reader that panicked leaves without a word; the scope passes the panic on.
+                Err(_) => return Err(stream_error(io::Error::other("a layer reader stopped"))),
+            }
+        }
+        out.write_all(&[0; BLOCK as usize][..padding(layer.size)]).map_err(stream_error)?;
+    }
 
-/// The chunk buffers: at most `limit` exist, and taking one waits for one to come back.
-struct Pool {
-    recycle: mpsc::Sender<Vec<u8>>,
-    recycled: mpsc::Receiver<Vec<u8>>,
-    made: std::cell::Cell<usize>,
+    let mut configs_written = BTreeSet::new();
+    let mut manifest = Vec::new();
+    let mut tail = Vec::new();
+    for image in &plan.images {
+        let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
+        if configs_written.insert(config_file.clone()) {
+            file(&mut tail, &config_file, image.config.as_bytes(), mtime)?;
+        }
+        let layers: Vec<String> = image.layers.iter().map(layer_file).collect();
+        manifest.push(json!({ "Config": config_file, "RepoTags": image.repo_tags, "Layers": layers }));
+    }
+    let manifest = serde_json::Value::from(manifest).to_string();
+    file(&mut tail, "manifest.json", manifest.as_bytes(), mtime)?;
+    tail.extend_from_slice(&[0; 2 * BLOCK as usize]);
+    out.write_all(&tail).map_err(stream_error)
+}
+
+/// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
+/// being written (so the writer can always go on), and taking one waits for one to come back.
+struct Budget {
+    state: Mutex<BudgetState>,
+    changed: Condvar,
     limit: usize,
 }
 
-impl Pool {
-    fn new(limit: usize) -> Pool {
-        let (recycle, recycled) = mpsc::channel();
-        Pool { recycle, recycled, made: 0.into(), limit }
-    }
-
-    fn take(&self) -> Vec<u8> {
-        if let Ok(buffer) = self.recycled.try_recv() {
-            return buffer;
-        }
-        if self.made.get() < self.limit {
-            self.made.set(self.made.get() + 1);
-            return Vec::with_capacity(CHUNK);
-        }
-        // The pool holds a sender itself, so this waits for a buffer rather than failing.
-        self.recycled.recv().expect("the pool keeps its channel open")
-    }
+struct BudgetState {
+    free: Vec<Vec<u8>>,
+    out: usize,
+    /// The layer being written.
+    head: usize,
+    stopped: bool,
 }
 
-/// The reading side of [`write_docker_archive`].
-struct Pipeline<'scope, 'env> {
-    scope: &'scope Scope<'scope, 'env>,
-    to_writer: mpsc::Sender<Piece>,
-    pool: Pool,
-    hashers: usize,
-}
-
-type Hashing<'scope, 'a> = (usize, &'a PlannedLayer, ScopedJoinHandle<'scope, Digest>);
-
-impl<'scope, 'env> Pipeline<'scope, 'env> {
-    fn produce(&self, plan: &'env Plan, progress: &mut impl FnMut(usize, usize, &Digest)) -> Result<()> {
-        let mtime = plan.mtime;
-        // A layer used more than once (by several images, or twice in one) is stored once.
-        let mut seen = BTreeSet::new();
-        let unique: Vec<&PlannedLayer> = plan
-            .images
-            .iter()
-            .flat_map(|image| &image.layers)
-            .filter(|layer| seen.insert(layer.digest))
-            .collect();
-        let mut progress = |index: usize, digest: &Digest| progress(index, unique.len(), digest);
-        let mut archives = ArchiveReader::default();
-        let mut hashing = VecDeque::new();
-        for (index, &layer) in unique.iter().enumerate() {
-            self.send(header(&layer_file(layer), layer.size, mtime)?)?;
-            let (size, hasher) = self.layer(layer, &mut archives)?;
-            if size != layer.size {
-                return Err(mismatch(index, layer, None, size));
-            }
-            self.send(vec![0; padding(size)])?;
-            hashing.push_back((index, layer, hasher));
-            while hashing.len() >= self.hashers {
-                check(hashing.pop_front().unwrap(), &mut progress)?;
-            }
-        }
-        hashing.into_iter().try_for_each(|pending| check(pending, &mut progress))?;
-
-        let mut configs_written = BTreeSet::new();
-        let mut manifest = Vec::new();
-        let mut tail = Vec::new();
-        for image in &plan.images {
-            let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
-            if configs_written.insert(config_file.clone()) {
-                file(&mut tail, &config_file, image.config.as_bytes(), mtime)?;
-            }
-            let layers: Vec<String> = image.layers.iter().map(layer_file).collect();
-            manifest.push(json!({ "Config": config_file, "RepoTags": image.repo_tags, "Layers": layers }));
-        }
-        let manifest = serde_json::Value::from(manifest).to_string();
-        file(&mut tail, "manifest.json", manifest.as_bytes(), mtime)?;
-        tail.extend_from_slice(&[0; 2 * BLOCK as usize]);
-        self.send(tail)
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        let state = BudgetState { free: Vec::new(), out: 0, head: 0, stopped: false };
+        Budget { state: Mutex::new(state), changed: Condvar::new(), limit }
     }
 
-    /// Reads `layer` into chunks for the writer and for a hasher of its own; returns its size
-    /// and the hasher, whose digest is the layer's.
-    fn layer(
-        &self,
-        layer: &'env PlannedLayer,
-        archives: &mut ArchiveReader,
-    ) -> Result<(u64, ScopedJoinHandle<'scope, Digest>)> {
-        let (to_hasher, chunks) = mpsc::channel::<Piece>();
-        let recycle = self.pool.recycle.clone();
-        let hasher = self.scope.spawn(move || {
-            let mut hasher = Sha256::new();
-            for chunk in chunks {
-                hasher.update(chunk.as_slice());
-                reuse(chunk, &recycle);
-            }
-            Digest(hasher.finalize().into())
-        });
-        let mut out = ChunkWriter::new(self.pool.take(), |chunk: Vec<u8>| {
-            let chunk = Arc::new(chunk);
-            // The hasher only stops early if it panicked; joining it reports that.
-            let _ = to_hasher.send(Arc::clone(&chunk));
-            self.to_writer.send(chunk).map_err(|_| writer_stopped())?;
-            Ok(self.pool.take())
-        });
-        match &layer.source {
-            LayerSource::Store(source) => write_layer(source, &mut out)?,
-            LayerSource::Archive(source) => {
-                // One byte more than planned is enough to tell that the layer changed.
-                let mut bytes = archives.layer(source)?.take(layer.size + 1);
-                out.copy_from(&mut bytes, u64::MAX).map_err(|e| match e {
-                    CopyError::Read(e) => source.error(e),
-                    CopyError::Write(e) => stream_error(e),
-                })?;
-            }
+    /// A buffer for a chunk of layer `index`; `None` once the writer has stopped.
+    fn take(&self, index: usize) -> Option<Vec<u8>> {
+        let mut state = self.state.lock().ok()?;
+        while !state.stopped && state.out >= self.limit + if index == state.head { HEAD_ROOM } else { 0 } {
+            state = self.changed.wait(state).ok()?;
         }
-        let (_, spare, size) = out.finish().map_err(stream_error)?;
-        let _ = self.pool.recycle.send(spare);
-        Ok((size, hasher))
+        if state.stopped {
+            return None;
+        }
+        state.out += 1;
+        Some(state.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK)))
     }
 
-    fn send(&self, bytes: Vec<u8>) -> Result<()> {
-        self.to_writer.send(Arc::new(bytes)).map_err(|_| stream_error(writer_stopped()))
+    fn give(&self, buffer: Vec<u8>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.out -= 1;
+            state.free.push(buffer);
+        }
+        self.changed.notify_all();
     }
-}
 
-/// What the reading side sees when the writer thread has stopped (its own error says why).
-fn writer_stopped() -> io::Error {
-    io::Error::other("the archive writer stopped")
+    /// The writer has moved on to layer `index`.
+    fn advance(&self, index: usize) {
+        if let Ok(mut state) = self.state.lock() {
+            state.head = index;
+        }
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.stopped = true;
+        }
+        self.changed.notify_all();
+    }
 }
 
 fn layer_file(layer: &PlannedLayer) -> String {
     format!("{}/layer.tar", layer.digest.hex())
-}
-
-/// Waits for a layer's digest and compares it with the plan.
-fn check(pending: Hashing<'_, '_>, progress: &mut impl FnMut(usize, &Digest)) -> Result<()> {
-    let (index, layer, hasher) = pending;
-    let digest = hasher.join().expect("hashing does not panic");
-    if digest != layer.digest {
-        return Err(mismatch(index, layer, Some(digest), layer.size));
-    }
-    progress(index, &digest);
-    Ok(())
 }
 
 fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
@@ -314,6 +379,81 @@ pub(crate) mod tests {
         assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].digest.hex()));
         assert!(names[1].ends_with(".json"));
         assert_eq!(names[2], "manifest.json");
+    }
+
+    /// A store of paths of the given sizes (bytes that differ from path to path), and a plan of
+    /// one image with a layer per path.
+    fn store_of(dir: &Path, sizes: &[usize]) -> Plan {
+        let store = dir.join("store");
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let path = store.join(format!("p{i}-x"));
+            fs::create_dir_all(&path).unwrap();
+            let bytes: Vec<u8> = (0..size).map(|b| (b * 7 + i * 13) as u8).collect();
+            fs::write(path.join("f"), bytes).unwrap();
+            let one = super::tests::plan(&store, &path.to_string_lossy(), "x:y");
+            diff_ids.push(one.images[0].layers[0].digest.to_string());
+            layers.extend(one.images[0].layers.clone());
+        }
+        let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids } });
+        let image = ImageSpec { repo_tags: vec!["many:layers".into()], layers, config: config.to_string() };
+        Plan { mtime: 1, images: vec![image] }
+    }
+
+    #[test]
+    fn same_bytes_whatever_the_threads_and_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // layers of many chunks and of none, beside each other
+        let plan = store_of(dir.path(), &[3 * CHUNK + 17, 10, 0, 2 * CHUNK, 5000, CHUNK - 600, 4 * CHUNK]);
+        let first = write_with_budget(&plan, Vec::new(), 1, CHUNKS_AHEAD, |_, _, _| {}).unwrap();
+        let mut order = Vec::new();
+        for (threads, budget) in [(2, CHUNKS_AHEAD), (4, 1), (3, 2), (8, 0)] {
+            order.clear();
+            let again =
+                write_with_budget(&plan, Vec::new(), threads, budget, |i, n, _| order.push((i, n))).unwrap();
+            assert!(again == first, "{threads} threads, {budget} chunks ahead");
+            assert_eq!(order, (0..7).map(|i| (i, 7)).collect::<Vec<_>>());
+        }
+        assert_eq!(names(&first).len(), 7 + 2);
+    }
+
+    #[test]
+    fn a_consumer_that_stops_stops_the_archive() {
+        /// Takes a few bytes, then fails as a closed pipe does.
+        #[derive(Debug)]
+        struct Closing(usize);
+        impl Write for Closing {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let plan = store_of(dir.path(), &[5 * CHUNK, 5 * CHUNK, 5 * CHUNK]);
+        let err = write_with_budget(&plan, Closing(CHUNK), 2, 2, |_, _, _| {}).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_layer_that_grew_is_not_written_past_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = store_of(dir.path(), &[CHUNK, 100]);
+        let file = dir.path().join("store/p0-x/f");
+        fs::write(&file, vec![1u8; 3 * CHUNK]).unwrap();
+        let mut out = Vec::new();
+        let err = write_docker_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
+        assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
+        assert!(out.len() as u64 <= BLOCK + plan.images[0].layers[0].size, "{} bytes written", out.len());
     }
 
     #[test]

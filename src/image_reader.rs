@@ -204,6 +204,12 @@ impl ArchiveReader {
     }
 }
 
+/// Whether the archive at `path` is compressed as a whole, so that its layers are best read in
+/// one pass rather than each by seeking.
+pub fn archive_is_compressed(path: &str) -> Result<bool> {
+    Ok(open_archive(Path::new(path))?.0 != Compression::None)
+}
+
 /// The file at `path`, with the compression its first bytes show.
 fn open_archive(path: &Path) -> Result<(Compression, File)> {
     let io_err = |e| Error::io(path, e);
