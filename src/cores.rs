@@ -11,17 +11,11 @@ pub const BUILD_CORES: &str = "NIX_BUILD_CORES";
 /// The number of threads parallel work may keep busy.
 pub fn cores() -> Result<usize> {
     let all = || std::thread::available_parallelism().map_or(1, |n| n.get());
-    match std::env::var(BUILD_CORES) {
-        Err(std::env::VarError::NotPresent) => Ok(all()),
-        Ok(value) => match value.trim().parse::<usize>() {
-            Ok(0) => Ok(all()),
-            Ok(n) => Ok(n),
-            Err(_) => Err(Error::Environment {
-                var: BUILD_CORES,
-                problem: format!("is {value:?}; it must be a number of cores (0 for all of them)"),
-            }),
-        },
-        Err(std::env::VarError::NotUnicode(value)) => Err(Error::Environment {
+    let Some(value) = std::env::var_os(BUILD_CORES) else { return Ok(all()) };
+    match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(0) => Ok(all()),
+        Some(n) => Ok(n),
+        None => Err(Error::Environment {
             var: BUILD_CORES,
             problem: format!("is {value:?}; it must be a number of cores (0 for all of them)"),
         }),

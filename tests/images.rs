@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
+use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Docker, Podman};
 use support::{run_ok, TestNix};
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -52,6 +52,32 @@ fn runnable_image_loads_and_runs() {
     assert!(config_file.starts_with(&sha256_hex(config_bytes)));
     assert!(podman.image_exists(&sha256_hex(config_bytes)));
     assert_eq!(podman.run(&name), "hello from stowage\nA=2\nroot\n");
+}
+
+/// The default archive (gz: a gzip member per megabyte, compressed in parallel) in a real Docker
+/// Engine: loaded as it is, with its image ID, and run.
+#[test]
+fn docker_loads_and_runs_the_default_gz_archive() {
+    let nix = TestNix::new();
+    let image = r#"s.buildLayeredImage {
+        name = "gz"; tag = "t"; contents = [ busybox (lib "zeros" 3000000 "") ];
+        config.Cmd = [ "/bin/sh" "-c" "echo hello from docker" ];
+      }"#;
+    let archive = nix.build(&expr(image));
+    assert!(archive.to_string_lossy().ends_with("-gz.tar.gz"), "{}", archive.display());
+    let plain = run_ok(std::process::Command::new("gzip").arg("-dc").arg(&archive)).stdout;
+    let (manifest, _) = manifest_and_config(&plain);
+    let config_file = manifest["Config"].as_str().unwrap();
+
+    let docker = Docker::start();
+    run_ok(docker.cmd().args(["load", "-i"]).arg(&archive));
+    let id = run_ok(docker.cmd().args(["image", "inspect", "--format", "{{.Id}}", "gz:t"])).stdout;
+    assert_eq!(
+        String::from_utf8(id).unwrap().trim(),
+        format!("sha256:{}", config_file.trim_end_matches(".json"))
+    );
+    let out = run_ok(docker.cmd().args(["run", "--rm", "--network", "none", "gz:t"])).stdout;
+    assert_eq!(String::from_utf8(out).unwrap(), "hello from docker\n");
 }
 
 #[test]
@@ -110,9 +136,10 @@ fn compressed_archives_hold_the_plain_archive() {
     }
 }
 
-/// gz and zstd archives are compressed on the cores Nix gives the build (`cores`, which the
-/// builder sees as NIX_BUILD_CORES; 0 is all of them), and their bytes do not depend on how many:
-/// `nix-build --check` with other `cores` rebuilds them bit for bit.
+/// gz and zstd archives (of buildLayeredImage and mergeImages) are compressed on the cores Nix
+/// gives the build (`cores`, which the builder sees as NIX_BUILD_CORES; 0 is all of them), and
+/// their bytes do not depend on how many: `nix-build --check` with other `cores` rebuilds them
+/// bit for bit.
 #[test]
 fn compressed_archives_do_not_depend_on_the_cores() {
     let nix = TestNix::new();
@@ -125,11 +152,15 @@ fn compressed_archives_do_not_depend_on_the_cores() {
             .unwrap_or_else(|| panic!("no thread count in {log}"));
         line.rsplit(" on ").next().unwrap().trim_end_matches(" thread(s)").parse().unwrap()
     };
-    for compressor in ["gz", "zstd"] {
-        // 20 MB of zeros: many gzip members and several zstd jobs
-        let image = expr(&format!(
+    // 20 MB of zeros: many gzip members and several zstd jobs
+    let layered = |compressor: &str| {
+        format!(
             r#"s.buildLayeredImage {{ name = "cores"; tag = "t"; contents = [ busybox (lib "big" 20000000 "") ]; compressor = "{compressor}"; }}"#
-        ));
+        )
+    };
+    let merged = r#"s.mergeImages { compressor = "gz"; images = [ (s.streamLayeredImage { name = "m"; tag = "t"; contents = [ busybox (lib "big" 20000000 "") ]; }) ]; }"#;
+    for image in [layered("gz"), layered("zstd"), merged.to_string()] {
+        let image = expr(&image);
         let first = nix.build_output_with(&image, &["--option", "cores", "1"]);
         assert_eq!(threads(&first.stderr), 1);
         let archive = String::from_utf8(first.stdout).unwrap();

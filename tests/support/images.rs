@@ -105,6 +105,68 @@ impl Podman {
     }
 }
 
+/// A Docker Engine of its own (Debian's `dockerd`, vfs storage, no networking of its own) in a
+/// temporary folder, stopped and removed when dropped.
+pub struct Docker {
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+}
+
+/// Debian's Docker client, which matches its engine (another may be earlier on `PATH`).
+const DOCKER: &str = "/usr/bin/docker";
+
+impl Docker {
+    pub fn start() -> Docker {
+        let dir = tempfile::Builder::new().prefix("stowage-docker-").tempdir().unwrap();
+        let socket = dir.path().join("sock");
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let daemon = Command::new("dockerd")
+            .args(["--storage-driver", "vfs", "--iptables=false", "--bridge=none"])
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (Debian's docker.io, installed by make setup) starts");
+        let docker = Docker { dir, daemon };
+        for _ in 0..300 {
+            if docker.cmd().arg("version").output().is_ok_and(|o| o.status.success()) {
+                return docker;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(docker.dir.path().join("log")).unwrap_or_default();
+        panic!("dockerd did not answer within 30 s; its log:\n{log}");
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(DOCKER);
+        cmd.arg("-H").arg(format!("unix://{}", self.dir.path().join("sock").display()));
+        cmd
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd and unmount what it mounted.
+        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
+        for _ in 0..100 {
+            if self.daemon.try_wait().is_ok_and(|done| done.is_some()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
 /// The entries of a tar file: name → bytes.
 pub fn tar_files(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut archive = tar::Archive::new(bytes);
