@@ -42,10 +42,10 @@ const MAX_READERS: usize = 8;
 ///
 /// Reader threads, one per core, each take the next layer, read it into chunks and hash every
 /// chunk as soon as it is full, while it is still in the core's cache; this thread writes the
-/// chunks to `out` in order. So a slow consumer (a pipe into `podman load`) never stops the
-/// hashing, sha256 of one layer never stops the reading of the next, and several layers are
-/// hashed at once — within [`CHUNKS_AHEAD`] chunks ahead of the writer. A layer's digest is
-/// checked as soon as its last chunk is written, and every one before the configs and manifest.
+/// chunks to `out` in order. So writing (into a pipe to `podman load`, say) and hashing go on
+/// side by side, and so do the hashes of several layers, as long as the readers are less than
+/// [`CHUNKS_AHEAD`] chunks ahead of the writer. A layer's digest is checked as soon as its last
+/// chunk is written, and every one before the configs and manifest.
 pub fn write_docker_archive<W: Write>(
     plan: &Plan,
     out: W,
@@ -125,9 +125,11 @@ fn claims(layers: &[&PlannedLayer]) -> Result<Vec<std::ops::Range<usize>>> {
             LayerSource::Archive(source) => {
                 let is_compressed = match compressed.get(&source.archive) {
                     Some(&known) => known,
-                    None => *compressed
-                        .entry(source.archive.clone())
-                        .or_insert(archive_is_compressed(&source.archive)?),
+                    None => {
+                        let found = archive_is_compressed(&source.archive)?;
+                        compressed.insert(source.archive.clone(), found);
+                        found
+                    }
                 };
                 is_compressed.then_some(source.archive.as_str())
             }
@@ -151,13 +153,12 @@ fn read_layer(
     budget: &Budget,
     archives: &mut ArchiveReader,
 ) -> Result<(Digest, u64)> {
-    let stopped = || stream_error(io::Error::other("the archive writer stopped"));
     let mut hasher = Sha256::new();
-    let first = budget.take(index).ok_or_else(stopped)?;
+    let first = budget.take(index).ok_or_else(|| stream_error(writer_stopped()))?;
     let mut out = ChunkWriter::new(first, |chunk: Vec<u8>| {
         hasher.update(&chunk);
-        to_writer.send(Message::Chunk(chunk)).map_err(|_| io::Error::other("the archive writer stopped"))?;
-        budget.take(index).ok_or_else(|| io::Error::other("the archive writer stopped"))
+        to_writer.send(Message::Chunk(chunk)).map_err(|_| writer_stopped())?;
+        budget.take(index).ok_or_else(writer_stopped)
     });
     match &layer.source {
         LayerSource::Store(source) => write_layer(source, &mut out)?,
@@ -173,6 +174,11 @@ fn read_layer(
     let (_, spare, size) = out.finish().map_err(stream_error)?;
     budget.give(spare);
     Ok((Digest(hasher.finalize().into()), size))
+}
+
+/// What a reader sees once the writer has stopped (the writer's own error says why).
+fn writer_stopped() -> io::Error {
+    io::Error::other("the archive writer stopped")
 }
 
 /// Writes the layers' chunks in order as the readers send them, checks each layer's size and
