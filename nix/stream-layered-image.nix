@@ -1,5 +1,5 @@
 # streamLayeredImage: a derivation whose output is an executable that writes a docker-archive
-# to stdout (for `docker load`, `podman load`, `skopeo copy docker-archive:/dev/stdin …`).
+# to stdout (for `docker load`, `podman load`; skopeo reads docker-archives from files only).
 {
   # the plugin's primitives: argument checks, store paths a value refers to
   prims,
