@@ -6,11 +6,12 @@
 use clap::{Parser, Subcommand};
 use std::fs;
 use std::io::{self, BufWriter};
-use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage::archive::write_docker_archive;
+use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::digest::Digest;
@@ -128,11 +129,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Standard output for an archive, unbuffered: Rust's stdout flushes at every newline byte,
-/// which would cut the archive's megabyte writes into pieces.
+/// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),
+/// and, if it is a pipe, with room for a whole chunk, so that the consumer is woken once a
+/// chunk rather than sixteen times (3–9 % faster into `| cat` here, in paired runs).
 fn stdout() -> Result<fs::File, Failure> {
     let out = io::stdout().as_fd().try_clone_to_owned();
-    Ok(fs::File::from(out.map_err(|e| stowage::Error::io("(standard output)", e))?))
+    let out = fs::File::from(out.map_err(|e| stowage::Error::io("(standard output)", e))?);
+    if out.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        // SAFETY: F_SETPIPE_SZ takes an int and changes nothing but the pipe's capacity. It may
+        // fail (a limit below a chunk for unprivileged users): the stream is then slower, not
+        // wrong.
+        unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+    }
+    Ok(out)
 }
 
 /// Writes the stream script of `plan` to `$out`, run by this very executable.
