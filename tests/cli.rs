@@ -24,3 +24,27 @@ fn unknown_arguments_are_refused_on_stderr() {
     assert!(out.stdout.is_empty(), "stdout carries only data");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--frobnicate"));
 }
+
+#[test]
+fn a_build_cores_value_that_is_not_a_number_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, r#"{"mtime":1,"images":[]}"#).unwrap();
+    for (cores, ok) in [("two", false), ("-1", false), ("0", true), ("2", true)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .arg("stream")
+            .arg(&plan)
+            .env("NIX_BUILD_CORES", cores)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "NIX_BUILD_CORES={cores}: {stderr}");
+        if !ok {
+            assert!(out.stdout.is_empty(), "nothing is written before the error");
+            assert!(
+                stderr.contains(&format!("environment variable NIX_BUILD_CORES is \"{cores}\"")),
+                "{stderr}"
+            );
+        }
+    }
+}
