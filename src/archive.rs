@@ -12,7 +12,7 @@ use crate::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::digest::Digest;
 use crate::image::{LayerSource, Plan, PlannedLayer};
 use crate::image_reader::{archive_is_compressed, ArchiveReader};
-use crate::layer::write_layer;
+use crate::layer::{padding, write_layer, BLOCK};
 use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -20,9 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
-
-/// Tar's block size: headers and the padding after every entry's data.
-const BLOCK: u64 = 512;
 
 /// Chunks read but not yet written, at most: the stream's memory, and how far readers may work
 /// ahead of the writer. The reader of the layer being written may take [`HEAD_ROOM`] more, so
@@ -222,7 +219,7 @@ fn write_in_order(
                 Err(_) => return Err(stream_error(io::Error::other("a layer reader stopped"))),
             }
         }
-        out.write_all(&[0; BLOCK as usize][..padding(layer.size)]).map_err(stream_error)?;
+        out.write_all(&[0; BLOCK][..padding(layer.size)]).map_err(stream_error)?;
     }
 
     let mut configs_written = BTreeSet::new();
@@ -238,7 +235,7 @@ fn write_in_order(
     }
     let manifest = serde_json::Value::from(manifest).to_string();
     file(&mut tail, "manifest.json", manifest.as_bytes(), mtime)?;
-    tail.extend_from_slice(&[0; 2 * BLOCK as usize]);
+    tail.extend_from_slice(&[0; 2 * BLOCK]);
     out.write_all(&tail).map_err(stream_error)
 }
 
@@ -329,11 +326,6 @@ fn file(out: &mut Vec<u8>, name: &str, bytes: &[u8], mtime: u64) -> Result<()> {
     out.extend_from_slice(bytes);
     out.resize(out.len() + padding(bytes.len() as u64), 0);
     Ok(())
-}
-
-/// The zeros that pad `size` bytes of data to a whole block.
-fn padding(size: u64) -> usize {
-    ((BLOCK - size % BLOCK) % BLOCK) as usize
 }
 
 fn stream_error(e: std::io::Error) -> Error {
@@ -459,7 +451,11 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let err = write_docker_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
-        assert!(out.len() as u64 <= BLOCK + plan.images[0].layers[0].size, "{} bytes written", out.len());
+        assert!(
+            out.len() as u64 <= BLOCK as u64 + plan.images[0].layers[0].size,
+            "{} bytes written",
+            out.len()
+        );
     }
 
     #[test]

@@ -118,11 +118,11 @@ pub fn layer_digest(source: &StoreLayer) -> Result<(Digest, u64)> {
     Ok((Digest(hasher.finalize().into()), size))
 }
 
-/// Tar's block size: every entry's data is padded to a multiple of it.
-const BLOCK: usize = 512;
+/// Tar's block size: headers, and the padding that ends every entry's data on a whole block.
+pub(crate) const BLOCK: usize = 512;
 
-/// The zeros that pad `size` bytes of data to a whole block.
-fn padding(size: u64) -> usize {
+/// The zeros that pad `size` bytes of an entry's data to a whole block.
+pub(crate) fn padding(size: u64) -> usize {
     (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
 }
 
