@@ -390,7 +390,7 @@ pub(crate) mod tests {
             fs::create_dir_all(&path).unwrap();
             let bytes: Vec<u8> = (0..size).map(|b| (b * 7 + i * 13) as u8).collect();
             fs::write(path.join("f"), bytes).unwrap();
-            let one = super::tests::plan(&store, &path.to_string_lossy(), "x:y");
+            let one = plan(&store, &path.to_string_lossy(), "x:y");
             diff_ids.push(one.images[0].layers[0].digest.to_string());
             layers.extend(one.images[0].layers.clone());
         }

@@ -40,11 +40,6 @@ impl<E: Emit> ChunkWriter<E> {
         ChunkWriter { chunk: first, filled: 0, emit, written: 0 }
     }
 
-    /// The number of bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Reads up to `limit` bytes of `from` straight into chunks; returns how many it read,
     /// fewer only if `from` ended first.
     pub fn copy_from(&mut self, from: &mut impl Read, limit: u64) -> Result<u64, CopyError> {
