@@ -86,6 +86,22 @@ pub enum Error {
         /// What is wrong with its value, worded to follow its name.
         problem: String,
     },
+    /// A customisation script failed.
+    #[error("{name} failed ({status}); its output is above")]
+    ScriptFailed {
+        /// The argument the script came from.
+        name: &'static str,
+        /// How it ended.
+        status: String,
+    },
+    /// Setting up the confinement a script runs in failed.
+    #[error("cannot run the script as root without privileges: {step} failed: {source}")]
+    Confinement {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

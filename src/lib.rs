@@ -43,6 +43,8 @@ pub mod nar;
 pub mod nss;
 pub mod plan;
 pub mod reference;
+pub mod script;
+pub mod seccomp;
 
 pub use error::{Error, Result};
 
