@@ -348,6 +348,7 @@ pub(crate) mod tests {
             owner,
             store_paths: vec![path.into()],
             synthetic: vec![],
+            tree: None,
         };
         let (digest, size) = layer_digest(&source).unwrap();
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });

@@ -70,6 +70,10 @@ pub struct StoreLayer {
     pub store_paths: Vec<String>,
     /// Synthetic entries, written after them.
     pub synthetic: Vec<Synthetic>,
+    /// A tar file (what a customisation script left, see [`crate::tree`]) whose entries are
+    /// written last, byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
 }
 
 /// Writes the layer tarball of `source` to `out`; the store root's ancestors come first as
@@ -102,7 +106,27 @@ pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Res
         };
         result.map_err(|e| Error::io(entry.path(), e))?;
     }
+    if let Some(tree) = &source.tree {
+        splice_entries(tar.builder.get_mut(), Path::new(tree))?;
+    }
     tar.builder.into_inner().map_err(|e| Error::io("(layer)", e))?;
+    Ok(())
+}
+
+/// Copies the entries of the tar file at `path` — all of it but the two zero blocks that end
+/// it — to `out`.
+fn splice_entries(out: &mut ChunkWriter<impl Emit>, path: &Path) -> Result<()> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = fs::File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let entries = size.checked_sub(2 * BLOCK as u64).filter(|n| n % BLOCK as u64 == 0);
+    let entries = entries.ok_or_else(|| io_err(io::Error::other("is not a tar file of whole blocks")))?;
+    let copied = out.copy_from(&mut file, entries).map_err(|e| match e {
+        CopyError::Read(e) | CopyError::Write(e) => io_err(e),
+    })?;
+    if copied != entries {
+        return Err(io_err(io::Error::other(format!("shrank from {size} bytes while it was read"))));
+    }
     Ok(())
 }
 
@@ -126,6 +150,46 @@ pub(crate) fn padding(size: u64) -> usize {
     (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
 }
 
+/// A header for an entry of `kind` owned as `owner` says.
+pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64, owner: &Ownership) -> io::Result<tar::Header> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(owner.uid);
+    header.set_gid(owner.gid);
+    header.set_mtime(owner.mtime);
+    header.set_username(&owner.uname)?;
+    header.set_groupname(&owner.gname)?;
+    Ok(header)
+}
+
+/// Appends the regular file `file` (at `path`, for errors) as `name`, with `header` (whose size
+/// is the file's).
+pub(crate) fn append_file<E: Emit>(
+    builder: &mut tar::Builder<&mut ChunkWriter<E>>,
+    header: &mut tar::Header,
+    name: &str,
+    mut file: fs::File,
+    path: &Path,
+) -> Result<()> {
+    let io_err = |e| Error::io(path, e);
+    let size = header.size().map_err(io_err)?;
+    // The header (and a GNU long-name entry before it, if the name needs one) through tar, the
+    // contents straight into the chunk being filled: tar's own copy goes through an 8 KiB
+    // buffer, a read and a copy for every 8 KiB of the store.
+    builder.append_data(header, name, io::empty()).map_err(io_err)?;
+    let out = builder.get_mut();
+    let copied = out.copy_from(&mut file, size).map_err(|e| match e {
+        CopyError::Read(e) | CopyError::Write(e) => io_err(e),
+    })?;
+    if copied != size {
+        let problem = format!("shrank from {size} to {copied} bytes while it was read");
+        return Err(io_err(io::Error::other(problem)));
+    }
+    out.write_all(&[0; BLOCK][..padding(copied)]).map_err(io_err)
+}
+
 /// `path` without its leading `/`, as tar entries name it.
 fn relative(path: &Path) -> String {
     path.to_string_lossy().trim_start_matches('/').to_owned()
@@ -138,16 +202,7 @@ struct Tar<'a, 'w, E: Emit> {
 
 impl<E: Emit> Tar<'_, '_, E> {
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(mode);
-        header.set_size(size);
-        header.set_uid(self.owner.uid);
-        header.set_gid(self.owner.gid);
-        header.set_mtime(self.owner.mtime);
-        header.set_username(&self.owner.uname)?;
-        header.set_groupname(&self.owner.gname)?;
-        Ok(header)
+        header(kind, mode, size, self.owner)
     }
 
     fn directory(&mut self, path: &str, mode: u32) -> io::Result<()> {
@@ -183,20 +238,8 @@ impl<E: Emit> Tar<'_, '_, E> {
             let mut header = self
                 .header(tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
                 .map_err(io_err)?;
-            let mut file = fs::File::open(path).map_err(io_err)?;
-            // The header (and a GNU long-name entry before it, if the name needs one) through
-            // tar, the contents straight into the chunk being filled: tar's own copy goes
-            // through an 8 KiB buffer, a read and a copy for every 8 KiB of the store.
-            self.builder.append_data(&mut header, &name, io::empty()).map_err(io_err)?;
-            let out = self.builder.get_mut();
-            let copied = out.copy_from(&mut file, meta.len()).map_err(|e| match e {
-                CopyError::Read(e) | CopyError::Write(e) => io_err(e),
-            })?;
-            if copied != meta.len() {
-                let problem = format!("shrank from {} to {copied} bytes while it was read", meta.len());
-                return Err(io_err(io::Error::other(problem)));
-            }
-            out.write_all(&[0; BLOCK][..padding(copied)]).map_err(io_err)
+            let file = fs::File::open(path).map_err(io_err)?;
+            append_file(&mut self.builder, &mut header, &name, file, path)
         } else {
             Err(Error::io(path, io::Error::other("not a file, directory or symlink")))
         }
@@ -219,7 +262,7 @@ mod tests {
 
     fn layer(store: &Path, store_paths: Vec<String>, synthetic: Vec<Synthetic>) -> StoreLayer {
         let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
-        StoreLayer { store_dir: store.to_string_lossy().into_owned(), owner, store_paths, synthetic }
+        StoreLayer { store_dir: store.to_string_lossy().into_owned(), owner, store_paths, synthetic, tree: None }
     }
 
     /// A store with one path holding a file, an executable, a link, an empty dir and a long name.

@@ -306,6 +306,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         owner: owner.clone(),
         store_paths,
         synthetic,
+        tree: None,
     };
     let mut sources: Vec<(StoreLayer, String)> = if closure.is_empty() {
         Vec::new()

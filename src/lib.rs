@@ -45,6 +45,7 @@ pub mod plan;
 pub mod reference;
 pub mod script;
 pub mod seccomp;
+pub mod tree;
 
 pub use error::{Error, Result};
 
