@@ -72,9 +72,10 @@ void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value &
     expectType(state, pos, *args[1], nAttrs, function.c_str());
     compat::Context context;
     auto json = compat::toJSON(state, pos, *args[1], context);
-    std::string system = settings.thisSystem.get();
-    auto checked = callRust(
-        state, pos, [&] { return ffi::check_args(function, json, system, state.store->storeDir); });
+    ffi::NixContext nix{settings.thisSystem.get(), state.store->storeDir, {}};
+    for (auto & entry : settings.sandboxPaths.get())
+        nix.sandbox_paths.push_back(entry);
+    auto checked = callRust(state, pos, [&] { return ffi::check_args(function, json, nix); });
     parseJSON(state, std::string_view(checked.data(), checked.size()), v);
 }
 

@@ -18,6 +18,14 @@ function:
   meta ? { },
   # the base image: an image archive, or a stowage image (archive or stream)
   fromImage ? null,
+  # scripts run in the customisation layer's root (as the build user; as fake root,
+  # chrooted with enableFakechroot), by `shell` (bin/sh of a store path) with the `bin` of
+  # nativeBuildInputs on PATH; their text keeps its context, so what it names is built first
+  extraCommands ? null,
+  fakeRootCommands ? null,
+  enableFakechroot ? false,
+  shell ? null,
+  nativeBuildInputs ? [ ],
   # name, tag, architecture, created, mtime, uid, gid, uname, gname, maxLayers,
   # includeStorePaths, fromImageName, fromImageTag: checked by the plugin (prims.checkArgs)
   ...
@@ -25,13 +33,26 @@ function:
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
   image = prims.checkArgs function (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
-  stream = stowageDerivation "build-stream" {
+  # the customisation layer's entries, when scripts make it
+  customisation =
+    if image.customise or false then
+      stowageDerivation "build-customisation" {
+        name = "customisation-${image.baseName}";
+        inherit image extraCommands fakeRootCommands enableFakechroot nativeBuildInputs;
+        contents = contentsList;
+        shell = if shell != null then "${shell}/bin/sh" else image.sandboxShell;
+        storeDir = builtins.storeDir;
+      }
+    else
+      null;
+  stream = stowageDerivation "build-stream" ({
     name = "stream-${image.baseName}";
     inherit image config fromImage;
     contents = contentsList;
     storeDir = builtins.storeDir;
-    exportReferencesGraph.closure = contentsList ++ prims.referencedPaths config;
-  };
+    exportReferencesGraph.closure =
+      contentsList ++ prims.referencedPaths config ++ (if customisation != null then [ customisation ] else [ ]);
+  } // (if customisation != null then { inherit customisation; } else { }));
 in
 stream
 // passthru

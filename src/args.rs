@@ -6,6 +6,27 @@
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 
+/// What the evaluating Nix tells about itself that argument checks need.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluator {
+    /// The system it evaluates for (`x86_64-linux`).
+    pub system: String,
+    /// Its store root.
+    pub store_dir: String,
+    /// Its `sandbox-paths` setting, one entry each (`target=source`, or a path).
+    pub sandbox_paths: Vec<String>,
+}
+
+impl Evaluator {
+    /// The shell Nix puts into its sandbox (`sandbox-paths` holding `/bin/sh`), if it does.
+    pub fn sandbox_shell(&self) -> Option<&'static str> {
+        self.sandbox_paths
+            .iter()
+            .any(|entry| entry.split('=').next().map(|t| t.trim_end_matches('?')) == Some("/bin/sh"))
+            .then_some("/bin/sh")
+    }
+}
+
 /// The attributes a builtin was called with.
 #[derive(Debug)]
 pub struct Args {

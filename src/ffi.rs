@@ -5,7 +5,7 @@
 //! would abort the user's `nix` — and puts the builtin's name in front of every error. The shim
 //! turns an `Err` into a Nix evaluation error.
 
-use crate::args::Args;
+use crate::args::{Args, Evaluator};
 use crate::goarch::Platform;
 use crate::layered_image::ImageArgs;
 use crate::merge::MergeArgs;
@@ -21,6 +21,16 @@ mod bridge {
         variant: String,
     }
 
+    /// What the evaluating Nix tells about itself.
+    struct NixContext {
+        /// `settings.thisSystem`.
+        system: String,
+        /// The store root.
+        store_dir: String,
+        /// `sandbox-paths`, one entry each (`/bin/sh=/nix/store/…-busybox/bin/busybox`).
+        sandbox_paths: Vec<String>,
+    }
+
     extern "Rust" {
         /// The crate version.
         fn version() -> &'static str;
@@ -29,7 +39,7 @@ mod bridge {
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
         /// The checked arguments of the library function `function`, as JSON.
-        fn check_args(function: &str, args_json: &str, system: &str, store_dir: &str) -> Result<String>;
+        fn check_args(function: &str, args_json: &str, nix: &NixContext) -> Result<String>;
         /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
         fn builder_nar() -> Result<Vec<u8>>;
         /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
@@ -84,13 +94,18 @@ fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-fn check_args(function: &str, args_json: &str, system: &str, store_dir: &str) -> Result<String, String> {
+fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Result<String, String> {
     entry(function, || {
+        let evaluator = Evaluator {
+            system: nix.system.clone(),
+            store_dir: nix.store_dir.clone(),
+            sandbox_paths: nix.sandbox_paths.clone(),
+        };
         let checked = match function {
             "mergeImages" | "streamMergedImages" => {
-                serde_json::to_value(MergeArgs::from_nix(args_json, store_dir)?)
+                serde_json::to_value(MergeArgs::from_nix(args_json, &evaluator.store_dir)?)
             }
-            _ => serde_json::to_value(ImageArgs::from_nix(args_json, system, store_dir)?),
+            _ => serde_json::to_value(ImageArgs::from_nix(args_json, &evaluator)?),
         };
         Ok(checked.expect("arguments serialise").to_string())
     })

@@ -151,7 +151,12 @@ pub(crate) fn padding(size: u64) -> usize {
 }
 
 /// A header for an entry of `kind` owned as `owner` says.
-pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64, owner: &Ownership) -> io::Result<tar::Header> {
+pub(crate) fn header(
+    kind: tar::EntryType,
+    mode: u32,
+    size: u64,
+    owner: &Ownership,
+) -> io::Result<tar::Header> {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(mode);
@@ -262,7 +267,13 @@ mod tests {
 
     fn layer(store: &Path, store_paths: Vec<String>, synthetic: Vec<Synthetic>) -> StoreLayer {
         let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
-        StoreLayer { store_dir: store.to_string_lossy().into_owned(), owner, store_paths, synthetic, tree: None }
+        StoreLayer {
+            store_dir: store.to_string_lossy().into_owned(),
+            owner,
+            store_paths,
+            synthetic,
+            tree: None,
+        }
     }
 
     /// A store with one path holding a file, an executable, a link, an empty dir and a long name.

@@ -7,9 +7,10 @@
 //! layers from the closure Nix exports, computes every layer's digest and writes an
 //! [`ImageSpec`] that streaming replays.
 
-use crate::args::Args;
+use crate::args::{Args, Evaluator};
 use crate::contents::merge_contents;
 use crate::cores::{cores, map_parallel};
+use crate::customise::LAYER_FILE;
 use crate::goarch::{Platform, CPUS};
 use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
@@ -32,7 +33,7 @@ pub const DEFAULT_MAX_LAYERS: u64 = 100;
 /// report; 125 leaves room for nothing else.
 pub const MAX_LAYERS: u64 = 125;
 
-/// The arguments `streamLayeredImage` takes, and the ones whose features are not built yet.
+/// The arguments `streamLayeredImage` takes.
 const ARGUMENTS: &[&str] = &[
     "name",
     "tag",
@@ -50,8 +51,12 @@ const ARGUMENTS: &[&str] = &[
     "fromImage",
     "fromImageName",
     "fromImageTag",
+    "extraCommands",
+    "fakeRootCommands",
+    "enableFakechroot",
+    "shell",
+    "nativeBuildInputs",
 ];
-const NOT_YET: &[&str] = &["extraCommands", "fakeRootCommands", "enableFakechroot"];
 
 /// The checked, normalised arguments of one layered image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,17 +92,22 @@ pub struct ImageArgs {
     pub from_image_name: Option<String>,
     /// Its tag.
     pub from_image_tag: Option<String>,
+    /// Whether a customisation script runs (`extraCommands`, `fakeRootCommands`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub customise: bool,
+    /// The shell scripts run with when `shell` is not given: the one Nix puts in its sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_shell: Option<String>,
 }
 
 impl ImageArgs {
     /// Checks the arguments (`args_json`: everything but `passthru` and `meta`, which the Nix
-    /// glue handles) for an image evaluated on `system` with the store at `store_dir`.
-    pub fn from_nix(args_json: &str, system: &str, store_dir: &str) -> Result<ImageArgs> {
-        let all: Vec<&'static str> = ARGUMENTS.iter().chain(NOT_YET).copied().collect();
-        let args = Args::parse(args_json, &all)?;
-        if let Some(arg) = NOT_YET.iter().find(|a| args.has(a)) {
-            return Err(Error::argument(arg, "is not supported by stowage yet"));
-        }
+    /// glue handles) for an image evaluated by `nix`.
+    pub fn from_nix(args_json: &str, nix: &Evaluator) -> Result<ImageArgs> {
+        let (system, store_dir) = (nix.system.as_str(), nix.store_dir.as_str());
+        let args = Args::parse(args_json, ARGUMENTS)?;
+        let scripts = check_scripts(&args, &["extraCommands", "fakeRootCommands"], nix)?;
+        args.bool("enableFakechroot")?;
         let name =
             ImageName::parse(&args.string("name")?.ok_or_else(|| Error::argument("name", "is required"))?)?;
         let tag = args.string("tag")?;
@@ -161,7 +171,43 @@ impl ImageArgs {
             include_store_paths: args.bool("includeStorePaths")?.unwrap_or(true),
             from_image_name: args.string("fromImageName")?,
             from_image_tag: args.string("fromImageTag")?,
+            customise: scripts.is_some(),
+            sandbox_shell: scripts.flatten().map(Into::into),
         })
+    }
+}
+
+/// Checks the customisation scripts named in `scripts` and what runs them (`shell`,
+/// `nativeBuildInputs`). `None` when no script is given; else the sandbox shell, if `shell` was
+/// not given and one is what will run them.
+pub fn check_scripts(args: &Args, scripts: &[&str], nix: &Evaluator) -> Result<Option<Option<&'static str>>> {
+    let mut given = None;
+    for name in scripts {
+        if args.string(name)?.is_some_and(|text| !text.trim().is_empty()) {
+            given.get_or_insert(*name);
+        }
+    }
+    let shell = args.string("shell")?;
+    if let Some(shell) = &shell {
+        check_in_store("shell", shell, &nix.store_dir)?;
+    }
+    for (i, input) in args.string_list("nativeBuildInputs")?.iter().enumerate() {
+        check_in_store(format!("nativeBuildInputs[{i}]"), input, &nix.store_dir)?;
+    }
+    let Some(script) = given else { return Ok(None) };
+    if shell.is_some() {
+        return Ok(Some(None));
+    }
+    match nix.sandbox_shell() {
+        Some(sandbox_shell) => Ok(Some(Some(sandbox_shell))),
+        None => Err(Error::argument(
+            "shell",
+            format!(
+                "is needed to run {script}: this Nix puts no shell into its sandbox (its \
+                 sandbox-paths has no /bin/sh). Pass a store path with bin/sh, such as \
+                 `shell = pkgs.bash;` (its tools, such as pkgs.coreutils, go in nativeBuildInputs)"
+            ),
+        )),
     }
 }
 
@@ -194,7 +240,7 @@ fn platform_of(arch: &str) -> Result<Platform> {
 
 /// `value` (RFC 3339, not before 1970, or `now`) of argument `arg`, as RFC 3339 and as seconds
 /// since the epoch. Evaluation checks with it; the build resolves `now` with it.
-fn resolve_time(arg: &str, value: &str, now: OffsetDateTime) -> Result<(String, u64)> {
+pub(crate) fn resolve_time(arg: &str, value: &str, now: OffsetDateTime) -> Result<(String, u64)> {
     if value == "now" {
         return Ok((now.format(&Rfc3339).expect("formats"), now.unix_timestamp().max(0) as u64));
     }
@@ -226,6 +272,9 @@ pub struct BuildInput {
     /// The base image file (`fromImage`), if any.
     #[serde(rename = "fromImage", default)]
     pub from_image: Option<String>,
+    /// The customisation derivation's output, when scripts made the customisation layer.
+    #[serde(default)]
+    pub customisation: Option<String>,
     /// The closure Nix exported (`exportReferencesGraph.closure`).
     #[serde(default)]
     pub closure: Vec<ClosureEntry>,
@@ -288,14 +337,17 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     let base_layers = base.as_ref().map_or(0, |(spec, _)| spec.layers.len() as u64);
     let store_budget = store_budget(image.max_layers, base_layers)?;
 
+    // The customisation output is not itself in the image: what it refers to is.
+    let not_customisation = |p: &&String| Some(*p) != input.customisation.as_ref();
     let closure: Vec<PathInfo> = if image.include_store_paths {
         input
             .closure
             .iter()
+            .filter(|e| not_customisation(&&e.path))
             .map(|e| PathInfo {
                 path: e.path.clone(),
                 nar_size: e.nar_size,
-                references: e.references.clone(),
+                references: e.references.iter().filter(not_customisation).cloned().collect(),
             })
             .collect()
     } else {
@@ -319,11 +371,18 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
             })
             .collect()
     };
-    let (synthetic, clashes) = merge_contents(&input.contents)?;
-    for clash in &clashes {
-        warn(&format!("contents clash at {clash}"));
-    }
-    sources.push((store_layer(vec![], synthetic), "customisation layer".into()));
+    let customisation = match &input.customisation {
+        // the scripts' output holds the merged contents too
+        Some(out) => StoreLayer { tree: Some(format!("{out}/{LAYER_FILE}")), ..store_layer(vec![], vec![]) },
+        None => {
+            let (synthetic, clashes) = merge_contents(&input.contents)?;
+            for clash in &clashes {
+                warn(&format!("contents clash at {clash}"));
+            }
+            store_layer(vec![], synthetic)
+        }
+    };
+    sources.push((customisation, "customisation layer".into()));
 
     let mut layers = base.as_ref().map(|(spec, _)| spec.layers.clone()).unwrap_or_default();
     let mut comments = Vec::new();
@@ -443,7 +502,36 @@ mod tests {
     use super::*;
 
     fn args(json: &str) -> Result<ImageArgs> {
-        ImageArgs::from_nix(json, "x86_64-linux", "/store")
+        ImageArgs::from_nix(json, &evaluator(&[]))
+    }
+
+    fn evaluator(sandbox_paths: &[&str]) -> Evaluator {
+        Evaluator {
+            system: "x86_64-linux".into(),
+            store_dir: "/store".into(),
+            sandbox_paths: sandbox_paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn scripts_need_a_shell() {
+        let json = r#"{"name": "a", "fakeRootCommands": "chown 1 x"}"#;
+        let err = args(json).unwrap_err().to_string();
+        assert!(
+            err.starts_with("argument 'shell' is needed to run fakeRootCommands: this Nix puts no shell"),
+            "{err}"
+        );
+        let a = ImageArgs::from_nix(json, &evaluator(&["/bin/sh=/store/x-busybox/bin/busybox"])).unwrap();
+        assert_eq!((a.customise, a.sandbox_shell.as_deref()), (true, Some("/bin/sh")));
+        let a = args(r#"{"name": "a", "extraCommands": "mkdir tmp", "shell": "/store/x-bash"}"#).unwrap();
+        assert_eq!((a.customise, a.sandbox_shell), (true, None));
+        // an empty script is no script (dockerTools' default is "")
+        let a = args(r#"{"name": "a", "extraCommands": " ", "shell": null}"#).unwrap();
+        assert!(!a.customise);
+        let err = args(r#"{"name": "a", "extraCommands": "x", "shell": "/bin"}"#).unwrap_err().to_string();
+        assert!(err.starts_with("argument 'shell' \"/bin\" is not a store path"), "{err}");
+        let err = args(r#"{"name": "a", "nativeBuildInputs": ["/usr"]}"#).unwrap_err().to_string();
+        assert!(err.starts_with("argument 'nativeBuildInputs[0]' \"/usr\" is not a store path"), "{err}");
     }
 
     #[test]
@@ -519,8 +607,8 @@ mod tests {
             ),
             (r#"{"name": "a", "fromImage": "/x"}"#, "argument 'fromImage' \"/x\" is not a store path"),
             (
-                r#"{"name": "a", "extraCommands": "x"}"#,
-                "argument 'extraCommands' is not supported by stowage yet",
+                r#"{"name": "a", "enableFakechroot": "yes"}"#,
+                "argument 'enableFakechroot' is a string while a Boolean was expected",
             ),
             (
                 r#"{"name": "a", "config": {"Env": ["X"]}}"#,

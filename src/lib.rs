@@ -28,6 +28,7 @@ pub mod chunks;
 pub mod compress;
 pub mod contents;
 pub mod cores;
+pub mod customise;
 pub mod digest;
 pub mod error;
 #[cfg(feature = "plugin")]

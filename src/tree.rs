@@ -283,7 +283,8 @@ fn write_entry<E: Emit>(
 fn open_readable(path: &Path, mode: u32) -> Result<fs::File> {
     match fs::File::open(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o400)).map_err(|e| Error::io(path, e))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o400))
+                .map_err(|e| Error::io(path, e))?;
             fs::File::open(path).map_err(|e| Error::io(path, e))
         }
         result => result.map_err(|e| Error::io(path, e)),
@@ -311,7 +312,12 @@ mod tests {
     }
 
     /// (name, type, mode, uid, link) of every entry `write_tree` writes.
-    fn listing(root: &Path, before: Option<&Snapshot>, owners: &Owners, modes: &Modes) -> Vec<(String, char, u32, u64, String)> {
+    fn listing(
+        root: &Path,
+        before: Option<&Snapshot>,
+        owners: &Owners,
+        modes: &Modes,
+    ) -> Vec<(String, char, u32, u64, String)> {
         let mut bytes = Vec::new();
         let mut out = crate::chunks::to_writer(&mut bytes);
         let default = owner();
@@ -331,8 +337,15 @@ mod tests {
                     tar::EntryType::Fifo => 'p',
                     _ => 'f',
                 };
-                let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
-                (e.path().unwrap().to_string_lossy().into_owned(), kind, h.mode().unwrap(), h.uid().unwrap(), link)
+                let link =
+                    e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    kind,
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    link,
+                )
             })
             .collect()
     }
@@ -380,8 +393,10 @@ mod tests {
         fs::remove_dir_all(root.join("var/cache")).unwrap();
         fs::create_dir_all(root.join("var/cache/new")).unwrap();
         fs::create_dir(root.join("home")).unwrap();
-        let got: Vec<String> =
-            listing(root, Some(&before), &Owners::default(), &Modes::default()).into_iter().map(|e| e.0).collect();
+        let got: Vec<String> = listing(root, Some(&before), &Owners::default(), &Modes::default())
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(
             got,
             [

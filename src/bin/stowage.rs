@@ -14,6 +14,7 @@ use stowage::archive::write_docker_archive;
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
+use stowage::customise::{customise, CustomisationInput};
 use stowage::digest::Digest;
 use stowage::image::Plan;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
@@ -40,6 +41,9 @@ enum Command {
     /// Derivation builder: plans a layered image from Nix's structured attributes and writes
     /// the stream script to $out.
     BuildStream,
+    /// Derivation builder: runs an image's customisation scripts and writes the layer entries
+    /// they leave to $out.
+    BuildCustomisation,
     /// Derivation builder: plans the merge of the images in Nix's structured attributes and
     /// writes the stream script to $out.
     BuildMergeStream,
@@ -95,6 +99,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let plan =
                 plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
             write_script(&plan, &input.outputs)
+        }
+        Command::BuildCustomisation => {
+            let input: CustomisationInput = read_attrs()?;
+            let build_dir = std::env::current_dir().map_err(|e| stowage::Error::io(".", e))?;
+            customise(&input, &build_dir, time::OffsetDateTime::now_utc())?;
+            Ok(())
         }
         Command::BuildMergeStream => {
             #[derive(serde::Deserialize)]
