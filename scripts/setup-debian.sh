@@ -82,6 +82,15 @@ CFG
   rm -rf "$src"
   touch "$stamp"
 fi
+# Nix's build users (build-users-group = nixbld), so tests build as unprivileged users as a
+# multi-user Nix does; Debian's nix-bin does not make them.
+getent group nixbld >/dev/null || groupadd --system nixbld
+for i in 1 2 3 4; do
+  id "nixbld$i" >/dev/null 2>&1 ||
+    useradd --system --gid nixbld --groups nixbld --no-create-home --home-dir /var/empty \
+      --shell /usr/sbin/nologin --comment "Nix build user $i" "nixbld$i"
+done
+
 echo "setup: ok (Nix $nix_version, headers in $nix_prefix/include)" >&2
 
 # Nix 2.26, built from source, unless a run is limited to other releases (make test NIX=2.8).

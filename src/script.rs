@@ -7,7 +7,8 @@
 //!   is process 1 — when it ends, whatever it left running ends with it. Its chown calls go to
 //!   the supervisor in [`crate::seccomp`], which records the owners for the layer.
 //! - Chrooted ([`Confinement::Chroot`]): fake root, and the shell's root is the image root, with
-//!   the store bind-mounted at its real place, `/dev` and `/sys` bound from the build's own, and
+//!   the store bind-mounted at its real place, `/dev` and `/sys` bound from the build's own (Nix's
+//!   sandbox has no `/sys`; a chroot in it has none either), and
 //!   a `/proc` of the script's own PID namespace mounted *inside* the chroot. Mount points the
 //!   image did not have are made for the run and removed after it.
 //!
@@ -114,7 +115,7 @@ fn exit_result(script: &Script, code: Option<i32>, signal: Option<i32>) -> Resul
 struct MountPoints {
     proc: CString,
     dev: CString,
-    sys: CString,
+    sys: Option<CString>,
     store: CString,
     store_dir: CString,
     made: Vec<PathBuf>,
@@ -124,7 +125,16 @@ impl MountPoints {
     fn make(root: &Path, store_dir: &Path) -> Result<MountPoints> {
         let mut made = Vec::new();
         let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-        for dir in [Path::new("/proc"), Path::new("/dev"), Path::new("/sys"), store_dir] {
+        // Nix's sandbox has no /sys (and a fresh sysfs may only be mounted where one is
+        // visible already): it is bound where the build has one.
+        let has_sys = Path::new("/sys/kernel").is_dir();
+        let wanted = [
+            Some(Path::new("/proc")),
+            Some(Path::new("/dev")),
+            has_sys.then_some(Path::new("/sys")),
+            Some(store_dir),
+        ];
+        for dir in wanted.into_iter().flatten() {
             let mut missing: Vec<PathBuf> =
                 inside(dir).ancestors().take_while(|a| !a.exists()).map(Into::into).collect();
             missing.reverse();
@@ -137,7 +147,7 @@ impl MountPoints {
         Ok(MountPoints {
             proc: c(inside(Path::new("/proc"))),
             dev: c(inside(Path::new("/dev"))),
-            sys: c(inside(Path::new("/sys"))),
+            sys: has_sys.then(|| c(inside(Path::new("/sys")))),
             store: c(inside(store_dir)),
             store_dir: c(store_dir.into()),
             made,
@@ -357,7 +367,7 @@ fn child(plan: &ChildPlan, socket: RawFd) -> ! {
                     == 0
                     && bind(m.store_dir.as_ptr(), &m.store)
                     && bind(c"/dev".as_ptr(), &m.dev)
-                    && bind(c"/sys".as_ptr(), &m.sys)
+                    && m.sys.as_ref().map_or(true, |sys| bind(c"/sys".as_ptr(), sys))
                     && libc::mount(
                         proc,
                         m.proc.as_ptr(),

@@ -5,20 +5,25 @@
 mod support;
 
 use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
-use support::{nix_str, TestNix};
+use support::TestNix;
 
-/// (name, mode, uid, gid) of every entry of the image's last layer, with the layer's bytes.
-fn last_layer(archive: &std::path::Path) -> (Vec<(String, u32, u64, u64)>, Vec<u8>) {
+/// (name, mode, uid, gid) of every entry of layer `index` of the archive's first image
+/// (negative: from the top), with every entry's mtime.
+fn layer_entries(archive: &std::path::Path, index: isize) -> (Vec<(String, u32, u64, u64)>, Vec<u64>) {
     let bytes = std::fs::read(archive).unwrap();
     let (manifest, _) = manifest_and_config(&bytes);
-    let last = manifest["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap().to_owned();
-    let layer = tar_files(&bytes).into_iter().find(|(n, _)| *n == last).unwrap().1;
+    let layers = manifest["Layers"].as_array().unwrap();
+    let at = if index < 0 { layers.len() as isize + index } else { index } as usize;
+    let name = layers[at].as_str().unwrap().to_owned();
+    let layer = tar_files(&bytes).into_iter().find(|(n, _)| *n == name).unwrap().1;
+    let mut mtimes = Vec::new();
     let entries = tar::Archive::new(layer.as_slice())
         .entries()
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
             let h = e.header();
+            mtimes.push(h.mtime().unwrap());
             (
                 e.path().unwrap().to_string_lossy().into_owned(),
                 h.mode().unwrap(),
@@ -27,7 +32,20 @@ fn last_layer(archive: &std::path::Path) -> (Vec<(String, u32, u64, u64)>, Vec<u
             )
         })
         .collect();
-    (entries, layer)
+    (entries, mtimes)
+}
+
+fn last_layer(archive: &std::path::Path) -> (Vec<(String, u32, u64, u64)>, Vec<u64>) {
+    layer_entries(archive, -1)
+}
+
+/// Every entry name in every layer of the archive's first image.
+fn all_entries(archive: &std::path::Path) -> Vec<String> {
+    let bytes = std::fs::read(archive).unwrap();
+    let (manifest, _) = manifest_and_config(&bytes);
+    (0..manifest["Layers"].as_array().unwrap().len())
+        .flat_map(|i| layer_entries(archive, i as isize).0.into_iter().map(|e| e.0))
+        .collect()
 }
 
 fn entry<'a>(entries: &'a [(String, u32, u64, u64)], name: &str) -> &'a (String, u32, u64, u64) {
@@ -67,8 +85,137 @@ fn scripts_shape_the_customisation_layer() {
     skopeo_config(&archive, 0);
     let podman = Podman::new();
     podman.load(&archive);
-    assert_eq!(
-        podman.run("custom:t"),
-        "1777 0\n1000:1000 /home/user\n1000:1000 /home/user/f\nit's\n$HOME\n(a) \"b\"\n"
+    assert_eq!(podman.run("custom:t"), EXPECTED_RUN);
+
+    // the owners survive mergeImages
+    let merged = nix.build(&expr(&format!("s.mergeImages [ (s.buildLayeredImage {CUSTOMISED}) ]")));
+    let podman = Podman::new();
+    podman.load(&merged);
+    assert_eq!(podman.run("custom:t"), EXPECTED_RUN);
+}
+
+const EXPECTED_RUN: &str = "1777 0\n1000:1000 /home/user\n1000:1000 /home/user/f\nit's\n$HOME\n(a) \"b\"\n";
+
+#[test]
+fn fakechroot_writes_the_image_and_has_its_own_proc() {
+    let nix = TestNix::new();
+    let image = r#"s.buildLayeredImage {
+        name = "chroot"; tag = "t"; compressor = "none";
+        contents = [ busybox ];
+        shell = busybox;
+        enableFakechroot = true;
+        fakeRootCommands = ''
+          mkdir -p /etc
+          echo hello > /etc/hello
+          # its own /proc: the shell is process 1 of its namespace, its root is the chroot
+          [ $$ = 1 ] && [ "$(readlink /proc/self/root)" = / ] && [ -e /proc/self/root/etc/hello ]
+          [ -e /proc/1/root/etc/hello ] && [ -c /dev/null ]
+          echo own proc > /etc/proc
+          # the store at its place
+          cat ${lib1}/dep > /etc/from-the-store
+        '';
+        config.Cmd = [ "/bin/sh" "-c" "cat /etc/hello /etc/proc; ls /" ];
+      }"#;
+    let archive = nix.build(&expr(image));
+    let (entries, _) = last_layer(&archive);
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert!(names.contains(&"etc/hello"), "{names:?}");
+    // the mount points it made are not in the image
+    for absent in ["proc/", "dev/", "sys/"] {
+        assert!(!names.contains(&absent), "{absent} in {names:?}");
+    }
+    let podman = Podman::new();
+    podman.load(&archive);
+    let out = podman.run("chroot:t");
+    assert!(out.starts_with("hello\nown proc\n"), "{out}");
+}
+
+#[test]
+fn the_closure_is_what_the_output_refers_to() {
+    let nix = TestNix::new();
+    // a tool only on PATH while the script runs, and a shell only used to run it
+    let image = r#"let tools = sh "tools" "/bin/busybox mkdir -p $out/bin && printf '#!${busybox}/bin/sh\\necho made > \"$1\"\\n' > $out/bin/make-file && /bin/busybox chmod +x $out/bin/make-file"; in
+      s.buildLayeredImage {
+        name = "closure"; tag = "t"; compressor = "none";
+        shell = busybox;
+        nativeBuildInputs = [ tools ];
+        extraCommands = ''
+          make-file made-by-a-tool; ln -s ${lib2}/data lib2-data
+          touch -d @2000000000 from-the-future
+        '';
+      }"#;
+    let archive = nix.build(&expr(image));
+    let names = all_entries(&archive);
+    let has = |part: &str| names.iter().any(|n| n.contains(part));
+    assert!(has("made-by-a-tool") && has("lib2-data"), "{names:?}");
+    // lib2 (referred to by the output) and lib1 (by lib2) are in; the shell and the tool not
+    assert!(has("-lib2/") && has("-lib1/"), "{names:?}");
+    assert!(!has("-busybox") && !has("-tools"), "{names:?}");
+    // every time clamped to the image's mtime (1970-01-01T00:00:01Z)
+    let (_, mtimes) = last_layer(&archive);
+    assert!(mtimes.iter().all(|&t| t == 1), "{mtimes:?}");
+    // and the same bytes when the scripts run again
+    let customisation = expr(&format!("({image}).stream.customisation"));
+    nix.build_output_with(&customisation, &["--check"]);
+}
+
+#[test]
+fn a_failing_script_fails_the_build_with_its_output() {
+    let nix = TestNix::new();
+    for (arg, status) in [("extraCommands", "exit code 3"), ("fakeRootCommands", "exit code 3")] {
+        let err = nix.build_error(&expr(&format!(
+            r#"s.buildLayeredImage {{ name = "fails"; shell = busybox; {arg} = "echo about to fail >&2; exit 3; touch never"; }}"#
+        )));
+        assert!(err.contains("about to fail"), "{err}");
+        assert!(err.contains(&format!("stowage: {arg} failed ({status})")), "{err}");
+    }
+}
+
+#[test]
+fn the_shell_is_asked_for_at_evaluation_unless_nix_has_a_sandbox_shell() {
+    let nix = TestNix::new();
+    let image = r#"s.buildLayeredImage { name = "sh"; tag = "t"; compressor = "none"; contents = [ busybox ];
+        extraCommands = "mkdir -p tmp; chmod 1777 tmp"; }"#;
+    let out = nix
+        .cmd("nix-instantiate")
+        .args(["--option", "sandbox-paths", "/bin/busybox", "--eval", "-E"])
+        .arg(expr(&format!("({image}).drvPath")))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("stowage.buildLayeredImage: argument 'shell' is needed to run extraCommands"),
+        "{err}"
     );
+    // Nix's own sandbox shell, where it has one
+    let with_shell = ["--option", "sandbox-paths", "/bin/sh=/bin/busybox /bin/busybox"];
+    let archive = support::run_ok(
+        nix.cmd("nix-build").arg("--no-out-link").args(with_shell).arg("-E").arg(expr(image)),
+    );
+    let archive = std::path::PathBuf::from(String::from_utf8(archive.stdout).unwrap().trim());
+    assert_eq!(entry(&last_layer(&archive).0, "tmp/").1, 0o1777);
+}
+
+/// Unprivileged build users in the sandbox, and no sandbox at all.
+#[test]
+fn scripts_run_as_build_users_and_without_the_sandbox() {
+    // The Nix 2.26 that `make setup` builds has no libseccomp, and refuses build users unless
+    // told to do without its own filter (ours is the builder's, and needs no libseccomp).
+    let build_users: &[&str] = if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
+        &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
+    } else {
+        &["--option", "build-users-group", "nixbld"]
+    };
+    for options in [build_users, &["--option", "sandbox", "false"]] {
+        let nix = TestNix::new();
+        let out = nix.build_output_with(&expr(&format!("s.buildLayeredImage {CUSTOMISED}")), options);
+        let archive = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let (entries, _) = last_layer(&archive);
+        assert_eq!(
+            (entry(&entries, "tmp/").1, entry(&entries, "home/user/f").2),
+            (0o1777, 1000),
+            "{options:?}"
+        );
+    }
 }
