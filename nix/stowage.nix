@@ -25,9 +25,10 @@ let
     streamLayeredImage = layeredStream "buildLayeredImage";
   };
   merges = import ./merge-images.nix { inherit prims stowageDerivation archive; };
+  buildImage = import ./build-image.nix { inherit prims stowageDerivation archive; };
 in
 {
   inherit (prims) version goarch fakeNss;
-  inherit streamLayeredImage buildLayeredImage;
+  inherit streamLayeredImage buildLayeredImage buildImage;
   inherit (merges) mergeImages streamMergedImages;
 }

@@ -7,11 +7,13 @@
 //! `nativeBuildInputs` — does not.
 
 use crate::contents::merge_contents;
+use crate::image_root::{copy_to_root, resolve_in_root, unpack_layers};
 use crate::layer::{Ownership, Synthetic};
+use crate::layered_image::read_base;
 use crate::layered_image::{resolve_time, ImageArgs, Outputs};
-use crate::script::{self, Confinement, Script};
+use crate::script::{self, Confinement, Script, Shell, IMAGE_SHELL};
 use crate::seccomp::Owners;
-use crate::tree::{write_tree, Modes, TreeOwners};
+use crate::tree::{write_tree, Changes, Modes, Snapshot, TreeOwners};
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::fs;
@@ -27,11 +29,20 @@ pub const LAYER_FILE: &str = "layer.tar";
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomisationInput {
-    /// The checked image arguments (owner, mtime).
+    /// The checked image arguments (owner, mtime, base selection).
     pub image: ImageArgs,
-    /// The contents, merged into the root as symlinks before the scripts run.
+    /// The layered functions' contents, merged into the root as symlinks.
     #[serde(default)]
     pub contents: Vec<String>,
+    /// `buildImage`'s copyToRoot, copied into the root.
+    #[serde(default)]
+    pub copy_to_root: Vec<String>,
+    /// Whether copying keeps symlinks to directories in the root (`rsync -K`).
+    #[serde(default)]
+    pub keep_contents_dirlinks: Option<bool>,
+    /// The base image, unpacked under the root for runAsRoot.
+    #[serde(default)]
+    pub from_image: Option<String>,
     /// Run in the root as the build user.
     #[serde(default)]
     pub extra_commands: Option<String>,
@@ -41,8 +52,12 @@ pub struct CustomisationInput {
     /// Whether `fakeRootCommands` runs chrooted in the root.
     #[serde(default)]
     pub enable_fakechroot: Option<bool>,
-    /// The POSIX shell that runs the scripts.
-    pub shell: String,
+    /// `buildImage`'s script, run as fake root chrooted in the unpacked image.
+    #[serde(default)]
+    pub run_as_root: Option<String>,
+    /// `bin/sh` of the `shell` argument.
+    #[serde(default)]
+    pub shell: Option<String>,
     /// Store paths whose `bin` goes on the scripts' `PATH`.
     #[serde(default)]
     pub native_build_inputs: Vec<String>,
@@ -52,6 +67,10 @@ pub struct CustomisationInput {
     pub outputs: Outputs,
 }
 
+fn script_text(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|t| !t.trim().is_empty())
+}
+
 /// Builds the customisation layer's entries of `input` into `$out`; `build_dir` is where the
 /// root is made.
 pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTime) -> Result<()> {
@@ -59,35 +78,76 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
     let (_, mtime) = resolve_time("mtime", &image.mtime, now)?;
     let root = build_dir.join("root");
     fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+    let tmp = build_dir.join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let store_dir = PathBuf::from(&input.store_dir);
+    let given_shell = input.shell.as_deref().map(Path::new);
+    // what runs a script outside the image: the shell given, else Nix's sandbox shell
+    let outer_shell = given_shell.or(image.sandbox_shell.as_deref().map(Path::new));
+    let shell_for = |name: &'static str| {
+        outer_shell
+            .map(Shell::Path)
+            .ok_or_else(|| Error::argument("shell", format!("is needed to run {name}")))
+    };
+    let env =
+        |shell: &Path, tmp: Option<&PathBuf>| environment(&input.native_build_inputs, shell, mtime, tmp);
+
+    let mut owners = Owners::default();
+    let mut modes = Modes::default();
+    let run_as_root = script_text(&input.run_as_root);
+    // runAsRoot sees the whole image; only its changes (and copyToRoot) go into the layer
+    let before = match (&input.from_image, run_as_root) {
+        (Some(base), Some(_)) => {
+            let (spec, _) = read_base(Path::new(base), image)?;
+            eprintln!("stowage: unpacking the {} layer(s) of fromImage for runAsRoot", spec.layers.len());
+            unpack_layers(&root, &spec.layers, &tmp, &mut owners, &mut modes)?;
+            Some(Snapshot::take(&root)?)
+        }
+        _ => None,
+    };
     let (entries, clashes) = merge_contents(&input.contents)?;
     for clash in &clashes {
         eprintln!("stowage: warning: contents clash at {clash}");
     }
     materialise(&root, &entries)?;
-    let tmp = build_dir.join("tmp");
-    fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let shell = Path::new(&input.shell);
-    let env = environment(&input.native_build_inputs, shell, mtime, Some(&tmp));
-    let mut owners = Owners::default();
-    if let Some(text) = input.extra_commands.as_deref().filter(|t| !t.trim().is_empty()) {
-        let script = Script { name: "extraCommands", text, shell, env: &env };
+    let default_ids = (image.uid as u32, image.gid as u32);
+    for source in &input.copy_to_root {
+        let keep = input.keep_contents_dirlinks.unwrap_or(false);
+        copy_to_root(Path::new(source), &root, keep, default_ids, &mut owners, &mut modes)?;
+    }
+
+    // in dockerTools' order: runAsRoot, extraCommands, fakeRootCommands
+    let mut chowned = Owners::default();
+    if let Some(text) = run_as_root {
+        // the image's own shell, unless one was given (or the image has none)
+        let has_own = fs::symlink_metadata(resolve_in_root(&root, Path::new(IMAGE_SHELL))?).is_ok();
+        let shell = match given_shell {
+            Some(path) => Shell::Path(path),
+            None if has_own => Shell::Image,
+            None => shell_for("runAsRoot").map_err(|_| {
+                Error::argument("shell", "is needed to run runAsRoot: the image has no /bin/sh (pass shell = a store path with bin/sh)")
+            })?,
+        };
+        let script = Script { name: "runAsRoot", text, shell, env: &env(shell.path(), None) };
+        chowned.extend(script::run(&script, &root, &Confinement::Chroot { store_dir: store_dir.clone() })?);
+    }
+    if let Some(text) = script_text(&input.extra_commands) {
+        let shell = shell_for("extraCommands")?;
+        let script = Script { name: "extraCommands", text, shell, env: &env(shell.path(), Some(&tmp)) };
         script::run(&script, &root, &Confinement::BuildUser)?;
     }
-    if let Some(text) = input.fake_root_commands.as_deref().filter(|t| !t.trim().is_empty()) {
-        let confinement = if input.enable_fakechroot.unwrap_or(false) {
-            Confinement::Chroot { store_dir: input.store_dir.clone().into() }
-        } else {
-            Confinement::FakeRoot
-        };
+    if let Some(text) = script_text(&input.fake_root_commands) {
+        let chroot = input.enable_fakechroot.unwrap_or(false);
+        let shell = shell_for("fakeRootCommands")?;
         // chrooted, the build's temporary folder is not there: /tmp of the image is
-        let env = if confinement == Confinement::FakeRoot {
-            env.clone()
-        } else {
-            environment(&input.native_build_inputs, shell, mtime, None)
-        };
+        let env = env(shell.path(), (!chroot).then_some(&tmp));
+        let confinement =
+            if chroot { Confinement::Chroot { store_dir: store_dir.clone() } } else { Confinement::FakeRoot };
         let script = Script { name: "fakeRootCommands", text, shell, env: &env };
-        owners = script::run(&script, &root, &confinement)?;
+        chowned.extend(script::run(&script, &root, &confinement)?);
     }
+    let changes = before.as_ref().map(|before| Changes { before, chowned: &chowned });
+    owners.extend(chowned.clone());
     let default = Ownership {
         uid: image.uid,
         gid: image.gid,
@@ -97,23 +157,24 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
     };
     write_output(
         &root,
+        changes,
         &input.outputs,
-        TreeOwners { default: &default, owners: &owners, modes: &Modes::default() },
+        TreeOwners { default: &default, owners: &owners, modes: &modes },
     )
 }
 
 /// Writes the entries of `root` to `$out/layer.tar`.
-fn write_output(root: &Path, outputs: &Outputs, owners: TreeOwners) -> Result<()> {
+fn write_output(root: &Path, changes: Option<Changes>, outputs: &Outputs, owners: TreeOwners) -> Result<()> {
     let out = Path::new(&outputs.out);
     fs::create_dir(out).map_err(|e| Error::io(out, e))?;
     let path = out.join(LAYER_FILE);
     let file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut writer = BufWriter::new(file);
     let mut chunks = crate::chunks::to_writer(&mut writer);
-    let count = write_tree(root, None, owners, &mut chunks)?;
+    let count = write_tree(root, changes, owners, &mut chunks)?;
     drop(chunks.finish().map_err(|e| Error::io(&path, e))?);
     writer.flush().map_err(|e| Error::io(&path, e))?;
-    eprintln!("stowage: the customisation layer has {count} entries, {} owner(s) set", owners.owners.len());
+    eprintln!("stowage: the layer's root has {count} entries");
     Ok(())
 }
 

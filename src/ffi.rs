@@ -105,6 +105,7 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Resu
             "mergeImages" | "streamMergedImages" => {
                 serde_json::to_value(MergeArgs::from_nix(args_json, &evaluator.store_dir)?)
             }
+            "buildImage" => serde_json::to_value(ImageArgs::single_layer_from_nix(args_json, &evaluator)?),
             _ => serde_json::to_value(ImageArgs::from_nix(args_json, &evaluator)?),
         };
         Ok(checked.expect("arguments serialise").to_string())

@@ -58,6 +58,30 @@ const ARGUMENTS: &[&str] = &[
     "nativeBuildInputs",
 ];
 
+/// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
+/// which stowage does not need: they are taken and have no effect).
+const SINGLE_LAYER_ARGUMENTS: &[&str] = &[
+    "name",
+    "tag",
+    "fromImage",
+    "fromImageName",
+    "fromImageTag",
+    "copyToRoot",
+    "keepContentsDirlinks",
+    "runAsRoot",
+    "extraCommands",
+    "config",
+    "architecture",
+    "created",
+    "uid",
+    "gid",
+    "includeStorePaths",
+    "shell",
+    "nativeBuildInputs",
+    "diskSize",
+    "buildVMMemorySize",
+];
+
 /// The checked, normalised arguments of one layered image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -92,6 +116,9 @@ pub struct ImageArgs {
     pub from_image_name: Option<String>,
     /// Its tag.
     pub from_image_tag: Option<String>,
+    /// Whether the image is one layer (`buildImage`) on its base's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_layer: bool,
     /// Whether a customisation script runs (`extraCommands`, `fakeRootCommands`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub customise: bool,
@@ -104,10 +131,47 @@ impl ImageArgs {
     /// Checks the arguments (`args_json`: everything but `passthru` and `meta`, which the Nix
     /// glue handles) for an image evaluated by `nix`.
     pub fn from_nix(args_json: &str, nix: &Evaluator) -> Result<ImageArgs> {
-        let (system, store_dir) = (nix.system.as_str(), nix.store_dir.as_str());
         let args = Args::parse(args_json, ARGUMENTS)?;
         let scripts = check_scripts(&args, &["extraCommands", "fakeRootCommands"], nix)?;
         args.bool("enableFakechroot")?;
+        Self::checked(&args, nix, scripts, false)
+    }
+
+    /// Checks `buildImage`'s arguments (as [`ImageArgs::from_nix`]).
+    pub fn single_layer_from_nix(args_json: &str, nix: &Evaluator) -> Result<ImageArgs> {
+        let args = Args::parse(args_json, SINGLE_LAYER_ARGUMENTS)?;
+        let mut scripts = check_scripts(&args, &["extraCommands"], nix)?;
+        args.bool("keepContentsDirlinks")?;
+        args.int("diskSize")?;
+        args.int("buildVMMemorySize")?;
+        for (i, path) in args.string_list("copyToRoot")?.iter().enumerate() {
+            check_in_store(format!("copyToRoot[{i}]"), path, &nix.store_dir)?;
+        }
+        if args.string("runAsRoot")?.is_some_and(|t| !t.trim().is_empty()) {
+            // The image's own /bin/sh may run it, if the image can have one.
+            let may_have_shell =
+                args.value("fromImage").is_some() || !args.string_list("copyToRoot")?.is_empty();
+            let shell = args.string("shell")?.is_some();
+            if !shell && !may_have_shell && nix.sandbox_shell().is_none() {
+                return Err(Error::argument(
+                    "shell",
+                    "is needed to run runAsRoot: the image has neither fromImage nor copyToRoot, so \
+                     it has no /bin/sh of its own, and this Nix puts no shell into its sandbox. Pass \
+                     a store path with bin/sh, such as `shell = pkgs.bash;`",
+                ));
+            }
+            scripts = Some(scripts.flatten().or(if shell { None } else { nix.sandbox_shell() }));
+        }
+        Self::checked(&args, nix, scripts, true)
+    }
+
+    fn checked(
+        args: &Args,
+        nix: &Evaluator,
+        scripts: Option<Option<&'static str>>,
+        single_layer: bool,
+    ) -> Result<ImageArgs> {
+        let (system, store_dir) = (nix.system.as_str(), nix.store_dir.as_str());
         let name =
             ImageName::parse(&args.string("name")?.ok_or_else(|| Error::argument("name", "is required"))?)?;
         let tag = args.string("tag")?;
@@ -171,6 +235,7 @@ impl ImageArgs {
             include_store_paths: args.bool("includeStorePaths")?.unwrap_or(true),
             from_image_name: args.string("fromImageName")?,
             from_image_tag: args.string("fromImageTag")?,
+            single_layer,
             customise: scripts.is_some(),
             sandbox_shell: scripts.flatten().map(Into::into),
         })
@@ -335,7 +400,17 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         None => None,
     };
     let base_layers = base.as_ref().map_or(0, |(spec, _)| spec.layers.len() as u64);
-    let store_budget = store_budget(image.max_layers, base_layers)?;
+    let store_budget = if image.single_layer {
+        if base_layers + 1 > MAX_LAYERS {
+            return Err(Error::argument(
+                "fromImage",
+                format!("has {base_layers} layers: with this image's, that is more than the {MAX_LAYERS} an image may have"),
+            ));
+        }
+        1
+    } else {
+        store_budget(image.max_layers, base_layers)?
+    };
 
     // The customisation output is not itself in the image: what it refers to is.
     let not_customisation = |p: &&String| Some(*p) != input.customisation.as_ref();
@@ -360,7 +435,15 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         synthetic,
         tree: None,
     };
-    let mut sources: Vec<(StoreLayer, String)> = if closure.is_empty() {
+    let mut sources: Vec<(StoreLayer, String)> = if image.single_layer {
+        // one layer: what the customisation made, and the closure of what it refers to
+        let tree =
+            input.customisation.as_ref().ok_or_else(|| Error::argument("customisation", "is required"))?;
+        let mut paths: Vec<String> = closure.iter().map(|p| p.path.clone()).collect();
+        paths.sort();
+        let layer = StoreLayer { tree: Some(format!("{tree}/{LAYER_FILE}")), ..store_layer(paths, vec![]) };
+        vec![(layer, "buildImage layer".into())]
+    } else if closure.is_empty() {
         Vec::new()
     } else {
         plan_layers(&closure, store_budget as usize)
@@ -372,17 +455,20 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
             .collect()
     };
     let customisation = match &input.customisation {
+        _ if image.single_layer => None,
         // the scripts' output holds the merged contents too
-        Some(out) => StoreLayer { tree: Some(format!("{out}/{LAYER_FILE}")), ..store_layer(vec![], vec![]) },
+        Some(out) => {
+            Some(StoreLayer { tree: Some(format!("{out}/{LAYER_FILE}")), ..store_layer(vec![], vec![]) })
+        }
         None => {
             let (synthetic, clashes) = merge_contents(&input.contents)?;
             for clash in &clashes {
                 warn(&format!("contents clash at {clash}"));
             }
-            store_layer(vec![], synthetic)
+            Some(store_layer(vec![], synthetic))
         }
     };
-    sources.push((customisation, "customisation layer".into()));
+    sources.extend(customisation.map(|layer| (layer, "customisation layer".to_string())));
 
     let mut layers = base.as_ref().map(|(spec, _)| spec.layers.clone()).unwrap_or_default();
     let mut comments = Vec::new();
@@ -436,7 +522,7 @@ fn store_budget(max_layers: u64, base_layers: u64) -> Result<u64> {
 
 /// The base image in the file at `path` (picked by `fromImageName`/`fromImageTag`), its layers
 /// verified, with its config; it must be for the image's platform.
-fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
+pub(crate) fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
     let images = read_images(path)?;
     let (name, tag) = (image.from_image_name.as_deref(), image.from_image_tag.as_deref());
     // A multi-platform base holds one image per platform (all with the same tag): the one for

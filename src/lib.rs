@@ -37,6 +37,7 @@ pub mod goarch;
 pub mod image;
 pub mod image_config;
 pub mod image_reader;
+pub mod image_root;
 pub mod layer;
 pub mod layered_image;
 pub mod merge;

@@ -40,6 +40,29 @@ pub enum Confinement {
     },
 }
 
+/// The shell a script runs with.
+#[derive(Debug, Clone, Copy)]
+pub enum Shell<'a> {
+    /// An executable file, opened before any chroot: one outside the image also works there if
+    /// it is statically linked (or lives in the store).
+    Path(&'a Path),
+    /// The image's own `/bin/sh`, chrooted.
+    Image,
+}
+
+impl Shell<'_> {
+    /// The path that is run, as the script's process sees it.
+    pub fn path(&self) -> &Path {
+        match self {
+            Shell::Path(path) => path,
+            Shell::Image => Path::new(IMAGE_SHELL),
+        }
+    }
+}
+
+/// Where images keep their POSIX shell.
+pub const IMAGE_SHELL: &str = "/bin/sh";
+
 /// One script to run.
 #[derive(Debug, Clone)]
 pub struct Script<'a> {
@@ -47,9 +70,8 @@ pub struct Script<'a> {
     pub name: &'static str,
     /// Its text.
     pub text: &'a str,
-    /// The POSIX shell that runs it (an executable file; opened before any chroot, so one
-    /// outside the image also works if it is statically linked).
-    pub shell: &'a Path,
+    /// The POSIX shell that runs it.
+    pub shell: Shell<'a>,
     /// Its environment.
     pub env: &'a [(String, String)],
 }
@@ -69,14 +91,14 @@ pub fn run(script: &Script, root: &Path, confinement: &Confinement) -> Result<Ow
     }
     let status = match confinement {
         Confinement::BuildUser => {
-            let status = Command::new(script.shell)
+            let status = Command::new(script.shell.path())
                 .arg0("sh")
                 .args(["-e", "-c", script.text, script.name])
                 .current_dir(root)
                 .env_clear()
                 .envs(script.env.iter().map(|(k, v)| (k, v)))
                 .status()
-                .map_err(|e| Error::io(script.shell, e))?;
+                .map_err(|e| Error::io(script.shell.path(), e))?;
             return exit_result(script, status.code(), status.signal()).map(|()| Owners::default());
         }
         Confinement::FakeRoot => fake_root(script, root, None)?,
@@ -195,7 +217,9 @@ impl Step {
 /// Everything the child needs, prepared before the fork: after it, the child only makes system
 /// calls (another thread of this process may have held the allocator's lock when it forked).
 struct ChildPlan<'a> {
-    shell: OwnedFd,
+    /// The shell opened, or its path inside the chroot.
+    shell: Option<OwnedFd>,
+    shell_path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
     root: CString,
@@ -209,20 +233,26 @@ struct ChildPlan<'a> {
 
 fn fake_root(script: &Script, root: &Path, mounts: Option<&MountPoints>) -> Result<(Owners, i32)> {
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| Error::argument(script.name, "contains a NUL byte"));
-    let shell_c = cstr(script.shell.as_os_str().as_bytes())?;
-    // SAFETY: a NUL-terminated path.
-    let shell = unsafe { libc::open(shell_c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if shell < 0 {
-        return Err(Error::io(script.shell, io::Error::last_os_error()));
-    }
-    // SAFETY: just opened.
-    let shell = unsafe { OwnedFd::from_raw_fd(shell) };
+    let shell_c = cstr(script.shell.path().as_os_str().as_bytes())?;
+    let shell = match script.shell {
+        Shell::Path(path) => {
+            // SAFETY: a NUL-terminated path.
+            let fd = unsafe { libc::open(shell_c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(Error::io(path, io::Error::last_os_error()));
+            }
+            // SAFETY: just opened.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+        Shell::Image => None,
+    };
     // SAFETY: getuid and getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let env: Vec<CString> =
         script.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect::<Result<_>>()?;
     let mut plan = ChildPlan {
         shell,
+        shell_path: shell_c,
         argv: vec![
             cstr(b"sh")?,
             cstr(b"-e")?,
@@ -395,14 +425,18 @@ fn child(plan: &ChildPlan, socket: RawFd) -> ! {
             fail(Step::SendListener);
         }
         drop(listener);
-        libc::syscall(
-            libc::SYS_execveat,
-            plan.shell.as_raw_fd(),
-            c"".as_ptr(),
-            plan.argv_ptrs.as_ptr(),
-            plan.envp_ptrs.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        match &plan.shell {
+            Some(fd) => libc::syscall(
+                libc::SYS_execveat,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                plan.argv_ptrs.as_ptr(),
+                plan.envp_ptrs.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            ),
+            None => libc::execve(plan.shell_path.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr())
+                as libc::c_long,
+        };
         fail(Step::Exec)
     }
 }
@@ -450,7 +484,7 @@ mod tests {
     const BUSYBOX: &str = "/bin/busybox";
 
     fn script<'a>(name: &'static str, text: &'a str, env: &'a [(String, String)]) -> Script<'a> {
-        Script { name, text, shell: Path::new(BUSYBOX), env }
+        Script { name, text, shell: Shell::Path(Path::new(BUSYBOX)), env }
     }
 
     fn inode(path: &Path) -> Inode {

@@ -54,6 +54,18 @@ impl Owners {
         self.set.get(&inode).copied().unwrap_or_default()
     }
 
+    /// Whether `inode` had an owner set.
+    pub fn contains(&self, inode: Inode) -> bool {
+        self.set.contains_key(&inode)
+    }
+
+    /// Takes the owners `later` set, over these.
+    pub fn extend(&mut self, later: Owners) {
+        for (inode, (uid, gid)) in later.set {
+            self.set(inode, uid, gid);
+        }
+    }
+
     /// How many files had an owner set.
     pub fn len(&self) -> usize {
         self.set.len()

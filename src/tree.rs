@@ -61,13 +61,29 @@ pub struct Snapshot {
 struct Seen {
     inode: Inode,
     ctime: (i64, i64),
+    mode: u32,
     is_dir: bool,
 }
 
 impl Seen {
     fn of(meta: &fs::Metadata) -> Seen {
-        Seen { inode: Inode::of(meta), ctime: (meta.ctime(), meta.ctime_nsec()), is_dir: meta.is_dir() }
+        Seen {
+            inode: Inode::of(meta),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mode: meta.mode(),
+            is_dir: meta.is_dir(),
+        }
     }
+}
+
+/// What changed since a snapshot: what the disk shows, and the owners a script set (a faked
+/// chown leaves no trace on the disk).
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a> {
+    /// The tree before the script.
+    pub before: &'a Snapshot,
+    /// The owners the script set.
+    pub chowned: &'a Owners,
 }
 
 impl Snapshot {
@@ -120,11 +136,11 @@ pub struct TreeOwners<'a> {
     pub modes: &'a Modes,
 }
 
-/// Writes the tree at `root` (all of it, or what changed since `before`) as a tar file to
+/// Writes the tree at `root` (all of it, or what `changes` says changed) as a tar file to
 /// `out`: entries sorted, then the end-of-archive blocks. Returns how many entries it wrote.
 pub fn write_tree(
     root: &Path,
-    before: Option<&Snapshot>,
+    before: Option<Changes>,
     owners: TreeOwners,
     out: &mut ChunkWriter<impl Emit>,
 ) -> Result<usize> {
@@ -144,10 +160,14 @@ enum Entry {
     Whiteout { rel: PathBuf },
 }
 
-/// The entries below `rel` that go into the layer, in order. With `before`, an entry goes in if
+/// The entries below `rel` that go into the layer, in order. With `changes`, an entry goes in if
 /// it is new or changed, and a directory also if anything below it does (its path must exist).
+/// A directory's change time is not looked at: making and removing mount points in it moves
+/// that, and what changes a directory otherwise — a child, its mode, its owner — is seen.
 /// Returns whether it added any.
-fn collect(root: &Path, rel: &Path, before: Option<&Snapshot>, out: &mut Vec<Entry>) -> Result<bool> {
+fn collect(root: &Path, rel: &Path, changes: Option<Changes>, out: &mut Vec<Entry>) -> Result<bool> {
+    let before = changes.map(|c| c.before);
+    let chowned = |inode| changes.is_some_and(|c| c.chowned.contains(inode));
     let dir = root.join(rel);
     let names = sorted_names(&dir)?;
     let mut added = false;
@@ -184,8 +204,8 @@ fn collect(root: &Path, rel: &Path, before: Option<&Snapshot>, out: &mut Vec<Ent
                 Some(old) if old.is_dir && old.inode == now.inode => {
                     let at = out.len();
                     out.push(Entry::Present { rel: child.clone(), meta });
-                    let below = collect(root, &child, before, out)?;
-                    if below || old.ctime != now.ctime {
+                    let below = collect(root, &child, changes, out)?;
+                    if below || old.mode != now.mode || chowned(now.inode) {
                         added = true;
                     } else {
                         out.remove(at);
@@ -201,7 +221,7 @@ fn collect(root: &Path, rel: &Path, before: Option<&Snapshot>, out: &mut Vec<Ent
                     added = true;
                 }
             }
-        } else if seen != Some(now) {
+        } else if seen != Some(now) || chowned(now.inode) {
             out.push(Entry::Present { rel: child, meta });
             added = true;
         }
@@ -321,7 +341,9 @@ mod tests {
         let mut bytes = Vec::new();
         let mut out = crate::chunks::to_writer(&mut bytes);
         let default = owner();
-        write_tree(root, before, TreeOwners { default: &default, owners, modes }, &mut out).unwrap();
+        let none = Owners::default();
+        let changes = before.map(|before| Changes { before, chowned: &none });
+        write_tree(root, changes, TreeOwners { default: &default, owners, modes }, &mut out).unwrap();
         drop(out.finish().unwrap());
         tar::Archive::new(bytes.as_slice())
             .entries()

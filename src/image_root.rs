@@ -1,0 +1,366 @@
+//! An image's root file system on disk, for `buildImage`: the base image's layers unpacked in
+//! order (whiteouts honoured), and `copyToRoot` copied on top — real files, as dockerTools
+//! copies them (`rsync -a`, its `keepContentsDirlinks` included).
+//!
+//! The build user cannot give files other owners or set-user-ID bits, and must be able to
+//! write into every directory it fills, so owners go to an [`Owners`] record and modes the
+//! disk does not hold to [`Modes`], both by inode: the layer is written from those
+//! ([`crate::tree`]). Every path of a layer is resolved inside the root: a symlink in a base
+//! layer cannot make a later entry land outside it.
+
+use crate::chunks::to_writer;
+use crate::image::{LayerSource, PlannedLayer};
+use crate::image_reader::ArchiveReader;
+use crate::layer::write_layer;
+use crate::seccomp::{Inode, Owners};
+use crate::tree::{sorted_names, Modes, OPAQUE, WHITEOUT};
+use crate::{Error, Result};
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// The bits a directory always has on disk while a root is built, so the build user can fill it.
+const DIR_ON_DISK: u32 = 0o700;
+/// The bits the build user may not set (Nix's sandbox refuses them).
+const PRIVILEGED_BITS: u32 = 0o6000;
+
+/// Unpacks `layers` (a base image's, bottom first) into `root`. `scratch` is a folder for a
+/// stowage base's store layers, which are made to be read.
+pub fn unpack_layers(
+    root: &Path,
+    layers: &[PlannedLayer],
+    scratch: &Path,
+    owners: &mut Owners,
+    modes: &mut Modes,
+) -> Result<()> {
+    let mut reader = ArchiveReader::default();
+    for (index, layer) in layers.iter().enumerate() {
+        let what = format!("layer {} of fromImage ({})", index + 1, layer.digest);
+        let bytes: Box<dyn Read + '_> = match &layer.source {
+            LayerSource::Archive(archive) => reader.layer(archive)?,
+            LayerSource::Store(store) => {
+                let path = scratch.join(format!("layer-{index}.tar"));
+                let mut file = BufWriter::new(fs::File::create(&path).map_err(|e| Error::io(&path, e))?);
+                let mut out = to_writer(&mut file);
+                write_layer(store, &mut out)?;
+                drop(out.finish().map_err(|e| Error::io(&path, e))?);
+                file.flush().map_err(|e| Error::io(&path, e))?;
+                drop(file);
+                Box::new(fs::File::open(&path).map_err(|e| Error::io(&path, e))?)
+            }
+        };
+        let mut unpack = Unpack { root, owners, modes, this_layer: HashSet::new() };
+        unpack.layer(bytes).map_err(|e| match e {
+            Error::Io { path, source } => {
+                Error::BadImage { path: path.clone(), problem: format!("{what}: {source}") }
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+struct Unpack<'a> {
+    root: &'a Path,
+    owners: &'a mut Owners,
+    modes: &'a mut Modes,
+    /// What this layer made: an opaque marker hides only what lower layers made.
+    this_layer: HashSet<PathBuf>,
+}
+
+impl Unpack<'_> {
+    fn layer(&mut self, bytes: impl Read) -> Result<()> {
+        let mut archive = tar::Archive::new(bytes);
+        let entries = archive.entries().map_err(|e| Error::io(self.root, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| Error::io(self.root, e))?;
+            let name = entry.path().map_err(|e| Error::io(self.root, e))?.into_owned();
+            let Some(rel) = normalise(&name) else {
+                return Err(Error::io(&name, io::Error::other("climbs out of the image root")));
+            };
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            self.entry(&rel, &mut entry).map_err(|e| match e {
+                Error::Io { source, .. } => Error::io(&name, source),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, rel: &Path, entry: &mut tar::Entry<impl Read>) -> Result<()> {
+        let io_err = |e| Error::io(rel, e);
+        let file_name = rel.file_name().expect("a normalised path has a name").to_string_lossy().into_owned();
+        let parent = self.resolve_dir(rel.parent().unwrap_or(Path::new("")))?;
+        if file_name == OPAQUE {
+            for name in sorted_names(&parent)? {
+                let child = parent.join(&name);
+                if !self.this_layer.contains(&child) {
+                    remove(&child)?;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(hidden) = file_name.strip_prefix(WHITEOUT) {
+            return remove(&parent.join(hidden));
+        }
+        let path = parent.join(&file_name);
+        let header = entry.header();
+        let mode = header.mode().map_err(io_err)? & 0o7777;
+        // an empty owner field (some writers leave it so) is root's
+        let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+        let kind = header.entry_type();
+        let existing = fs::symlink_metadata(&path).ok();
+        if !(kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir())) && existing.is_some() {
+            remove(&path)?;
+        }
+        match kind {
+            tar::EntryType::Directory => {
+                if !path.is_dir() {
+                    fs::create_dir(&path).map_err(io_err)?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut file = fs::File::create(&path).map_err(io_err)?;
+                io::copy(entry, &mut file).map_err(io_err)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(io_err)?
+                    .ok_or_else(|| io_err(io::Error::other("has no target")))?;
+                symlink(&*target, &path).map_err(io_err)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(io_err)?
+                    .ok_or_else(|| io_err(io::Error::other("has no target")))?;
+                let target = normalise(&target)
+                    .ok_or_else(|| io_err(io::Error::other("links out of the image root")))?;
+                let source = self
+                    .resolve_dir(target.parent().unwrap_or(Path::new("")))?
+                    .join(target.file_name().ok_or_else(|| io_err(io::Error::other("links to the root")))?);
+                fs::hard_link(&source, &path).map_err(io_err)?;
+                self.this_layer.insert(path);
+                return Ok(());
+            }
+            tar::EntryType::Fifo => {
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                    .map_err(|e| io_err(e.into()))?;
+                // SAFETY: a NUL-terminated path.
+                if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+                    return Err(io_err(io::Error::last_os_error()));
+                }
+            }
+            // Device nodes cannot be made without privilege; a runtime makes /dev anyway.
+            tar::EntryType::Char | tar::EntryType::Block => {
+                eprintln!(
+                    "stowage: warning: {}: a device node, left out of the root the script sees",
+                    rel.display()
+                );
+                return Ok(());
+            }
+            // PAX and GNU long-name records are read by tar itself
+            _ => return Ok(()),
+        }
+        let on_disk = if kind.is_dir() { mode | DIR_ON_DISK } else { mode & !PRIVILEGED_BITS };
+        if !kind.is_symlink() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(on_disk)).map_err(io_err)?;
+        }
+        let meta = fs::symlink_metadata(&path).map_err(io_err)?;
+        let inode = Inode::of(&meta);
+        let id = |v: u64| u32::try_from(v).ok();
+        self.owners.set(inode, id(uid), id(gid));
+        if !kind.is_symlink() {
+            self.modes.set(inode, mode, meta.permissions().mode() & 0o7777);
+        }
+        self.this_layer.insert(path);
+        Ok(())
+    }
+
+    /// The directory `rel` names inside the root, symlinks followed within the root, made
+    /// (mode 0755) where missing.
+    fn resolve_dir(&self, rel: &Path) -> Result<PathBuf> {
+        let resolved = resolve_in_root(self.root, rel)?;
+        if !resolved.is_dir() {
+            fs::create_dir_all(&resolved).map_err(|e| Error::io(&resolved, e))?;
+        }
+        Ok(resolved)
+    }
+}
+
+/// `name` as a path relative to the root (`./etc/`, `/etc` → `etc`), or `None` if it climbs out.
+fn normalise(name: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in name.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
+/// Where `rel` is on disk when `root` is `/`: every symlink on the way is followed as a
+/// process chrooted there would follow it.
+pub fn resolve_in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut at = PathBuf::new();
+    let mut pending: Vec<PathBuf> = rel.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut hops = 0;
+    while let Some(component) = pending.pop() {
+        match component.to_str() {
+            Some("/" | ".") => continue,
+            Some("..") => {
+                at.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = at.join(&component);
+        match fs::symlink_metadata(root.join(&next)) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(Error::io(root.join(&next), io::Error::from_raw_os_error(libc::ELOOP)));
+                }
+                let target = fs::read_link(root.join(&next)).map_err(|e| Error::io(root.join(&next), e))?;
+                if target.is_absolute() {
+                    at = PathBuf::new();
+                }
+                pending.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+            }
+            _ => at = next,
+        }
+    }
+    Ok(root.join(at))
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => {
+            make_writable(path)?;
+            fs::remove_dir_all(path)
+        }
+        Ok(_) => fs::remove_file(path),
+    };
+    result.map_err(|e| Error::io(path, e))
+}
+
+/// Gives every directory below `path` (and itself) its owner's rwx, so it can be emptied.
+fn make_writable(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        if meta.mode() & 0o700 != 0o700 {
+            fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() | 0o700))
+                .map_err(|e| Error::io(path, e))?;
+        }
+        for name in sorted_names(path)? {
+            make_writable(&path.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies `source` (a store path) into `root`, as `rsync -a --chown=0:0 SOURCE/ ROOT/` does
+/// with `-k` (a symlink to a directory becomes that directory) or, with `keep_dirlinks`, `-K`
+/// (a symlink to a directory already in the root is filled as the directory). What it makes
+/// belongs to `owner`; modes are the store's.
+pub fn copy_to_root(
+    source: &Path,
+    root: &Path,
+    keep_dirlinks: bool,
+    owner: (u32, u32),
+    owners: &mut Owners,
+    modes: &mut Modes,
+) -> Result<()> {
+    let meta = fs::metadata(source).map_err(|e| Error::io(source, e))?;
+    if !meta.is_dir() {
+        // rsync copies a file given as SOURCE/ as nothing: it is not a directory
+        return Err(Error::argument("copyToRoot", format!("{}: is not a directory", source.display())));
+    }
+    let mut copy = Copy { keep_dirlinks, owner, owners, modes };
+    copy.dir(source, root)
+}
+
+struct Copy<'a> {
+    keep_dirlinks: bool,
+    owner: (u32, u32),
+    owners: &'a mut Owners,
+    modes: &'a mut Modes,
+}
+
+impl Copy<'_> {
+    fn dir(&mut self, from: &Path, to: &Path) -> Result<()> {
+        for name in sorted_names(from)? {
+            let source = from.join(&name);
+            let target = to.join(&name);
+            let io_err = |e| Error::io(&source, e);
+            let link = fs::symlink_metadata(&source).map_err(io_err)?;
+            // -k: a symlink to a directory is copied as the directory
+            let meta = if link.file_type().is_symlink() && !self.keep_dirlinks {
+                match fs::metadata(&source) {
+                    Ok(m) if m.is_dir() => m,
+                    _ => link,
+                }
+            } else {
+                link
+            };
+            let existing = fs::symlink_metadata(&target).ok();
+            if meta.is_dir() {
+                // -K: a symlink to a directory in the root is filled as the directory
+                let into = match &existing {
+                    Some(e) if e.is_dir() => target.clone(),
+                    Some(e) if self.keep_dirlinks && e.file_type().is_symlink() && target.is_dir() => {
+                        fs::canonicalize(&target).map_err(|e| Error::io(&target, e))?
+                    }
+                    Some(_) => {
+                        remove(&target)?;
+                        fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
+                        target.clone()
+                    }
+                    None => {
+                        fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
+                        target.clone()
+                    }
+                };
+                let mode = meta.mode() & 0o7777;
+                self.dir(&source, &into)?;
+                self.made(&into, mode, mode | DIR_ON_DISK)?;
+                continue;
+            }
+            if existing.is_some() {
+                remove(&target)?;
+            }
+            if meta.file_type().is_symlink() {
+                let to = fs::read_link(&source).map_err(io_err)?;
+                symlink(&to, &target).map_err(|e| Error::io(&target, e))?;
+                let inode = Inode::of(&fs::symlink_metadata(&target).map_err(|e| Error::io(&target, e))?);
+                self.owners.set(inode, Some(self.owner.0), Some(self.owner.1));
+            } else {
+                fs::copy(&source, &target).map_err(io_err)?;
+                let mode = meta.mode() & 0o7777;
+                self.made(&target, mode, mode & !PRIVILEGED_BITS)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn made(&mut self, path: &Path, mode: u32, on_disk: u32) -> Result<()> {
+        fs::set_permissions(path, fs::Permissions::from_mode(on_disk)).map_err(|e| Error::io(path, e))?;
+        let inode = Inode::of(&fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?);
+        self.owners.set(inode, Some(self.owner.0), Some(self.owner.1));
+        self.modes.set(inode, mode, on_disk);
+        Ok(())
+    }
+}
