@@ -349,6 +349,7 @@ pub(crate) mod tests {
             store_paths: vec![path.into()],
             synthetic: vec![],
             tree: None,
+            perms: vec![],
         };
         let (digest, size) = layer_digest(&source).unwrap();
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });

@@ -11,6 +11,7 @@ use crate::image_root::{copy_to_root, resolve_in_root, unpack_layers};
 use crate::layer::{Ownership, Synthetic};
 use crate::layered_image::read_base;
 use crate::layered_image::{resolve_time, ImageArgs, Outputs};
+use crate::perms::Perms;
 use crate::script::{self, Confinement, Script, Shell, IMAGE_SHELL};
 use crate::seccomp::Owners;
 use crate::tree::{write_tree, Changes, Modes, Snapshot, TreeOwners};
@@ -155,12 +156,9 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
         gname: image.gname.clone(),
         mtime,
     };
-    write_output(
-        &root,
-        changes,
-        &input.outputs,
-        TreeOwners { default: &default, owners: &owners, modes: &modes },
-    )
+    let perms = Perms::new(&image.perms)?;
+    let owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
+    write_output(&root, changes, &input.outputs, owners)
 }
 
 /// Writes the entries of `root` to `$out/layer.tar`.

@@ -9,6 +9,7 @@
 
 use crate::chunks::{ChunkWriter, CopyError, Emit};
 use crate::digest::Digest;
+use crate::perms::{Perm, Perms};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -74,13 +75,17 @@ pub struct StoreLayer {
     /// written last, byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<String>,
+    /// Owners and modes set on matching store and synthetic entries (`perms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perms: Vec<Perm>,
 }
 
 /// Writes the layer tarball of `source` to `out`; the store root's ancestors come first as
 /// directories (mode 0755) when the layer holds store paths.
 pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Result<()> {
     let store_dir = Path::new(&source.store_dir);
-    let mut tar = Tar { builder: tar::Builder::new(out), owner: &source.owner };
+    let perms = Perms::new(&source.perms)?;
+    let mut tar = Tar { builder: tar::Builder::new(out), owner: &source.owner, perms: &perms };
     if !source.store_paths.is_empty() {
         let mut ancestors: Vec<&Path> = store_dir.ancestors().filter(|a| a.parent().is_some()).collect();
         ancestors.reverse();
@@ -203,20 +208,24 @@ fn relative(path: &Path) -> String {
 struct Tar<'a, 'w, E: Emit> {
     builder: tar::Builder<&'w mut ChunkWriter<E>>,
     owner: &'a Ownership,
+    perms: &'a Perms,
 }
 
 impl<E: Emit> Tar<'_, '_, E> {
-    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
-        header(kind, mode, size, self.owner)
+    /// The header of entry `name`, `perms` applied.
+    fn header(&self, name: &str, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
+        let mut header = header(kind, mode, size, self.owner)?;
+        self.perms.apply(name, &mut header)?;
+        Ok(header)
     }
 
     fn directory(&mut self, path: &str, mode: u32) -> io::Result<()> {
-        let mut header = self.header(tar::EntryType::Directory, mode, 0)?;
+        let mut header = self.header(path, tar::EntryType::Directory, mode, 0)?;
         self.builder.append_data(&mut header, format!("{path}/"), io::empty())
     }
 
     fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
-        let mut header = self.header(tar::EntryType::Symlink, 0o777, 0)?;
+        let mut header = self.header(path, tar::EntryType::Symlink, 0o777, 0)?;
         self.builder.append_link(&mut header, path, target)
     }
 
@@ -241,7 +250,7 @@ impl<E: Emit> Tar<'_, '_, E> {
         } else if kind.is_file() {
             let executable = meta.permissions().mode() & 0o100 != 0;
             let mut header = self
-                .header(tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
+                .header(&name, tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
                 .map_err(io_err)?;
             let file = fs::File::open(path).map_err(io_err)?;
             append_file(&mut self.builder, &mut header, &name, file, path)
@@ -273,6 +282,7 @@ mod tests {
             store_paths,
             synthetic,
             tree: None,
+            perms: vec![],
         }
     }
 

@@ -16,6 +16,7 @@ use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::layer::{layer_digest, Ownership, StoreLayer};
+use crate::perms::{check_perms, Perm};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
 use crate::{Error, Result};
@@ -56,6 +57,7 @@ const ARGUMENTS: &[&str] = &[
     "enableFakechroot",
     "shell",
     "nativeBuildInputs",
+    "perms",
 ];
 
 /// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
@@ -80,6 +82,7 @@ const SINGLE_LAYER_ARGUMENTS: &[&str] = &[
     "nativeBuildInputs",
     "diskSize",
     "buildVMMemorySize",
+    "perms",
 ];
 
 /// The checked, normalised arguments of one layered image.
@@ -116,6 +119,9 @@ pub struct ImageArgs {
     pub from_image_name: Option<String>,
     /// Its tag.
     pub from_image_tag: Option<String>,
+    /// Owners and modes set on matching entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perms: Vec<Perm>,
     /// Whether the image is one layer (`buildImage`) on its base's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_layer: bool,
@@ -235,6 +241,7 @@ impl ImageArgs {
             include_store_paths: args.bool("includeStorePaths")?.unwrap_or(true),
             from_image_name: args.string("fromImageName")?,
             from_image_tag: args.string("fromImageTag")?,
+            perms: check_perms(args.value("perms"))?,
             single_layer,
             customise: scripts.is_some(),
             sandbox_shell: scripts.flatten().map(Into::into),
@@ -434,6 +441,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         store_paths,
         synthetic,
         tree: None,
+        perms: image.perms.clone(),
     };
     let mut sources: Vec<(StoreLayer, String)> = if image.single_layer {
         // one layer: what the customisation made, and the closure of what it refers to

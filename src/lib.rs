@@ -43,6 +43,7 @@ pub mod layered_image;
 pub mod merge;
 pub mod nar;
 pub mod nss;
+pub mod perms;
 pub mod plan;
 pub mod reference;
 pub mod script;

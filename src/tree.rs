@@ -9,6 +9,7 @@
 
 use crate::chunks::{ChunkWriter, Emit};
 use crate::layer::{append_file, header, Ownership};
+use crate::perms::Perms;
 use crate::seccomp::{Inode, Owners};
 use crate::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
@@ -134,6 +135,8 @@ pub struct TreeOwners<'a> {
     pub owners: &'a Owners,
     /// Modes the disk does not hold.
     pub modes: &'a Modes,
+    /// Owners and modes the image sets on matching entries, over all of the above.
+    pub perms: &'a Perms,
 }
 
 /// Writes the tree at `root` (all of it, or what `changes` says changed) as a tar file to
@@ -259,9 +262,13 @@ fn write_entry<E: Emit>(
     let owner = Ownership { uid, gid, uname, gname, mtime };
     let mode = owners.modes.get(inode, meta.permissions().mode() & 0o7777);
     let kind = meta.file_type();
-    let mut name = rel.to_string_lossy().into_owned();
+    let name = rel.to_string_lossy().into_owned() + if kind.is_dir() { "/" } else { "" };
+    let header = |kind, mode, size, owner: &Ownership| -> io::Result<tar::Header> {
+        let mut h = header(kind, mode, size, owner)?;
+        owners.perms.apply(&name, &mut h)?;
+        Ok(h)
+    };
     if kind.is_dir() {
-        name.push('/');
         let mut h = header(tar::EntryType::Directory, mode, 0, &owner).map_err(io_err)?;
         return builder.append_data(&mut h, &name, io::empty()).map_err(io_err);
     }
@@ -343,7 +350,9 @@ mod tests {
         let default = owner();
         let none = Owners::default();
         let changes = before.map(|before| Changes { before, chowned: &none });
-        write_tree(root, changes, TreeOwners { default: &default, owners, modes }, &mut out).unwrap();
+        let perms = Perms::default();
+        write_tree(root, changes, TreeOwners { default: &default, owners, modes, perms: &perms }, &mut out)
+            .unwrap();
         drop(out.finish().unwrap());
         tar::Archive::new(bytes.as_slice())
             .entries()

@@ -219,3 +219,56 @@ fn scripts_run_as_build_users_and_without_the_sandbox() {
         );
     }
 }
+
+#[test]
+fn perms_set_owners_and_modes_without_a_script() {
+    let nix = TestNix::new();
+    // store layers and the contents' own layer, no script
+    let layered = r#"s.buildLayeredImage {
+        name = "perms"; tag = "t"; compressor = "none";
+        contents = [ busybox ];
+        perms = [
+          { path = "${busybox}/bin/busybox"; mode = "4755"; }
+          { path = "/bin"; mode = "0751"; uid = 5; gid = 6; gname = "six"; }
+          { path = "${busybox}"; regex = "bin(/.*)?"; uid = 7; }
+        ];
+        config.Cmd = [ "/bin/sh" "-c" "stat -L -c '%a %u' /bin/busybox" ];
+      }"#;
+    let archive = nix.build(&expr(layered));
+    let bin = entry(&last_layer(&archive).0, "bin/").clone();
+    assert_eq!((bin.1, bin.2, bin.3), (0o751, 5, 6));
+    let store_entries: Vec<_> = (0..2).flat_map(|i| layer_entries(&archive, i).0).collect();
+    let busybox = store_entries.iter().find(|e| e.0.ends_with("-busybox/bin/busybox")).unwrap();
+    assert_eq!((busybox.1, busybox.2), (0o4755, 7));
+    let top = store_entries.iter().find(|e| e.0.ends_with("-busybox/")).unwrap();
+    assert_eq!(top.2, 0, "the regex is for what is below the path");
+    let podman = Podman::new();
+    podman.load(&archive);
+    assert_eq!(podman.run("perms:t"), "4755 7\n");
+
+    // what a script made, and buildImage's copied files
+    let scripted = r#"s.buildLayeredImage { name = "p2"; tag = "t"; compressor = "none"; shell = busybox;
+        extraCommands = "mkdir -p tmp var/empty"; perms = [ { path = "/tmp"; mode = "1777"; } { path = "/var"; regex = ".*"; uid = 9; } ]; }"#;
+    let (entries, _) = last_layer(&nix.build(&expr(scripted)));
+    assert_eq!(entry(&entries, "tmp/").1, 0o1777);
+    assert_eq!((entry(&entries, "var/").2, entry(&entries, "var/empty/").2), (0, 9));
+    let single = r#"s.buildImage { name = "p3"; tag = "t"; compressor = "none"; copyToRoot = [ busybox ];
+        perms = [ { path = "/bin/busybox"; mode = "4555"; uid = 3; } ]; }"#;
+    let (entries, _) = last_layer(&nix.build(&expr(single)));
+    assert_eq!((entry(&entries, "bin/busybox").1, entry(&entries, "bin/busybox").2), (0o4555, 3));
+
+    // checked at evaluation, naming the rule and the field
+    let err = nix.eval_error(&expr(
+        r#"(s.buildLayeredImage { name = "x"; perms = [ { path = "/../x"; mode = "0755"; } ]; }).drvPath"#,
+    ));
+    assert!(
+        err.contains(
+            "stowage.buildLayeredImage: argument 'perms[0].path' \"/../x\" is outside the image root"
+        ),
+        "{err}"
+    );
+    let err = nix.eval_error(&expr(
+        r#"(s.buildImage { name = "x"; perms = [ { path = "/x"; mode = "u+s"; } ]; }).drvPath"#,
+    ));
+    assert!(err.contains("argument 'perms[0].mode' \"u+s\" is not an octal mode"), "{err}");
+}
