@@ -364,3 +364,173 @@ impl Copy<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::layer::{Ownership, StoreLayer};
+
+    /// A layer tarball of (name, kind, contents or link target, uid, mode).
+    fn layer(entries: &[(&str, tar::EntryType, &str, u64, u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for &(name, kind, data, uid, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(0);
+            h.set_mtime(1);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, name, data).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, name, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn unpack(root: &Path, layers: &[Vec<u8>]) -> (Owners, Modes) {
+        let (mut owners, mut modes) = (Owners::default(), Modes::default());
+        for bytes in layers {
+            let mut u = Unpack { root, owners: &mut owners, modes: &mut modes, this_layer: HashSet::new() };
+            u.layer(bytes.as_slice()).unwrap();
+        }
+        (owners, modes)
+    }
+
+    use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as L};
+
+    #[test]
+    fn layers_apply_in_order_with_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let lower = layer(&[
+            ("etc/", D, "", 0, 0o755),
+            ("etc/passwd", F, "root", 0, 0o644),
+            ("etc/group", F, "root", 0, 0o644),
+            ("opt/app/", D, "", 0, 0o555),
+            ("opt/app/old", F, "old", 0, 0o444),
+            ("usr/bin/sudo", F, "sudo", 0, 0o4755),
+            ("home/user/", D, "", 1000, 0o700),
+        ]);
+        let upper = layer(&[
+            ("etc/.wh.group", F, "", 0, 0),
+            ("opt/app/", D, "", 0, 0o555),
+            ("opt/app/.wh..wh..opq", F, "", 0, 0),
+            ("opt/app/new", F, "new", 0, 0o444),
+            ("etc/passwd", F, "root\nuser", 0, 0o644),
+            ("bin", L, "usr/bin", 0, 0o777),
+            ("usr/bin/su", H, "usr/bin/sudo", 0, 0o4755),
+        ]);
+        let (owners, modes) = unpack(root, &[lower, upper]);
+        assert!(!root.join("etc/group").exists());
+        assert_eq!(fs::read_to_string(root.join("etc/passwd")).unwrap(), "root\nuser");
+        assert!(!root.join("opt/app/old").exists() && root.join("opt/app/new").exists());
+        assert_eq!(fs::read_to_string(root.join("bin/su")).unwrap(), "sudo");
+        let home = fs::metadata(root.join("home/user")).unwrap();
+        assert_eq!(owners.get(Inode::of(&home)), (Some(1000), Some(0)));
+        // the disk holds what the build user may; the records hold the rest
+        let sudo = fs::metadata(root.join("usr/bin/sudo")).unwrap();
+        assert_eq!(sudo.mode() & 0o7777, 0o755);
+        assert_eq!(modes.mode(Inode::of(&sudo), 0o755), 0o4755);
+        let app = fs::metadata(root.join("opt/app")).unwrap();
+        assert_eq!(app.mode() & 0o777, 0o755, "kept writable to be filled");
+    }
+
+    #[test]
+    fn symlinks_in_a_layer_cannot_lead_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let outside = dir.path().join("outside");
+        let evil = layer(&[
+            ("escape", L, &outside.to_string_lossy(), 0, 0o777),
+            ("up", L, "../..", 0, 0o777),
+            ("escape/file", F, "x", 0, 0o644),
+            ("up/file2", F, "x", 0, 0o644),
+        ]);
+        unpack(&root, &[evil]);
+        assert!(!outside.exists() && !dir.path().join("file2").exists());
+        // an absolute link resolves inside the root, as a chroot would see it
+        assert!(root.join(outside.strip_prefix("/").unwrap()).join("file").exists());
+        assert!(root.join("file2").exists());
+        let mut u = Unpack {
+            root: &root,
+            owners: &mut Owners::default(),
+            modes: &mut Modes::default(),
+            this_layer: HashSet::new(),
+        };
+        // tar itself will not write such a name: set it by hand
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..4].copy_from_slice(b"../x");
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_cksum();
+        let mut climbing = tar::Builder::new(Vec::new());
+        climbing.append(&h, io::empty()).unwrap();
+        let err = u.layer(climbing.into_inner().unwrap().as_slice()).unwrap_err().to_string();
+        assert!(err.contains("climbs out of the image root"), "{err}");
+    }
+
+    #[test]
+    fn copying_follows_rsync_dirlink_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("pkg");
+        fs::create_dir_all(source.join("lib")).unwrap();
+        fs::write(source.join("lib/libc.so"), "c").unwrap();
+        fs::set_permissions(source.join("lib/libc.so"), fs::Permissions::from_mode(0o555)).unwrap();
+        symlink("lib", source.join("lib64")).unwrap();
+        symlink("libc.so", source.join("lib/libc.so.6")).unwrap();
+        let copy = |keep: bool, prepare: &dyn Fn(&Path)| {
+            let root = tempfile::tempdir().unwrap();
+            prepare(root.path());
+            let (mut owners, mut modes) = (Owners::default(), Modes::default());
+            copy_to_root(&source, root.path(), keep, (0, 0), &mut owners, &mut modes).unwrap();
+            root
+        };
+        // -k: the symlink to a directory becomes the directory; other links stay links
+        let root = copy(false, &|_| {});
+        assert!(fs::symlink_metadata(root.path().join("lib64")).unwrap().is_dir());
+        assert!(fs::symlink_metadata(root.path().join("lib/libc.so.6")).unwrap().file_type().is_symlink());
+        let file = fs::symlink_metadata(root.path().join("lib/libc.so")).unwrap();
+        assert!(file.is_file() && file.mode() & 0o777 == 0o555);
+        // -K: a symlink to a directory in the root is filled through
+        let root = copy(true, &|r| {
+            fs::create_dir(r.join("usr-lib")).unwrap();
+            symlink("usr-lib", r.join("lib")).unwrap();
+        });
+        assert!(fs::symlink_metadata(root.path().join("lib")).unwrap().file_type().is_symlink());
+        assert!(root.path().join("usr-lib/libc.so").exists());
+        assert!(fs::symlink_metadata(root.path().join("lib64")).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_stowage_base_layer_is_unpacked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(store.join("abc-hello/bin")).unwrap();
+        fs::write(store.join("abc-hello/bin/hello"), "hi").unwrap();
+        let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
+        let source = StoreLayer {
+            store_dir: store.to_string_lossy().into_owned(),
+            owner,
+            store_paths: vec![store.join("abc-hello").to_string_lossy().into_owned()],
+            synthetic: vec![],
+            tree: None,
+            perms: vec![],
+        };
+        let layer = PlannedLayer { source: LayerSource::Store(source), digest: Digest([0; 32]), size: 0 };
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let (mut owners, mut modes) = (Owners::default(), Modes::default());
+        unpack_layers(&root, &[layer], dir.path(), &mut owners, &mut modes).unwrap();
+        let inside = root.join(store.strip_prefix("/").unwrap()).join("abc-hello/bin/hello");
+        assert_eq!(fs::read_to_string(inside).unwrap(), "hi");
+    }
+}

@@ -41,7 +41,8 @@ impl Modes {
         }
     }
 
-    fn get(&self, inode: Inode, on_disk: u32) -> u32 {
+    /// The mode of `inode`, `on_disk` on disk now.
+    pub fn mode(&self, inode: Inode, on_disk: u32) -> u32 {
         match self.modes.get(&inode) {
             Some(&(mode, stood_for)) if stood_for == on_disk => mode,
             _ => on_disk,
@@ -260,7 +261,7 @@ fn write_entry<E: Emit>(
     let (gid, gname) = name_of(gid, default.gid, &default.gname);
     let mtime = u64::try_from(meta.mtime()).unwrap_or(0).min(default.mtime);
     let owner = Ownership { uid, gid, uname, gname, mtime };
-    let mode = owners.modes.get(inode, meta.permissions().mode() & 0o7777);
+    let mode = owners.modes.mode(inode, meta.permissions().mode() & 0o7777);
     let kind = meta.file_type();
     let name = rel.to_string_lossy().into_owned() + if kind.is_dir() { "/" } else { "" };
     let header = |kind, mode, size, owner: &Ownership| -> io::Result<tar::Header> {

@@ -5,27 +5,14 @@
 mod support;
 
 use sha2::{Digest, Sha256};
-use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
+use support::images::{expr, layer_headers, skopeo_config, Podman};
 use support::{nix_str, TestNix};
 
 /// The entries (name, type, uid) of the last layer of the archive's first image, and how many
 /// layers it has.
 fn last_layer(archive: &std::path::Path) -> (Vec<(String, tar::EntryType, u64)>, usize) {
-    let bytes = std::fs::read(archive).unwrap();
-    let (manifest, _) = manifest_and_config(&bytes);
-    let layers = manifest["Layers"].as_array().unwrap();
-    let name = layers.last().unwrap().as_str().unwrap().to_owned();
-    let layer = tar_files(&bytes).into_iter().find(|(n, _)| *n == name).unwrap().1;
-    let entries = tar::Archive::new(layer.as_slice())
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            (e.path().unwrap().to_string_lossy().into_owned(), h.entry_type(), h.uid().unwrap())
-        })
-        .collect();
-    (entries, layers.len())
+    let (headers, layers) = layer_headers(archive, -1);
+    (headers.into_iter().map(|(n, h)| (n, h.entry_type(), h.uid().unwrap())).collect(), layers)
 }
 
 fn kind_of(entries: &[(String, tar::EntryType, u64)], name: &str) -> tar::EntryType {

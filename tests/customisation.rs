@@ -4,38 +4,25 @@
 
 mod support;
 
-use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
+use support::images::{expr, layer_headers, manifest_and_config, skopeo_config, Podman};
 use support::TestNix;
+
+/// An entry of a layer: name, mode, uid, gid.
+type Entry = (String, u32, u64, u64);
 
 /// (name, mode, uid, gid) of every entry of layer `index` of the archive's first image
 /// (negative: from the top), with every entry's mtime.
-fn layer_entries(archive: &std::path::Path, index: isize) -> (Vec<(String, u32, u64, u64)>, Vec<u64>) {
-    let bytes = std::fs::read(archive).unwrap();
-    let (manifest, _) = manifest_and_config(&bytes);
-    let layers = manifest["Layers"].as_array().unwrap();
-    let at = if index < 0 { layers.len() as isize + index } else { index } as usize;
-    let name = layers[at].as_str().unwrap().to_owned();
-    let layer = tar_files(&bytes).into_iter().find(|(n, _)| *n == name).unwrap().1;
-    let mut mtimes = Vec::new();
-    let entries = tar::Archive::new(layer.as_slice())
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            mtimes.push(h.mtime().unwrap());
-            (
-                e.path().unwrap().to_string_lossy().into_owned(),
-                h.mode().unwrap(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
-            )
-        })
+fn layer_entries(archive: &std::path::Path, index: isize) -> (Vec<Entry>, Vec<u64>) {
+    let headers = layer_headers(archive, index).0;
+    let mtimes = headers.iter().map(|(_, h)| h.mtime().unwrap()).collect();
+    let entries = headers
+        .into_iter()
+        .map(|(n, h)| (n, h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap()))
         .collect();
     (entries, mtimes)
 }
 
-fn last_layer(archive: &std::path::Path) -> (Vec<(String, u32, u64, u64)>, Vec<u64>) {
+fn last_layer(archive: &std::path::Path) -> (Vec<Entry>, Vec<u64>) {
     layer_entries(archive, -1)
 }
 
@@ -48,7 +35,7 @@ fn all_entries(archive: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-fn entry<'a>(entries: &'a [(String, u32, u64, u64)], name: &str) -> &'a (String, u32, u64, u64) {
+fn entry<'a>(entries: &'a [Entry], name: &str) -> &'a Entry {
     entries.iter().find(|e| e.0 == name).unwrap_or_else(|| panic!("no {name} in {entries:?}"))
 }
 

@@ -191,3 +191,23 @@ pub fn manifest_and_config(archive: &[u8]) -> (Value, Value) {
     let config: Value = serde_json::from_slice(get(manifest[0]["Config"].as_str().unwrap())).unwrap();
     (manifest[0].clone(), config)
 }
+
+/// The headers of the entries of layer `index` of the archive's first image (negative: from the
+/// top), with their names, and how many layers the image has.
+pub fn layer_headers(archive: &Path, index: isize) -> (Vec<(String, tar::Header)>, usize) {
+    let bytes = std::fs::read(archive).unwrap();
+    let (manifest, _) = manifest_and_config(&bytes);
+    let layers = manifest["Layers"].as_array().unwrap();
+    let at = if index < 0 { layers.len() as isize + index } else { index } as usize;
+    let name = layers[at].as_str().unwrap().to_owned();
+    let layer = tar_files(&bytes).into_iter().find(|(n, _)| *n == name).unwrap().1;
+    let headers = tar::Archive::new(layer.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), e.header().clone())
+        })
+        .collect();
+    (headers, layers.len())
+}
