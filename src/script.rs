@@ -138,9 +138,10 @@ struct MountPoints {
     proc: CString,
     dev: CString,
     sys: Option<CString>,
-    store: CString,
-    store_dir: CString,
-    made: Vec<PathBuf>,
+    /// (what, where) of the store's bind mounts.
+    store_binds: Vec<(CString, CString)>,
+    /// Mount points this run made, and whether each is a directory.
+    made: Vec<(PathBuf, bool)>,
 }
 
 impl MountPoints {
@@ -162,24 +163,50 @@ impl MountPoints {
             missing.reverse();
             for m in missing {
                 fs::create_dir(&m).map_err(|e| Error::io(&m, e))?;
-                made.push(m);
+                made.push((m, true));
             }
         }
-        let c = |p: PathBuf| CString::new(p.into_os_string().as_bytes()).expect("no NUL in a path");
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path");
+        // A base image may bring store paths of its own (a stowage image's /bin/sh is a link
+        // into them): the build's store paths are bound in beside them, one by one, rather
+        // than the whole store over them.
+        let image_store = inside(store_dir);
+        let own = crate::tree::sorted_names(&image_store)?;
+        let store_binds = if own.is_empty() {
+            vec![(c(store_dir), c(&image_store))]
+        } else {
+            let mut binds = Vec::new();
+            for name in crate::tree::sorted_names(store_dir)? {
+                let target = image_store.join(&name);
+                if name.as_bytes().starts_with(b".") || fs::symlink_metadata(&target).is_ok() {
+                    continue;
+                }
+                let source = store_dir.join(&name);
+                let is_dir = fs::metadata(&source).map_err(|e| Error::io(&source, e))?.is_dir();
+                if is_dir {
+                    fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
+                } else {
+                    fs::File::create(&target).map_err(|e| Error::io(&target, e))?;
+                }
+                made.push((target.clone(), is_dir));
+                binds.push((c(&source), c(&target)));
+            }
+            binds
+        };
         Ok(MountPoints {
-            proc: c(inside(Path::new("/proc"))),
-            dev: c(inside(Path::new("/dev"))),
-            sys: has_sys.then(|| c(inside(Path::new("/sys")))),
-            store: c(inside(store_dir)),
-            store_dir: c(store_dir.into()),
+            proc: c(&inside(Path::new("/proc"))),
+            dev: c(&inside(Path::new("/dev"))),
+            sys: has_sys.then(|| c(&inside(Path::new("/sys")))),
+            store_binds,
             made,
         })
     }
 
     /// Removes the mount points this run made (empty again once the namespace is gone).
     fn remove(self) -> Result<()> {
-        for dir in self.made.iter().rev() {
-            fs::remove_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for (path, is_dir) in self.made.iter().rev() {
+            let removed = if *is_dir { fs::remove_dir(path) } else { fs::remove_file(path) };
+            removed.map_err(|e| Error::io(path, e))?;
         }
         Ok(())
     }
@@ -395,7 +422,7 @@ fn child(plan: &ChildPlan, socket: RawFd) -> ! {
             let ok =
                 libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
                     == 0
-                    && bind(m.store_dir.as_ptr(), &m.store)
+                    && m.store_binds.iter().all(|(from, to)| bind(from.as_ptr(), to))
                     && bind(c"/dev".as_ptr(), &m.dev)
                     && m.sys.as_ref().map_or(true, |sys| bind(c"/sys".as_ptr(), sys))
                     && libc::mount(

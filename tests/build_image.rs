@@ -157,3 +157,44 @@ fn script_errors_and_what_runs_them() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stowage.buildImage: argument 'shell' is needed to run runAsRoot"), "{err}");
 }
+
+/// A stowage base whose /bin/sh is a link into its own store paths, which the build does not
+/// have (a gz archive refers to nothing): runAsRoot runs with it, in the sandbox, as build users
+/// and without the sandbox, the same bytes every time.
+#[test]
+fn run_as_root_on_a_layered_base_with_its_own_store() {
+    let nix = TestNix::new();
+    let image = r#"s.buildImage { name = "on-layered"; tag = "t"; compressor = "none";
+        fromImage = s.buildLayeredImage { name = "base"; tag = "1"; contents = [ busybox ]; config.Env = [ "FROM=base" ]; };
+        runAsRoot = "[ -L /bin/sh ] && mkdir -p /srv && echo from the base shell > /srv/hello && chown 33:33 /srv/hello";
+        config.Cmd = [ "/bin/sh" "-c" "cat /srv/hello; stat -c %u /srv/hello; echo $FROM" ];
+      }"#;
+    let archive = nix.build(&expr(image));
+    let (entries, layers) = last_layer(&archive);
+    assert_eq!(layers, 3);
+    assert_eq!(
+        entries.iter().map(|e| (e.0.as_str(), e.2)).collect::<Vec<_>>(),
+        [("srv/", 0), ("srv/hello", 33)]
+    );
+    let podman = Podman::new();
+    podman.load(&archive);
+    assert_eq!(podman.run("on-layered:t"), "from the base shell\n33\nbase\n");
+    let layer = expr(&format!("({image}).stream.customisation"));
+    nix.build_output_with(&layer, &["--check"]);
+    let build_users: &[&str] = if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
+        &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
+    } else {
+        &["--option", "build-users-group", "nixbld"]
+    };
+    for options in [build_users, &["--option", "sandbox", "false"]] {
+        let other = TestNix::new();
+        let out = other.build_output_with(&layer, options);
+        let path = String::from_utf8(out.stdout).unwrap();
+        let ours = nix.build(&layer);
+        assert_eq!(
+            std::fs::read(std::path::Path::new(path.trim()).join("layer.tar")).unwrap(),
+            std::fs::read(ours.join("layer.tar")).unwrap(),
+            "{options:?}"
+        );
+    }
+}

@@ -290,8 +290,8 @@ fn bad_arguments() {
             "argument 'fromImage' \"/tmp/base.tar\" is not a store path",
         ),
         (
-            r#"{ name = "a"; fakeRootCommands = "x"; }"#,
-            "argument 'fakeRootCommands' is not supported by stowage yet",
+            r#"{ name = "a"; fakeRootCommands = "x"; shell = "/bin"; }"#,
+            "argument 'shell' \"/bin\" is not a store path",
         ),
         (r#"{ name = "a"; contents = [ "/etc" ]; }"#, "argument 'contents[0]' \"/etc\" is not a store path"),
         (
