@@ -229,7 +229,7 @@ enum Step {
 impl Step {
     fn describe(code: u8) -> &'static str {
         match code {
-            1 => "creating user, mount and PID namespaces (unshare)",
+            1 => "creating user, mount and PID namespaces (unshare; the kernel must allow unprivileged user namespaces: user.max_user_namespaces > 0)",
             2 => "mapping the build user to root in the user namespace",
             3 => "starting the namespace's first process (fork)",
             4 => "mounting the store, /dev, /sys and /proc inside the image root",

@@ -187,8 +187,9 @@ fn the_shell_is_asked_for_at_evaluation_unless_nix_has_a_sandbox_shell() {
 /// Unprivileged build users in the sandbox, and no sandbox at all.
 #[test]
 fn scripts_run_as_build_users_and_without_the_sandbox() {
-    // The Nix 2.26 that `make setup` builds has no libseccomp, and refuses build users unless
-    // told to do without its own filter (ours is the builder's, and needs no libseccomp).
+    // The Nix 2.26 that `make setup` builds is built without seccomp sandboxing
+    // (scripts/nix-2.26/build.sh), and refuses build users unless told to do without its own
+    // filter; ours is the builder's, and needs no libseccomp.
     let build_users: &[&str] = if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
         &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
     } else {

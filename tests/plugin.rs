@@ -14,6 +14,7 @@ fn builtins_has_stowage_only_with_the_plugin() {
     assert_eq!(
         nix.eval_json("builtins.attrNames builtins.stowage"),
         json!([
+            "buildImage",
             "buildLayeredImage",
             "fakeNss",
             "goarch",
