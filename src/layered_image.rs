@@ -1,5 +1,6 @@
-//! `streamLayeredImage` / `buildLayeredImage`: the arguments (checked when the expression is
-//! evaluated) and the image plan (made when the derivation builds).
+//! `streamLayeredImage` / `buildLayeredImage`, and `buildImage` (one layer on its base's): the
+//! arguments (checked when the expression is evaluated) and the image plan (made when the
+//! derivation builds).
 //!
 //! Evaluation turns the user's arguments into [`ImageArgs`], which the Nix glue hands to the
 //! build as a derivation attribute next to the untouched `contents` and `config` (those keep

@@ -14,6 +14,11 @@
 //!   every layer's [`digest`] on the way.
 //! - [`image_reader`] reads existing images — stowage stream scripts and image archives — for
 //!   `fromImage` and for [`merge`] (`mergeImages`).
+//! - [`customise`] is the derivation that runs an image's scripts (`extraCommands`,
+//!   `fakeRootCommands`, `runAsRoot`) in a root made by [`image_root`] (base layers unpacked,
+//!   `copyToRoot` copied); [`script`] confines them (namespaces, chroot) and [`seccomp`] records
+//!   the owners a fake root sets; [`tree`] turns the root into layer entries; [`perms`] sets
+//!   declared owners and modes.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
