@@ -112,6 +112,7 @@ impl Unpack<'_> {
         let mode = header.mode().map_err(io_err)? & 0o7777;
         // an empty owner field (some writers leave it so) is root's
         let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+        let mtime = header.mtime().unwrap_or(0);
         let kind = header.entry_type();
         let existing = fs::symlink_metadata(&path).ok();
         if !(kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir())) && existing.is_some() {
@@ -171,6 +172,11 @@ impl Unpack<'_> {
         if !kind.is_symlink() {
             fs::set_permissions(&path, fs::Permissions::from_mode(on_disk)).map_err(io_err)?;
         }
+        if !kind.is_dir() {
+            // as the base has it, for a script that compares times (a directory's moves as
+            // it is filled)
+            set_mtime(&path, mtime).map_err(io_err)?;
+        }
         let meta = fs::symlink_metadata(&path).map_err(io_err)?;
         let inode = Inode::of(&meta);
         let id = |v: u64| u32::try_from(v).ok();
@@ -191,6 +197,20 @@ impl Unpack<'_> {
         }
         Ok(resolved)
     }
+}
+
+/// Sets the mtime of `path` (not following a symlink) to `seconds`.
+fn set_mtime(path: &Path, seconds: u64) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::from)?;
+    let now = libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT };
+    let mtime = libc::timespec { tv_sec: seconds.min(i64::MAX as u64) as libc::time_t, tv_nsec: 0 };
+    let times = [now, mtime];
+    // SAFETY: a NUL-terminated path and two timespecs.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `name` as a path relative to the root (`./etc/`, `/etc` → `etc`), or `None` if it climbs out.
@@ -433,6 +453,8 @@ mod tests {
         assert_eq!(fs::read_to_string(root.join("etc/passwd")).unwrap(), "root\nuser");
         assert!(!root.join("opt/app/old").exists() && root.join("opt/app/new").exists());
         assert_eq!(fs::read_to_string(root.join("bin/su")).unwrap(), "sudo");
+        assert_eq!(fs::symlink_metadata(root.join("etc/passwd")).unwrap().mtime(), 1);
+        assert_eq!(fs::symlink_metadata(root.join("bin")).unwrap().mtime(), 1);
         let home = fs::metadata(root.join("home/user")).unwrap();
         assert_eq!(owners.get(Inode::of(&home)), (Some(1000), Some(0)));
         // the disk holds what the build user may; the records hold the rest
