@@ -20,7 +20,8 @@
   shell ? null,
   nativeBuildInputs ? [ ],
   keepContentsDirlinks ? false,
-  compressor ? "gz",
+  compressor ? null,
+  format ? "docker-archive",
   passthru ? { },
   meta ? { },
   # name, tag, fromImageName, fromImageTag, architecture, created, uid, gid,
@@ -54,7 +55,7 @@ let
   };
   imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
 in
-archive "buildImage" { stream = stream // { imageName = image.name; inherit imageTag; }; inherit compressor; name = image.baseName; }
+archive "buildImage" { stream = stream // { imageName = image.name; inherit imageTag; }; inherit compressor format; name = image.baseName; }
 // passthru
 // {
   inherit meta passthru imageTag;

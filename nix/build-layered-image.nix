@@ -7,17 +7,19 @@
   archive,
 }:
 {
-  # "none", "gz" or "zstd"
-  compressor ? "gz",
+  # "none", "gz" or "zstd" (null: gz, or none for an OCI folder)
+  compressor ? null,
+  # "docker-archive", "oci-archive" or "oci-dir": the stream's too
+  format ? "docker-archive",
   passthru ? { },
   meta ? { },
   # everything else is streamLayeredImage's
   ...
 }@args:
 let
-  stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
+  stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ] // { inherit format; });
 in
-archive "buildLayeredImage" { inherit stream compressor; name = baseNameOf stream.imageName; }
+archive "buildLayeredImage" { inherit stream compressor format; name = baseNameOf stream.imageName; }
 // passthru
 // {
   inherit meta passthru;

@@ -18,15 +18,21 @@ let
       # compressor is the archive's business (./archive.nix checks it)
       checked = prims.checkArgs function
         (builtins.removeAttrs args (if function == "mergeImages" then [ "compressor" ] else [ ]));
-      stream = stowageDerivation "build-merge-stream" {
+      stream = stowageDerivation "build-merge-stream" ({
         name = "stream-${checked.name}";
         inherit (args) images;
-      };
+      } // (if checked ? format then { inherit (checked) format; } else { }));
     in
     {
       inherit stream;
       # plain, as dockerTools.mergeImages writes it, unless `compressor` says otherwise
-      archive = archive function { inherit stream; compressor = args.compressor or "none"; inherit (checked) name; };
+      archive = archive function {
+        inherit stream;
+        compressor = args.compressor or null;
+        default = "none";
+        format = checked.format or "docker-archive";
+        inherit (checked) name;
+      };
     };
 in
 {

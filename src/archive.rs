@@ -1,23 +1,29 @@
-//! docker-archive writing: what `docker save` produces and `docker load`, `podman load` and
-//! `skopeo copy docker-archive:…` read.
+//! Image archive writing: the docker-archive that `docker save` produces and `docker load`,
+//! `podman load` and `skopeo copy docker-archive:…` read, or an OCI image layout as a tarball
+//! (`skopeo copy oci-archive:…`, `podman load`, and `umoci` once unpacked).
 //!
-//! Layers come first, each as `<diff_id hex>/layer.tar` and each once however many images use
-//! it, then the configs (`<sha256>.json`, whose digest is the image ID) and `manifest.json`
-//! last, one entry per image. Layer sizes and digests are known from the plan, so every outer
+//! Layers come first, each once however many images use it: `<diff_id hex>/layer.tar`, or the
+//! blob `blobs/sha256/<diff_id hex>` (uncompressed, so an OCI layer's digest is its diff_id).
+//! Then the configs (`<sha256>.json`, or blobs; their digest is the image ID) and last
+//! `manifest.json`, one entry per image, or each image's OCI manifest blob and `index.json`, a
+//! descriptor per `name:tag`. Layer sizes and digests are known from the plan, so every outer
 //! header is written before its layer is produced, each layer is produced and hashed in one
 //! pass, and a layer whose bytes do not match the plan stops the archive before the configs and
 //! manifest: a reader can never load a wrong image.
 
 use crate::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::digest::Digest;
-use crate::image::{LayerSource, Plan, PlannedLayer};
+use crate::image::{Format, LayerSource, Plan, PlannedLayer};
 use crate::image_reader::{archive_is_compressed, ArchiveReader};
 use crate::layer::{padding, write_layer, BLOCK};
 use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::FromRawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
@@ -33,7 +39,8 @@ const HEAD_ROOM: usize = 4;
 /// The most layers read at once, however many cores there are.
 const MAX_READERS: usize = 8;
 
-/// Writes the docker-archive of `plan` to `out`, using up to `threads` threads. `progress`
+/// Writes the archive of `plan` (a docker-archive, or an OCI layout's tarball: `plan.format`;
+/// an OCI folder is that tarball unpacked) to `out`, using up to `threads` threads. `progress`
 /// hears about every layer written (its position among the layers written, their number, its
 /// digest).
 ///
@@ -43,7 +50,7 @@ const MAX_READERS: usize = 8;
 /// side by side, and so do the hashes of several layers, as long as the readers are less than
 /// [`CHUNKS_AHEAD`] chunks ahead of the writer. A layer's digest is checked as soon as its last
 /// chunk is written, and every one before the configs and manifest.
-pub fn write_docker_archive<W: Write>(
+pub fn write_archive<W: Write>(
     plan: &Plan,
     out: W,
     threads: usize,
@@ -52,7 +59,33 @@ pub fn write_docker_archive<W: Write>(
     write_with_budget(plan, out, threads, CHUNKS_AHEAD, progress)
 }
 
-/// [`write_docker_archive`] with at most `chunks_ahead` chunks ahead of the writer.
+/// Writes the OCI layout of `plan` as the folder `dir`, which it makes: the layout's tarball
+/// (see [`write_archive`]), unpacked as it is written.
+pub fn write_oci_dir(plan: &Plan, dir: &Path, threads: usize) -> Result<()> {
+    fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut fds = [0; 2];
+    // SAFETY: a two-element array for the pipe's ends.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::io("(pipe)", io::Error::last_os_error()));
+    }
+    // SAFETY: both just made, each owned once.
+    let (from, to) = unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) };
+    let mut plan = plan.clone();
+    plan.format = Format::OciArchive;
+    std::thread::scope(|scope| {
+        let unpacking =
+            scope.spawn(move || tar::Archive::new(io::BufReader::with_capacity(CHUNK, from)).unpack(dir));
+        // Closing the pipe's end (when `to` drops) ends the unpacking, also after an error.
+        let written = write_archive(&plan, io::BufWriter::with_capacity(CHUNK, to), threads, |_, _, _| {})
+            .and_then(|out| out.into_inner().map(drop).map_err(|e| stream_error(e.into_error())));
+        let unpacked =
+            unpacking.join().unwrap_or_else(|_| Err(io::Error::other("the unpacking thread panicked")));
+        written?;
+        unpacked.map_err(|e| Error::io(dir, e))
+    })
+}
+
+/// [`write_archive`] with at most `chunks_ahead` chunks ahead of the writer.
 fn write_with_budget<W: Write>(
     plan: &Plan,
     mut out: W,
@@ -189,9 +222,17 @@ fn write_in_order(
     progress: &mut impl FnMut(usize, usize, &Digest),
 ) -> Result<()> {
     let mtime = plan.mtime;
+    let oci = plan.format != Format::DockerArchive;
+    if oci {
+        let mut head = Vec::new();
+        file(&mut head, "oci-layout", OCI_LAYOUT.as_bytes(), mtime)?;
+        head.extend(directory_header("blobs/", mtime)?);
+        head.extend(directory_header("blobs/sha256/", mtime)?);
+        out.write_all(&head).map_err(stream_error)?;
+    }
     for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
         budget.advance(index);
-        out.write_all(&header(&layer_file(layer), layer.size, mtime)?).map_err(stream_error)?;
+        out.write_all(&header(&layer_file(plan.format, layer), layer.size, mtime)?).map_err(stream_error)?;
         let mut written = 0;
         loop {
             match from_reader.recv() {
@@ -222,21 +263,77 @@ fn write_in_order(
         out.write_all(&[0; BLOCK][..padding(layer.size)]).map_err(stream_error)?;
     }
 
+    let mut tail = if oci { oci_tail(plan)? } else { docker_tail(plan)? };
+    tail.extend_from_slice(&[0; 2 * BLOCK]);
+    out.write_all(&tail).map_err(stream_error)
+}
+
+/// The configs and `manifest.json` of a docker-archive.
+fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
     let mut configs_written = BTreeSet::new();
     let mut manifest = Vec::new();
     let mut tail = Vec::new();
     for image in &plan.images {
         let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
         if configs_written.insert(config_file.clone()) {
-            file(&mut tail, &config_file, image.config.as_bytes(), mtime)?;
+            file(&mut tail, &config_file, image.config.as_bytes(), plan.mtime)?;
         }
-        let layers: Vec<String> = image.layers.iter().map(layer_file).collect();
+        let layers: Vec<String> = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
         manifest.push(json!({ "Config": config_file, "RepoTags": image.repo_tags, "Layers": layers }));
     }
     let manifest = serde_json::Value::from(manifest).to_string();
-    file(&mut tail, "manifest.json", manifest.as_bytes(), mtime)?;
-    tail.extend_from_slice(&[0; 2 * BLOCK]);
-    out.write_all(&tail).map_err(stream_error)
+    file(&mut tail, "manifest.json", manifest.as_bytes(), plan.mtime)?;
+    Ok(tail)
+}
+
+/// `oci-layout`: which version of the OCI image layout this is.
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The config and manifest blobs of an OCI layout, and `index.json`: a descriptor per
+/// `name:tag`, with the platform its config names.
+fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
+    let mut blobs_written = BTreeSet::new();
+    let mut tail = Vec::new();
+    let mut blob = |tail: &mut Vec<u8>, bytes: &[u8]| -> Result<serde_json::Value> {
+        let digest = Digest::of(bytes);
+        if blobs_written.insert(digest) {
+            file(tail, &format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?;
+        }
+        Ok(json!({ "digest": digest.to_string(), "size": bytes.len() }))
+    };
+    let mut descriptors = Vec::new();
+    for image in &plan.images {
+        let mut config = blob(&mut tail, image.config.as_bytes())?;
+        config["mediaType"] = OCI_CONFIG.into();
+        let layers: Vec<serde_json::Value> = image
+            .layers
+            .iter()
+            .map(|l| json!({ "mediaType": OCI_LAYER, "digest": l.digest.to_string(), "size": l.size }))
+            .collect();
+        let manifest =
+            json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers });
+        let mut descriptor = blob(&mut tail, manifest.to_string().as_bytes())?;
+        descriptor["mediaType"] = OCI_MANIFEST.into();
+        let parsed: serde_json::Value = serde_json::from_str(&image.config).unwrap_or_default();
+        let mut platform = json!({ "architecture": parsed["architecture"], "os": parsed["os"] });
+        if let Some(variant) = parsed["variant"].as_str() {
+            platform["variant"] = variant.into();
+        }
+        descriptor["platform"] = platform;
+        for name in &image.repo_tags {
+            let mut named = descriptor.clone();
+            named["annotations"] =
+                json!({ "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name });
+            descriptors.push(named);
+        }
+    }
+    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
+    file(&mut tail, "index.json", index.to_string().as_bytes(), plan.mtime)?;
+    Ok(tail)
 }
 
 /// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
@@ -298,8 +395,11 @@ impl Budget {
     }
 }
 
-fn layer_file(layer: &PlannedLayer) -> String {
-    format!("{}/layer.tar", layer.digest.hex())
+fn layer_file(format: Format, layer: &PlannedLayer) -> String {
+    match format {
+        Format::DockerArchive => format!("{}/layer.tar", layer.digest.hex()),
+        Format::OciArchive | Format::OciDir => format!("blobs/sha256/{}", layer.digest.hex()),
+    }
 }
 
 fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
@@ -308,11 +408,20 @@ fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_siz
 
 /// The ustar header of an archive entry of `size` bytes named `name`.
 fn header(name: &str, size: u64, mtime: u64) -> Result<Vec<u8>> {
+    entry_header(name, tar::EntryType::Regular, size, 0o444, mtime)
+}
+
+/// The ustar header of the directory entry `name`.
+fn directory_header(name: &str, mtime: u64) -> Result<Vec<u8>> {
+    entry_header(name, tar::EntryType::Directory, 0, 0o555, mtime)
+}
+
+fn entry_header(name: &str, kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> Result<Vec<u8>> {
     let mut header = tar::Header::new_ustar();
     header.set_path(name).map_err(|e| Error::io(name, e))?;
-    header.set_entry_type(tar::EntryType::Regular);
+    header.set_entry_type(kind);
     header.set_size(size);
-    header.set_mode(0o444);
+    header.set_mode(mode);
     header.set_mtime(mtime);
     header.set_uid(0);
     header.set_gid(0);
@@ -358,7 +467,7 @@ pub(crate) mod tests {
             layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
             config: config.to_string(),
         };
-        Plan { mtime: 1, images: vec![image] }
+        Plan { mtime: 1, format: Default::default(), images: vec![image] }
     }
 
     fn names(archive: &[u8]) -> Vec<String> {
@@ -373,12 +482,61 @@ pub(crate) mod tests {
         fs::create_dir_all(store.join("x-a")).unwrap();
         fs::write(store.join("x-a/f"), "data").unwrap();
         let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
-        let out = write_docker_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let out = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
         let names = names(&out);
         assert_eq!(names.len(), 3);
         assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].digest.hex()));
         assert!(names[1].ends_with(".json"));
         assert_eq!(names[2], "manifest.json");
+    }
+
+    #[test]
+    fn an_oci_layout_names_every_tag_and_stores_every_blob_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(store.join("x-a")).unwrap();
+        fs::write(store.join("x-a/f"), "data").unwrap();
+        let mut plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:1");
+        plan.images[0].repo_tags.push("a:2".into());
+        plan.images.push(plan.images[0].clone());
+        plan.images[1].repo_tags = vec!["b:1".into()];
+        plan.format = Format::OciArchive;
+        let out = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let files: BTreeMap<String, Vec<u8>> = tar::Archive::new(out.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
+        // one layer, one config, one manifest (the two images are the same), and the layout's files
+        let blobs: Vec<&String> =
+            files.keys().filter(|k| k.starts_with("blobs/sha256/") && k.len() > 13).collect();
+        assert_eq!(blobs.len(), 3, "{:?}", files.keys());
+        for blob in blobs {
+            assert_eq!(Digest::of(&files[blob]).hex(), blob.trim_start_matches("blobs/sha256/"));
+        }
+        assert_eq!(files["oci-layout"], br#"{"imageLayoutVersion":"1.0.0"}"#);
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let names: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a:1", "a:2", "b:1"]);
+        assert_eq!(index["manifests"][0]["platform"], json!({ "architecture": "amd64", "os": "linux" }));
+        // and as a folder, the same files
+        let folder = dir.path().join("layout");
+        write_oci_dir(&plan, &folder, 2).unwrap();
+        for (name, bytes) in &files {
+            if !name.ends_with('/') {
+                assert_eq!(&fs::read(folder.join(name)).unwrap(), bytes, "{name}");
+            }
+        }
     }
 
     /// A store of paths of the given sizes (bytes that differ from path to path), and a plan of
@@ -398,7 +556,7 @@ pub(crate) mod tests {
         }
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids } });
         let image = ImageSpec { repo_tags: vec!["many:layers".into()], layers, config: config.to_string() };
-        Plan { mtime: 1, images: vec![image] }
+        Plan { mtime: 1, format: Default::default(), images: vec![image] }
     }
 
     #[test]
@@ -451,7 +609,7 @@ pub(crate) mod tests {
         let file = dir.path().join("store/p0-x/f");
         fs::write(&file, vec![1u8; 3 * CHUNK]).unwrap();
         let mut out = Vec::new();
-        let err = write_docker_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
+        let err = write_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         assert!(
             out.len() as u64 <= BLOCK as u64 + plan.images[0].layers[0].size,
@@ -469,7 +627,7 @@ pub(crate) mod tests {
         let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         fs::write(store.join("x-a/f"), "DATA").unwrap(); // same size, other bytes
         let mut out = Vec::new();
-        let err = write_docker_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
+        let err = write_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         let text = String::from_utf8_lossy(&out);
         assert!(!text.contains("manifest.json"));

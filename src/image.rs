@@ -13,13 +13,45 @@ use std::path::Path;
 /// The argument after the builder's path on a stream script's first line.
 pub const STREAM_SUBCOMMAND: &str = "stream";
 
-/// What a stream writes: one docker-archive holding these images.
+/// What a stream writes: one archive holding these images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Modification time of the archive's own entries (layer files, configs, manifest).
     pub mtime: u64,
+    /// How the images are laid out.
+    #[serde(default, skip_serializing_if = "Format::is_default")]
+    pub format: Format,
     /// The images, in manifest order.
     pub images: Vec<ImageSpec>,
+}
+
+/// How an image file lays out its images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `docker save`'s tarball: `manifest.json`, configs, `<diff_id>/layer.tar`.
+    #[default]
+    DockerArchive,
+    /// An OCI image layout as a tarball: `oci-layout`, `index.json`, `blobs/sha256/…`.
+    OciArchive,
+    /// An OCI image layout as a folder.
+    OciDir,
+}
+
+impl Format {
+    /// The names the `format` argument takes.
+    pub const NAMES: &'static str = "\"docker-archive\", \"oci-archive\" or \"oci-dir\"";
+
+    /// The format named `name` (as the `format` argument gives it).
+    pub fn from_name(name: &str) -> Result<Format> {
+        serde_json::from_value(serde_json::Value::String(name.into()))
+            .map_err(|_| Error::argument("format", format!("is {name:?}; it must be {}", Format::NAMES)))
+    }
+
+    /// Whether this is the default format (docker-archive).
+    pub fn is_default(&self) -> bool {
+        *self == Format::DockerArchive
+    }
 }
 
 /// One planned image.

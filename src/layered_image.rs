@@ -13,7 +13,7 @@ use crate::contents::merge_contents;
 use crate::cores::{cores, map_parallel};
 use crate::customise::LAYER_FILE;
 use crate::goarch::{Platform, CPUS};
-use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image::{Format, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::layer::{layer_digest, Ownership, StoreLayer};
@@ -59,6 +59,7 @@ const ARGUMENTS: &[&str] = &[
     "shell",
     "nativeBuildInputs",
     "perms",
+    "format",
 ];
 
 /// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
@@ -84,6 +85,7 @@ const SINGLE_LAYER_ARGUMENTS: &[&str] = &[
     "diskSize",
     "buildVMMemorySize",
     "perms",
+    "format",
 ];
 
 /// The checked, normalised arguments of one layered image.
@@ -120,6 +122,9 @@ pub struct ImageArgs {
     pub from_image_name: Option<String>,
     /// Its tag.
     pub from_image_tag: Option<String>,
+    /// How the image file lays the image out.
+    #[serde(default, skip_serializing_if = "Format::is_default")]
+    pub format: Format,
     /// Owners and modes set on matching entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub perms: Vec<Perm>,
@@ -243,6 +248,7 @@ impl ImageArgs {
             from_image_name: args.string("fromImageName")?,
             from_image_tag: args.string("fromImageTag")?,
             perms: check_perms(args.value("perms"))?,
+            format: args.string("format")?.map(|f| Format::from_name(&f)).transpose()?.unwrap_or_default(),
             single_layer,
             customise: scripts.is_some(),
             sandbox_shell: scripts.flatten().map(Into::into),
@@ -505,7 +511,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         layers,
         config: serde_json::to_string(&config).expect("a JSON value serialises"),
     };
-    Ok(Plan { mtime, images: vec![spec] })
+    Ok(Plan { mtime, format: image.format, images: vec![spec] })
 }
 
 /// How many store layers an image of at most `max_layers` layers has room for, next to

@@ -6,7 +6,7 @@
 
 use crate::args::Args;
 use crate::digest::Digest;
-use crate::image::{ImageSpec, Plan};
+use crate::image::{Format, ImageSpec, Plan};
 use crate::image_reader::{read_images, verify, ArchiveReader};
 use crate::layered_image::check_in_store;
 use crate::{Error, Result};
@@ -19,13 +19,16 @@ use std::path::Path;
 pub struct MergeArgs {
     /// The name of the derivations.
     pub name: String,
+    /// How the merged image file lays the images out.
+    #[serde(default, skip_serializing_if = "Format::is_default")]
+    pub format: Format,
 }
 
 impl MergeArgs {
     /// Checks the arguments (`args_json`: `images`, `name`; `compressor` is the Nix glue's)
     /// for a store at `store_dir`.
     pub fn from_nix(args_json: &str, store_dir: &str) -> Result<MergeArgs> {
-        let args = Args::parse(args_json, &["images", "name"])?;
+        let args = Args::parse(args_json, &["images", "name", "format"])?;
         if !args.has("images") {
             return Err(Error::argument("images", "is required"));
         }
@@ -40,7 +43,8 @@ impl MergeArgs {
         if name.is_empty() || name.contains('/') {
             return Err(Error::argument("name", format!("{name:?} is not a usable derivation name")));
         }
-        Ok(MergeArgs { name })
+        let format = args.string("format")?.map(|f| Format::from_name(&f)).transpose()?.unwrap_or_default();
+        Ok(MergeArgs { name, format })
     }
 }
 
@@ -93,13 +97,17 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { mtime: MERGED_MTIME, images: images.into_iter().map(|(spec, _)| spec).collect() })
+    Ok(Plan {
+        mtime: MERGED_MTIME,
+        format: Default::default(),
+        images: images.into_iter().map(|(spec, _)| spec).collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::write_docker_archive;
+    use crate::archive::write_archive;
 
     /// A stream script of one image, `tag`, holding store path `name` (with `contents`).
     fn stream(dir: &Path, name: &str, contents: &str, tag: &str) -> String {
@@ -114,8 +122,7 @@ mod tests {
 
     /// The archive a stream script would write.
     fn archive(dir: &Path, script: &str) -> String {
-        let bytes =
-            write_docker_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), 2, |_, _, _| {});
+        let bytes = write_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), 2, |_, _, _| {});
         let path = format!("{script}.tar");
         std::fs::write(&path, bytes.unwrap()).unwrap();
         assert!(Path::new(&path).starts_with(dir));
@@ -134,7 +141,7 @@ mod tests {
         let plan = merge_images(&[a_archive.clone(), b.clone(), a2]).unwrap();
         let tags: Vec<&Vec<String>> = plan.images.iter().map(|i| &i.repo_tags).collect();
         assert_eq!(tags, [&vec!["a:1".to_string(), "a:2".into()], &vec!["b:1".to_string()]]);
-        let bytes = write_docker_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let bytes = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
         let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
             .entries()
             .unwrap()

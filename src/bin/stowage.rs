@@ -10,13 +10,13 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage::archive::write_docker_archive;
+use stowage::archive::{write_archive, write_oci_dir};
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
 use stowage::digest::Digest;
-use stowage::image::Plan;
+use stowage::image::{Format, Plan};
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
 
@@ -91,7 +91,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stream { plan } => {
             let plan = Plan::read(&plan)?;
             let progress = |i: usize, n: usize, d: &Digest| eprintln!("stowage: layer {}/{n} {d}", i + 1);
-            write_docker_archive(&plan, stdout()?, cores()?, progress)?;
+            write_archive(&plan, stdout()?, cores()?, progress)?;
             Ok(())
         }
         Command::BuildStream => {
@@ -110,10 +110,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             #[derive(serde::Deserialize)]
             struct Attrs {
                 images: Vec<String>,
+                #[serde(default)]
+                format: Format,
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            write_script(&merge_images(&attrs.images)?, &attrs.outputs)
+            let plan = Plan { format: attrs.format, ..merge_images(&attrs.images)? };
+            write_script(&plan, &attrs.outputs)
         }
         Command::BuildArchive => {
             #[derive(serde::Deserialize)]
@@ -129,10 +132,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let io_err = |e| stowage::Error::io(path, e);
             let threads = cores()?;
             eprintln!("stowage: writing {} on {threads} thread(s)", path.display());
+            if plan.format == Format::OciDir {
+                if compressor != Compressor::None {
+                    return Err(fail("argument 'compressor' must be \"none\" for format \"oci-dir\""));
+                }
+                return Ok(write_oci_dir(&plan, path, threads)?);
+            }
             let file = fs::File::create(path).map_err(io_err)?;
             let file =
                 compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
-            let file = write_docker_archive(&plan, file, threads, |_, _, _| {})?.finish().map_err(io_err)?;
+            let file = write_archive(&plan, file, threads, |_, _, _| {})?.finish().map_err(io_err)?;
             file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
             Ok(())
         }
