@@ -21,6 +21,8 @@ packages=(
   # the image tools the tests check images with, and a static shell for test images (and for
   # the Nix sandbox)
   skopeo podman runc umoci jq busybox-static
+  # a registry to push to and pull from (distribution)
+  docker-registry
   # a real Docker Engine, which loads the gz archives
   docker.io
   # make bench: its baselines (what dockerTools' compressors run) and the peak-memory

@@ -102,6 +102,14 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A registry refused or failed a request.
+    #[error("registry {registry}: {problem}")]
+    Registry {
+        /// `host[:port]`.
+        registry: String,
+        /// What was being done, and what went wrong.
+        problem: String,
+    },
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

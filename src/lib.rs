@@ -50,6 +50,7 @@ pub mod nar;
 pub mod nss;
 pub mod perms;
 pub mod plan;
+pub mod push;
 pub mod reference;
 pub mod script;
 pub mod seccomp;

@@ -17,8 +17,10 @@ use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
 use stowage::digest::Digest;
 use stowage::image::{Format, Plan};
+use stowage::image_reader::{read_images, verify, ArchiveReader};
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
+use stowage::push::{push, Destination};
 
 /// Container images from the Nix store.
 ///
@@ -49,6 +51,18 @@ enum Command {
     BuildMergeStream,
     /// Derivation builder: writes the (compressed) archive of a stream script to $out.
     BuildArchive,
+    /// Pushes an image (a stream script, its plan, or an image archive) to a registry,
+    /// sending only the blobs it does not have.
+    Push {
+        /// The image: a stowage stream script or plan, or a docker-archive or OCI archive
+        /// holding one image.
+        image: PathBuf,
+        /// Where it goes: docker://HOST[:PORT]/REPOSITORY[:TAG].
+        dest: String,
+        /// How layers are compressed for the registry: gz or zstd.
+        #[arg(long, default_value = "gz")]
+        compress: String,
+    },
 }
 
 /// The number of bytes an archive file is written in.
@@ -99,6 +113,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let plan =
                 plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
             write_script(&plan, &input.outputs)
+        }
+        Command::Push { image, dest, compress } => {
+            let dest = Destination::parse(&dest)?;
+            let compressor = Compressor::from_name(&compress)?;
+            let images = read_images(&image)?;
+            let [found] = images.as_slice() else {
+                let tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
+                return Err(fail(format!(
+                    "{} holds {} images ({}); push takes one",
+                    image.display(),
+                    images.len(),
+                    tags.join(", ")
+                )));
+            };
+            let spec = verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?;
+            let pushed = push(&spec, &dest, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
+            eprintln!(
+                "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
+                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
+            );
+            Ok(())
         }
         Command::BuildCustomisation => {
             let input: CustomisationInput = read_attrs()?;

@@ -211,3 +211,66 @@ pub fn layer_headers(archive: &Path, index: isize) -> (Vec<(String, tar::Header)
         .collect();
     (headers, layers.len())
 }
+
+/// A registry of its own (Debian's `docker-registry`, distribution) on a free port of
+/// 127.0.0.1, plain HTTP, storing into and logging to a temporary folder; stopped when dropped.
+pub struct Registry {
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+    pub port: u16,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::Builder::new().prefix("stowage-registry-").tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let daemon = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (installed by make setup) starts");
+        let registry = Registry { dir, daemon, port };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen within 10 s; its log:\n{}", registry.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// How many blob uploads were started (each `POST …/blobs/uploads/` in the access log).
+    pub fn uploads(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/")).count()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// How many layers the (first) image of a stream script's plan has.
+pub fn layer_count_of_plan(stream: &Path) -> usize {
+    let text = std::fs::read_to_string(stream).unwrap();
+    let plan: Value = serde_json::from_str(text.split_once('\n').unwrap().1).unwrap();
+    plan["images"][0]["layers"].as_array().unwrap().len()
+}
