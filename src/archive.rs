@@ -63,13 +63,7 @@ pub fn write_archive<W: Write>(
 /// (see [`write_archive`]), unpacked as it is written.
 pub fn write_oci_dir(plan: &Plan, dir: &Path, threads: usize) -> Result<()> {
     fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut fds = [0; 2];
-    // SAFETY: a two-element array for the pipe's ends.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::io("(pipe)", io::Error::last_os_error()));
-    }
-    // SAFETY: both just made, each owned once.
-    let (from, to) = unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) };
+    let (from, to) = pipe().map_err(|e| Error::io("(pipe)", e))?;
     let mut plan = plan.clone();
     plan.format = Format::OciArchive;
     std::thread::scope(|scope| {
@@ -83,6 +77,17 @@ pub fn write_oci_dir(plan: &Plan, dir: &Path, threads: usize) -> Result<()> {
         written?;
         unpacked.map_err(|e| Error::io(dir, e))
     })
+}
+
+/// A pipe's reading and writing ends, closed on exec.
+pub(crate) fn pipe() -> io::Result<(fs::File, fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: a two-element array for the pipe's ends.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both just made, each owned once.
+    Ok(unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) })
 }
 
 /// [`write_archive`] with at most `chunks_ahead` chunks ahead of the writer.

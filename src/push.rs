@@ -10,6 +10,7 @@
 //! This first cut speaks to registries without authentication; plain HTTP is used for
 //! `localhost` and `127.0.0.1` only, HTTPS with the system's CA store otherwise.
 
+use crate::archive::pipe;
 use crate::chunks::to_writer;
 use crate::compress::Compressor;
 use crate::digest::{Digest, DigestWriter};
@@ -295,17 +296,6 @@ impl Client {
             .map_err(|e| self.error("putting the manifest", e))?;
         Ok(())
     }
-}
-
-fn pipe() -> io::Result<(fs::File, fs::File)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: a two-element array for the pipe's ends.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both just made, each owned once.
-    Ok(unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) })
 }
 
 #[cfg(test)]

@@ -21,6 +21,16 @@ fn push(image: &Path, dest: &str, cache: &Path) -> Output {
     run_ok(Command::new(stowage()).arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", cache))
 }
 
+/// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking
+/// every blob).
+fn inspect_and_copy(at: &str) -> serde_json::Value {
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", at]));
+    let copy = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:x", copy.path().join("l").display());
+    run_ok(Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", at, &layout]));
+    serde_json::from_slice(&raw.stdout).unwrap()
+}
+
 fn app(version: &str) -> String {
     format!(
         r#"s.streamLayeredImage {{ name = "team/app"; tag = "v{version}"; contents = [ busybox (app "{version}") ];
@@ -45,19 +55,8 @@ fn push_sends_only_what_the_registry_lacks() {
 
     // skopeo reads the manifest and copies every blob (checking digests)
     let at = format!("docker://{}/team/app:v1", registry.address());
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &at])).stdout,
-    )
-    .unwrap();
+    let manifest = inspect_and_copy(&at);
     assert_eq!(manifest["layers"].as_array().unwrap().len(), layers);
-    let copy = tempfile::tempdir().unwrap();
-    run_ok(Command::new("skopeo").args([
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        &at,
-        &format!("oci:{}:x", copy.path().join("l").display()),
-    ]));
 
     // again: no layer blob is sent
     let again = push(&v1, &dest, cache.path());
@@ -97,21 +96,9 @@ fn push_takes_archives_and_zstd() {
                 .arg(&dest)
                 .env("XDG_CACHE_HOME", cache.path()),
         );
-        let at = dest.clone();
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &at])).stdout,
-        )
-        .unwrap();
+        let manifest = inspect_and_copy(&dest);
         let media = manifest["layers"][0]["mediaType"].as_str().unwrap();
         assert!(media.ends_with(if compress == "gz" { "gzip" } else { "zstd" }), "{media}");
-        let copy = tempfile::tempdir().unwrap();
-        run_ok(Command::new("skopeo").args([
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            &at,
-            &format!("oci:{}:x", copy.path().join("l").display()),
-        ]));
     }
     // a registry that is not there: a clear error, exit ≠ 0
     let out = Command::new(stowage())
