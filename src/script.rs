@@ -223,7 +223,6 @@ enum Step {
     Chroot,
     Seccomp,
     SendListener,
-    Exec,
 }
 
 impl Step {
@@ -235,8 +234,7 @@ impl Step {
             4 => "mounting the store, /dev, /sys and /proc inside the image root",
             5 => "changing root into the image root",
             6 => "installing the seccomp filter that records chown calls",
-            7 => "handing the seccomp listener to the supervisor",
-            _ => "starting the shell",
+            _ => "handing the seccomp listener to the supervisor",
         }
     }
 }
@@ -464,7 +462,19 @@ fn child(plan: &ChildPlan, socket: RawFd) -> ! {
             None => libc::execve(plan.shell_path.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr())
                 as libc::c_long,
         };
-        fail(Step::Exec)
+        // The supervisor has its listener and no longer reads the socket: say it on stderr,
+        // which is the build log, and end as a shell that cannot run a command does.
+        let reason = libc::strerror(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        for part in [
+            c"stowage: cannot start the shell ".as_ptr(),
+            plan.shell_path.as_ptr(),
+            c": ".as_ptr(),
+            reason,
+            c"\n".as_ptr(),
+        ] {
+            libc::write(2, part.cast(), libc::strlen(part));
+        }
+        libc::_exit(127)
     }
 }
 
@@ -572,6 +582,19 @@ mod tests {
         let err =
             run(&script("runAsRoot", "kill -9 $$", &[]), dir.path(), &Confinement::BuildUser).unwrap_err();
         assert_eq!(err.to_string(), "runAsRoot failed (killed by signal 9); its output is above");
+    }
+
+    #[test]
+    fn a_shell_that_cannot_start_is_exit_code_127() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(&store).unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        // the image has no /bin/sh
+        let script = Script { name: "runAsRoot", text: "true", shell: Shell::Image, env: &[] };
+        let err = run(&script, &root, &Confinement::Chroot { store_dir: store }).unwrap_err();
+        assert_eq!(err.to_string(), "runAsRoot failed (exit code 127); its output is above");
     }
 
     #[test]
