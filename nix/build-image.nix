@@ -8,6 +8,8 @@
   stowageDerivation,
   # ./archive.nix, applied
   archive,
+  # ./copy-to.nix, applied
+  copies,
 }:
 {
   # paths copied into the image root (`contents` is dockerTools' old name for it)
@@ -54,8 +56,10 @@ let
     exportReferencesGraph.closure = [ layer ] ++ prims.referencedPaths config;
   };
   imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+  named = stream // { imageName = image.name; inherit imageTag; };
 in
-archive "buildImage" { stream = stream // { imageName = image.name; inherit imageTag; }; inherit compressor format; name = image.baseName; }
+archive "buildImage" { stream = named; inherit compressor format; name = image.baseName; }
+// copies named
 // passthru
 // {
   inherit meta passthru imageTag;

@@ -5,6 +5,8 @@
   streamLayeredImage,
   # ./archive.nix, applied
   archive,
+  # ./copy-to.nix, applied
+  copies,
 }:
 {
   # "none", "gz" or "zstd" (null: gz, or none for an OCI folder)
@@ -20,6 +22,7 @@ let
   stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ] // { inherit format; });
 in
 archive "buildLayeredImage" { inherit stream compressor format; name = baseNameOf stream.imageName; }
+// copies stream
 // passthru
 // {
   inherit meta passthru;

@@ -17,15 +17,17 @@ let
   } // attrs);
   # the archive of a stream, for the public function named (which errors name)
   archive = import ./archive.nix { inherit stowageDerivation; };
+  # copyToRegistry and copyTo for an image's stream
+  copies = import ./copy-to.nix { inherit stowageDerivation; };
   # the stream derivation of a layered image, for the public function named
-  layeredStream = import ./stream-layered-image.nix { inherit prims stowageDerivation; };
+  layeredStream = import ./stream-layered-image.nix { inherit prims stowageDerivation copies; };
   streamLayeredImage = layeredStream "streamLayeredImage";
   buildLayeredImage = import ./build-layered-image.nix {
-    inherit archive;
+    inherit archive copies;
     streamLayeredImage = layeredStream "buildLayeredImage";
   };
   merges = import ./merge-images.nix { inherit prims stowageDerivation archive; };
-  buildImage = import ./build-image.nix { inherit prims stowageDerivation archive; };
+  buildImage = import ./build-image.nix { inherit prims stowageDerivation archive copies; };
 in
 {
   inherit (prims) version goarch fakeNss;

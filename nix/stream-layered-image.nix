@@ -5,6 +5,8 @@
   prims,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
+  # ./copy-to.nix, applied
+  copies,
 }:
 # the public function this serves, for error messages
 function:
@@ -53,13 +55,17 @@ let
     exportReferencesGraph.closure =
       contentsList ++ prims.referencedPaths config ++ (if customisation != null then [ customisation ] else [ ]);
   } // (if customisation != null then { inherit customisation; } else { }));
+  named = stream // {
+    imageName = image.name;
+    # without a tag, the derivation's hash (what the archive's RepoTags carry too)
+    imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+  };
 in
-stream
+named
+// copies named
 // passthru
 // {
   inherit meta;
-  imageName = image.name;
-  # without a tag, the derivation's hash (what the archive's RepoTags carry too)
-  imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+  inherit (named) imageName imageTag;
   passthru = passthru;
 }

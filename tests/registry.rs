@@ -112,3 +112,34 @@ fn push_takes_archives_and_zstd() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stowage: registry 127.0.0.1:9: asking for blob sha256:"), "{err}");
 }
+
+/// copyToRegistry pushes an image to its own name (which carries the registry), copyTo where it
+/// is told; both are executables in `bin/`, as `nix run` wants them.
+#[test]
+fn copy_to_registry_and_copy_to() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let cache = tempfile::tempdir().unwrap();
+    let image = format!(
+        r#"s.buildLayeredImage {{ name = "{}/team/copied"; tag = "1"; contents = [ busybox ]; }}"#,
+        registry.address()
+    );
+    let copy = nix.build(&expr(&format!("({image}).copyToRegistry")));
+    let out = run_ok(Command::new(copy.join("bin/copy-to-registry")).env("XDG_CACHE_HOME", cache.path()));
+    assert!(out.stdout.is_empty());
+    let manifest = inspect_and_copy(&format!("docker://{}/team/copied:1", registry.address()));
+    assert_eq!(manifest["schemaVersion"], 2);
+    let program = nix.eval_json(&expr(&format!("({image}).copyToRegistry.meta.mainProgram")));
+    assert_eq!(program, "copy-to-registry");
+
+    let copy_to = nix.build(&expr(&format!(
+        "(s.buildImage {{ name = \"single\"; tag = \"2\"; copyToRoot = [ busybox ]; }}).copyTo"
+    )));
+    let dest = format!("docker://{}/elsewhere:2", registry.address());
+    run_ok(Command::new(copy_to.join("bin/copy-to")).arg(&dest).env("XDG_CACHE_HOME", cache.path()));
+    inspect_and_copy(&dest);
+    // without a destination, it says what to give
+    let out = Command::new(copy_to.join("bin/copy-to")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give the destination: copyTo docker://"));
+}

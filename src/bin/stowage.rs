@@ -63,6 +63,19 @@ enum Command {
         #[arg(long, default_value = "gz")]
         compress: String,
     },
+    /// Pushes the image of a copy script (an image's copyToRegistry or copyTo): to DEST, or to
+    /// where the script says.
+    Copy {
+        /// The copy script.
+        script: PathBuf,
+        /// Where the image goes: docker://HOST[:PORT]/REPOSITORY[:TAG].
+        dest: Option<String>,
+        /// How layers are compressed for the registry: gz or zstd.
+        #[arg(long, default_value = "gz")]
+        compress: String,
+    },
+    /// Derivation builder: writes a copy script (copyToRegistry, copyTo) to $out/bin.
+    BuildCopyScript,
 }
 
 /// The number of bytes an archive file is written in.
@@ -114,25 +127,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
             write_script(&plan, &input.outputs)
         }
-        Command::Push { image, dest, compress } => {
-            let dest = Destination::parse(&dest)?;
-            let compressor = Compressor::from_name(&compress)?;
-            let images = read_images(&image)?;
-            let [found] = images.as_slice() else {
-                let tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
-                return Err(fail(format!(
-                    "{} holds {} images ({}); push takes one",
-                    image.display(),
-                    images.len(),
-                    tags.join(", ")
-                )));
-            };
-            let spec = verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?;
-            let pushed = push(&spec, &dest, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
-            eprintln!(
-                "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
-                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
-            );
+        Command::Push { image, dest, compress } => push_image(&image, &dest, &compress),
+        Command::Copy { script, dest, compress } => {
+            let text = fs::read_to_string(&script).map_err(|e| stowage::Error::io(&script, e))?;
+            let copy: CopyScript = text
+                .split_once('\n')
+                .and_then(|(_, json)| serde_json::from_str(json).ok())
+                .ok_or_else(|| fail(format!("{}: not a stowage copy script", script.display())))?;
+            let dest = dest.or(copy.dest).ok_or_else(|| {
+                fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
+            })?;
+            push_image(Path::new(&copy.image), &dest, &compress)
+        }
+        Command::BuildCopyScript => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                image: String,
+                dest: Option<String>,
+                program: String,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            let me =
+                std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
+            let bin = Path::new(&attrs.outputs.out).join("bin");
+            fs::create_dir_all(&bin).map_err(|e| stowage::Error::io(&bin, e))?;
+            let script = bin.join(&attrs.program);
+            let copy = CopyScript { image: attrs.image, dest: attrs.dest };
+            let text =
+                format!("#!{} copy\n{}\n", me.display(), serde_json::to_string(&copy).expect("serialises"));
+            fs::write(&script, text).map_err(|e| stowage::Error::io(&script, e))?;
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o555))
+                .map_err(|e| stowage::Error::io(&script, e))?;
             Ok(())
         }
         Command::BuildCustomisation => {
@@ -181,6 +207,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// What a copy script holds: the image's stream, and where it goes unless told otherwise.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CopyScript {
+    image: String,
+    dest: Option<String>,
+}
+
+/// Pushes the one image in the file `image` to `dest`, layers compressed by `compress`.
+fn push_image(image: &Path, dest: &str, compress: &str) -> Result<(), Failure> {
+    let dest = Destination::parse(dest)?;
+    let compressor = Compressor::from_name(compress)?;
+    let images = read_images(image)?;
+    let [found] = images.as_slice() else {
+        let tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
+        return Err(fail(format!(
+            "{} holds {} images ({}); push takes one",
+            image.display(),
+            images.len(),
+            tags.join(", ")
+        )));
+    };
+    let spec = verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?;
+    let pushed = push(&spec, &dest, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
+    eprintln!(
+        "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
+        dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
+    );
+    Ok(())
 }
 
 /// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),
