@@ -132,9 +132,8 @@ fn copy_to_registry_and_copy_to() {
     let program = nix.eval_json(&expr(&format!("({image}).copyToRegistry.meta.mainProgram")));
     assert_eq!(program, "copy-to-registry");
 
-    let copy_to = nix.build(&expr(&format!(
-        "(s.buildImage {{ name = \"single\"; tag = \"2\"; copyToRoot = [ busybox ]; }}).copyTo"
-    )));
+    let copy_to = nix
+        .build(&expr(r#"(s.buildImage { name = "single"; tag = "2"; copyToRoot = [ busybox ]; }).copyTo"#));
     let dest = format!("docker://{}/elsewhere:2", registry.address());
     run_ok(Command::new(copy_to.join("bin/copy-to")).arg(&dest).env("XDG_CACHE_HOME", cache.path()));
     inspect_and_copy(&dest);
