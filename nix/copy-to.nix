@@ -1,6 +1,7 @@
-# copyToRegistry and copyTo (nix2container's names): executables, `nix run`-able, that push an
-# image with `stowage push` — to its own name (copyToRegistry: `imageName:imageTag`, so the name
-# carries the registry), or to the destination they are given (copyTo docker://HOST/REPO:TAG).
+# copyToRegistry, copyTo and copyToDockerDaemon (nix2container's names): executables,
+# `nix run`-able, that push an image — to its own name (copyToRegistry: `imageName:imageTag`,
+# so the name carries the registry), to the destination they are given (copyTo
+# docker://HOST/REPO:TAG), or into the Docker Engine DOCKER_HOST names.
 {
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
@@ -19,4 +20,6 @@ in
 {
   copyToRegistry = script "copy-to-registry" "docker://${stream.imageName}:${stream.imageTag}";
   copyTo = script "copy-to" null;
+  # the Docker Engine that DOCKER_HOST names (or /var/run/docker.sock), without a file between
+  copyToDockerDaemon = script "copy-to-docker-daemon" "docker-daemon:";
 }

@@ -35,6 +35,7 @@ pub mod contents;
 pub mod cores;
 pub mod customise;
 pub mod digest;
+pub mod docker_daemon;
 pub mod error;
 #[cfg(feature = "plugin")]
 mod ffi;

@@ -78,6 +78,17 @@ fn docker_loads_and_runs_the_default_gz_archive() {
     );
     let out = run_ok(docker.cmd().args(["run", "--rm", "--network", "none", "gz:t"])).stdout;
     assert_eq!(String::from_utf8(out).unwrap(), "hello from docker\n");
+
+    // copyToDockerDaemon streams it into the engine's socket, no file between
+    run_ok(docker.cmd().args(["rmi", "gz:t"]));
+    let copy = nix.build(&expr(&format!("({image}).copyToDockerDaemon")));
+    let loader = copy.join("bin/copy-to-docker-daemon");
+    let out = run_ok(std::process::Command::new(loader).env("DOCKER_HOST", docker.host()));
+    assert!(out.stdout.is_empty());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Loaded image: gz:t"), "{said}");
+    let out = run_ok(docker.cmd().args(["run", "--rm", "--network", "none", "gz:t"])).stdout;
+    assert_eq!(String::from_utf8(out).unwrap(), "hello from docker\n");
 }
 
 #[test]

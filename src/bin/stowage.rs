@@ -16,6 +16,7 @@ use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
 use stowage::digest::Digest;
+use stowage::docker_daemon;
 use stowage::image::{Format, Plan};
 use stowage::image_reader::{read_images, verify, ArchiveReader};
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
@@ -68,7 +69,8 @@ enum Command {
     Copy {
         /// The copy script.
         script: PathBuf,
-        /// Where the image goes: docker://HOST[:PORT]/REPOSITORY[:TAG].
+        /// Where the image goes: docker://HOST[:PORT]/REPOSITORY[:TAG], or docker-daemon: for
+        /// the Docker Engine DOCKER_HOST names.
         dest: Option<String>,
         /// How layers are compressed for the registry: gz or zstd.
         #[arg(long, default_value = "gz")]
@@ -216,10 +218,12 @@ struct CopyScript {
     dest: Option<String>,
 }
 
-/// Pushes the one image in the file `image` to `dest`, layers compressed by `compress`.
+/// Where copyToDockerDaemon sends an image: the engine `DOCKER_HOST` names.
+const DOCKER_DAEMON: &str = "docker-daemon:";
+
+/// Pushes the one image in the file `image` to `dest` (a registry, layers compressed by
+/// `compress`, or [`DOCKER_DAEMON`]).
 fn push_image(image: &Path, dest: &str, compress: &str) -> Result<(), Failure> {
-    let dest = Destination::parse(dest)?;
-    let compressor = Compressor::from_name(compress)?;
     let images = read_images(image)?;
     let [found] = images.as_slice() else {
         let tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
@@ -231,6 +235,14 @@ fn push_image(image: &Path, dest: &str, compress: &str) -> Result<(), Failure> {
         )));
     };
     let spec = verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?;
+    if dest == DOCKER_DAEMON {
+        let socket = docker_daemon::socket_of(std::env::var("DOCKER_HOST").ok().as_deref())?;
+        let said = docker_daemon::load(&spec, &socket, cores()?)?;
+        eprintln!("stowage: {} ({})", said, socket.display());
+        return Ok(());
+    }
+    let dest = Destination::parse(dest)?;
+    let compressor = Compressor::from_name(compress)?;
     let pushed = push(&spec, &dest, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
     eprintln!(
         "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",

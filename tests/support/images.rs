@@ -145,6 +145,11 @@ impl Docker {
         panic!("dockerd did not answer within 30 s; its log:\n{log}");
     }
 
+    /// The engine's address, as `DOCKER_HOST` takes it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("sock").display())
+    }
+
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(DOCKER);
         cmd.arg("-H").arg(format!("unix://{}", self.dir.path().join("sock").display()));
