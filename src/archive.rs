@@ -195,20 +195,29 @@ fn read_layer(
         to_writer.send(Message::Chunk(chunk)).map_err(|_| writer_stopped())?;
         budget.take(index).ok_or_else(writer_stopped)
     });
-    match &layer.source {
-        LayerSource::Store(source) => write_layer(source, &mut out)?,
-        LayerSource::Archive(source) => {
-            // One byte more than planned is enough to tell that the layer changed.
-            let mut bytes = archives.layer(source)?.take(layer.size + 1);
-            out.copy_from(&mut bytes, u64::MAX).map_err(|e| match e {
-                CopyError::Read(e) => source.error(e),
-                CopyError::Write(e) => stream_error(e),
-            })?;
-        }
-    }
+    produce_layer(layer, &mut out, archives)?;
     let (_, spare, size) = out.finish().map_err(stream_error)?;
     budget.give(spare);
     Ok((Digest(hasher.finalize().into()), size))
+}
+
+/// Produces the bytes of `layer` into `out`: generated from the store, or copied out of its
+/// archive — one byte more than planned at most, enough to tell that the layer changed.
+pub(crate) fn produce_layer(
+    layer: &PlannedLayer,
+    out: &mut ChunkWriter<impl crate::chunks::Emit>,
+    archives: &mut ArchiveReader,
+) -> Result<()> {
+    match &layer.source {
+        LayerSource::Store(source) => write_layer(source, out),
+        LayerSource::Archive(source) => {
+            let mut bytes = archives.layer(source)?.take(layer.size + 1);
+            out.copy_from(&mut bytes, u64::MAX).map(drop).map_err(|e| match e {
+                CopyError::Read(e) => source.error(e),
+                CopyError::Write(e) => stream_error(e),
+            })
+        }
+    }
 }
 
 /// What a reader sees once the writer has stopped (the writer's own error says why).

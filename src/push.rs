@@ -10,17 +10,16 @@
 //! This first cut speaks to registries without authentication; plain HTTP is used for
 //! `localhost` and `127.0.0.1` only, HTTPS with the system's CA store otherwise.
 
-use crate::archive::pipe;
+use crate::archive::{pipe, produce_layer};
 use crate::chunks::to_writer;
 use crate::compress::Compressor;
 use crate::digest::{Digest, DigestWriter};
-use crate::image::{ImageSpec, LayerSource, PlannedLayer};
+use crate::image::{ImageSpec, PlannedLayer};
 use crate::image_reader::ArchiveReader;
-use crate::layer::write_layer;
 use crate::{Error, Result};
 use serde_json::json;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 /// Where an image goes: `docker://HOST[:PORT]/REPOSITORY[:TAG]`.
@@ -168,17 +167,9 @@ fn compress_layer(
     let io_err = |e| Error::io("(layer)", e);
     let compressed = compressor.writer(out, threads).map_err(io_err)?;
     let mut hashed = DigestWriter::new(compressed);
-    match &layer.source {
-        LayerSource::Store(source) => {
-            let mut chunks = to_writer(&mut hashed);
-            write_layer(source, &mut chunks)?;
-            drop(chunks.finish().map_err(io_err)?);
-        }
-        LayerSource::Archive(source) => {
-            let mut bytes = archives.layer(source)?.take(layer.size + 1);
-            io::copy(&mut bytes, &mut hashed).map_err(|e| source.error(e))?;
-        }
-    }
+    let mut chunks = to_writer(&mut hashed);
+    produce_layer(layer, &mut chunks, archives)?;
+    drop(chunks.finish().map_err(io_err)?);
     let (compressed, digest, size) = hashed.finish();
     if digest != layer.digest || size != layer.size {
         return Err(Error::LayerMismatch {

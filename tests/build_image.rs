@@ -181,12 +181,7 @@ fn run_as_root_on_a_layered_base_with_its_own_store() {
     assert_eq!(podman.run("on-layered:t"), "from the base shell\n33\nbase\n");
     let layer = expr(&format!("({image}).stream.customisation"));
     nix.build_output_with(&layer, &["--check"]);
-    let build_users: &[&str] = if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
-        &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
-    } else {
-        &["--option", "build-users-group", "nixbld"]
-    };
-    for options in [build_users, &["--option", "sandbox", "false"]] {
+    for options in support::build_user_and_no_sandbox_options() {
         let other = TestNix::new();
         let out = other.build_output_with(&layer, options);
         let path = String::from_utf8(out.stdout).unwrap();

@@ -187,15 +187,7 @@ fn the_shell_is_asked_for_at_evaluation_unless_nix_has_a_sandbox_shell() {
 /// Unprivileged build users in the sandbox, and no sandbox at all.
 #[test]
 fn scripts_run_as_build_users_and_without_the_sandbox() {
-    // The Nix 2.26 that `make setup` builds is built without seccomp sandboxing
-    // (scripts/nix-2.26/build.sh), and refuses build users unless told to do without its own
-    // filter; ours is the builder's, and needs no libseccomp.
-    let build_users: &[&str] = if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
-        &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
-    } else {
-        &["--option", "build-users-group", "nixbld"]
-    };
-    for options in [build_users, &["--option", "sandbox", "false"]] {
+    for options in support::build_user_and_no_sandbox_options() {
         let nix = TestNix::new();
         let out = nix.build_output_with(&expr(&format!("s.buildLayeredImage {CUSTOMISED}")), options);
         let archive = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());

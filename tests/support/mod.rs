@@ -169,6 +169,21 @@ impl TestNix {
     }
 }
 
+/// nix-build options that build as Nix's unprivileged build users (`make setup` makes the
+/// `nixbld` users) in the sandbox, and options that build without the sandbox.
+pub fn build_user_and_no_sandbox_options() -> [&'static [&'static str]; 2] {
+    // The Nix 2.26 that `make setup` builds is built without seccomp sandboxing
+    // (scripts/nix-2.26/build.sh), and refuses build users unless told to do without its own
+    // filter; stowage's is the builder's, and needs no libseccomp.
+    let build_users: &'static [&'static str] =
+        if std::env::var("STOWAGE_EXPECT_NIX").is_ok_and(|v| v == "2.26") {
+            &["--option", "build-users-group", "nixbld", "--option", "filter-syscalls", "false"]
+        } else {
+            &["--option", "build-users-group", "nixbld"]
+        };
+    [build_users, &["--option", "sandbox", "false"]]
+}
+
 /// Runs `cmd`, which must succeed.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
