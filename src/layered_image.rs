@@ -615,6 +615,33 @@ mod tests {
     }
 
     #[test]
+    fn build_image_arguments_are_checked() {
+        let single = |json: &str| ImageArgs::single_layer_from_nix(json, &evaluator(&[]));
+        let a = single(
+            r#"{"name": "a", "copyToRoot": ["/store/x-busybox"], "runAsRoot": "true", "diskSize": 1024}"#,
+        )
+        .unwrap();
+        assert!(a.single_layer && a.customise);
+        for (json, needle) in [
+            (
+                r#"{"name": "a", "keepContentsDirlinks": "yes"}"#,
+                "argument 'keepContentsDirlinks' is a string while a Boolean was expected",
+            ),
+            (
+                r#"{"name": "a", "copyToRoot": ["/etc"]}"#,
+                "argument 'copyToRoot[0]' \"/etc\" is not a store path",
+            ),
+            (r#"{"name": "a", "runAsRoot": "true"}"#, "argument 'shell' is needed to run runAsRoot"),
+            (r#"{"name": "a", "format": "tar"}"#, "argument 'format' is \"tar\"; it must be"),
+            (r#"{"name": "a", "maxLayers": 3}"#, "unexpected argument 'maxLayers'"),
+            (r#"{"name": "a", "fakeRootCommands": "x"}"#, "unexpected argument 'fakeRootCommands'"),
+        ] {
+            let err = single(json).unwrap_err().to_string();
+            assert!(err.starts_with(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
     fn scripts_need_a_shell() {
         let json = r#"{"name": "a", "fakeRootCommands": "chown 1 x"}"#;
         let err = args(json).unwrap_err().to_string();
