@@ -20,6 +20,11 @@
 //! - the peak memory (GNU time's max RSS) of the stream and of each archive build, on every
 //!   core of the machine.
 //!
+//! - pushing the image to a registry on this machine (Debian's `docker-registry`, a fresh one
+//!   for every first push): `stowage push` (gz, from the stream's plan) ÷ `skopeo copy
+//!   docker-archive:… docker://…` of the same image, and a second push of the unchanged image
+//!   ÷ the first (with the compressed-digest cache, and without it, as on another machine).
+//!
 //! The synthetic store also gets an image on a base archive of the whole store (streamed ÷
 //! `tar | cat`), merges of 1, 4 and 16 images on it, and planning alone for a 10,000-path
 //! graph. The report (Markdown) goes to stdout; progress to stderr.
@@ -29,6 +34,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stowage::plan::{plan_layers, PathInfo};
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::registry::Registry;
 
 /// Runs of each command; the median is reported.
 const RUNS: usize = 5;
@@ -456,6 +466,59 @@ fn measure(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     }
 }
 
+/// Pushes of the image of `set` (its stream, written by [`measure`]) to a registry on this
+/// machine, against skopeo's push of the same image from its docker-archive.
+fn pushes(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    let name = set.name;
+    eprintln!("bench ({name}): push to a registry");
+    let dir = work.join(name);
+    let stream = dir.join("stream");
+    let archive = dir.join("push.tar");
+    run_shell(&format!("{stowage} stream {} 2>/dev/null > {}", stream.display(), archive.display()));
+    let cache = dir.join("push-cache");
+    let push = |registry: &Registry| {
+        format!(
+            "XDG_CACHE_HOME={} {stowage} push {} docker://{}/bench/{name}:1 2>/dev/null",
+            cache.display(),
+            stream.display(),
+            registry.address()
+        )
+    };
+    let (mut first, mut again, mut uncached, mut skopeo) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let registry = Registry::start();
+        let _ = fs::remove_dir_all(&cache);
+        first.push(run_shell(&push(&registry)));
+        again.push(run_shell(&push(&registry)));
+        fs::remove_dir_all(&cache).unwrap();
+        uncached.push(run_shell(&push(&registry)));
+        drop(registry);
+        let registry = Registry::start();
+        skopeo.push(run_shell(&format!(
+            "skopeo copy -q --dest-tls-verify=false docker-archive:{} docker://{}/bench/{name}:1",
+            archive.display(),
+            registry.address()
+        )));
+    }
+    let (first, again, uncached, skopeo) = (median(first), median(again), median(uncached), median(skopeo));
+    rows.push(timed_row(
+        format!("{name}: `stowage push` (gz) to a new registry ÷ `skopeo copy docker-archive:… docker://…`"),
+        (first, skopeo),
+        "≤ 0.7",
+    ));
+    rows.push(timed_row(
+        format!("{name}: the same push again, unchanged ÷ the first"),
+        (again, first),
+        "≤ 0.05",
+    ));
+    rows.push(timed_row(
+        format!("{name}: … again without the digest cache (another machine) ÷ the first"),
+        (uncached, first),
+        "",
+    ));
+    let _ = fs::remove_file(&archive);
+}
+
 /// The synthetic store's images on a base archive of the whole store, and merges of 1, 4 and
 /// 16 of them: times that should follow the distinct layers, not the number of images.
 fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
@@ -578,6 +641,7 @@ fn main() {
     let mut rows = Vec::new();
     for set in &sets {
         measure(stowage, set, work.path(), &mut rows);
+        pushes(stowage, set, work.path(), &mut rows);
     }
     base_images(stowage, &sets[0], work.path(), &mut rows);
     planning(&mut rows);

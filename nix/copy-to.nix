@@ -1,7 +1,8 @@
-# copyToRegistry, copyTo and copyToDockerDaemon (nix2container's names): executables,
-# `nix run`-able, that push an image — to its own name (copyToRegistry: `imageName:imageTag`,
-# so the name carries the registry), to the destination they are given (copyTo
-# docker://HOST/REPO:TAG), or into the Docker Engine DOCKER_HOST names.
+# copyToRegistry, copyTo, copyToDockerDaemon and copyToPodman (nix2container's names):
+# executables, `nix run`-able, that push an image — to its own name (copyToRegistry:
+# `imageName:imageTag`, so the name carries the registry), to the destination they are given
+# (copyTo docker://HOST/REPO:TAG, or any other form `stowage push` takes), into the Docker
+# Engine DOCKER_HOST names, or into podman.
 {
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
@@ -22,4 +23,6 @@ in
   copyTo = script "copy-to" null;
   # the Docker Engine that DOCKER_HOST names (or /var/run/docker.sock), without a file between
   copyToDockerDaemon = script "copy-to-docker-daemon" "docker-daemon:";
+  # `podman load`, into the store podman's configuration names
+  copyToPodman = script "copy-to-podman" "podman:";
 }

@@ -28,9 +28,11 @@ let
   };
   merges = import ./merge-images.nix { inherit prims stowageDerivation archive; };
   buildImage = import ./build-image.nix { inherit prims stowageDerivation archive copies; };
+  buildImageIndex = import ./build-image-index.nix { inherit prims stowageDerivation archive copies; };
+  pullImage = import ./pull-image.nix { inherit prims stowageDerivation; };
 in
 {
   inherit (prims) version goarch fakeNss;
-  inherit streamLayeredImage buildLayeredImage buildImage;
+  inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
   inherit (merges) mergeImages streamMergedImages;
 }

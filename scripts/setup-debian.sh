@@ -23,6 +23,8 @@ packages=(
   skopeo podman runc umoci jq busybox-static
   # a registry to push to and pull from (distribution)
   docker-registry
+  # htpasswd (bcrypt) for the registry tests with basic auth; openssl makes their CA
+  apache2-utils
   # a real Docker Engine, which loads the gz archives
   docker.io
   # make bench: its baselines (what dockerTools' compressors run) and the peak-memory

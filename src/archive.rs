@@ -301,11 +301,11 @@ fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
 }
 
 /// `oci-layout`: which version of the OCI image layout this is.
-const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The config and manifest blobs of an OCI layout, and `index.json`: a descriptor per
 /// `name:tag`, with the platform its config names.
@@ -332,22 +332,42 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
             json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers });
         let mut descriptor = blob(&mut tail, manifest.to_string().as_bytes())?;
         descriptor["mediaType"] = OCI_MANIFEST.into();
-        let parsed: serde_json::Value = serde_json::from_str(&image.config).unwrap_or_default();
-        let mut platform = json!({ "architecture": parsed["architecture"], "os": parsed["os"] });
-        if let Some(variant) = parsed["variant"].as_str() {
-            platform["variant"] = variant.into();
+        descriptor["platform"] = platform(&image.config);
+        if plan.index.is_some() {
+            descriptors.push(descriptor);
+            continue;
         }
-        descriptor["platform"] = platform;
         for name in &image.repo_tags {
-            let mut named = descriptor.clone();
-            named["annotations"] =
-                json!({ "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name });
-            descriptors.push(named);
+            descriptors.push(named(descriptor.clone(), name));
         }
+    }
+    // A multi-platform image: its index is a blob, which index.json names.
+    if let Some(name) = &plan.index {
+        let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
+        let mut descriptor = blob(&mut tail, index.to_string().as_bytes())?;
+        descriptor["mediaType"] = OCI_INDEX.into();
+        descriptors = vec![named(descriptor, name)];
     }
     let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
     file(&mut tail, "index.json", index.to_string().as_bytes(), plan.mtime)?;
     Ok(tail)
+}
+
+/// The platform of an index's descriptor for the image whose config is `config`.
+pub(crate) fn platform(config: &str) -> serde_json::Value {
+    let parsed: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+    let mut platform = json!({ "architecture": parsed["architecture"], "os": parsed["os"] });
+    if let Some(variant) = parsed["variant"].as_str() {
+        platform["variant"] = variant.into();
+    }
+    platform
+}
+
+/// `descriptor`, annotated with the reference `name` (as containerd and the OCI spec name it).
+fn named(mut descriptor: serde_json::Value, name: &str) -> serde_json::Value {
+    descriptor["annotations"] =
+        json!({ "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name });
+    descriptor
 }
 
 /// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
@@ -421,7 +441,7 @@ fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_siz
 }
 
 /// The ustar header of an archive entry of `size` bytes named `name`.
-fn header(name: &str, size: u64, mtime: u64) -> Result<Vec<u8>> {
+pub(crate) fn header(name: &str, size: u64, mtime: u64) -> Result<Vec<u8>> {
     entry_header(name, tar::EntryType::Regular, size, 0o444, mtime)
 }
 
@@ -481,7 +501,7 @@ pub(crate) mod tests {
             layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
             config: config.to_string(),
         };
-        Plan { mtime: 1, format: Default::default(), images: vec![image] }
+        Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
     }
 
     fn names(archive: &[u8]) -> Vec<String> {
@@ -570,7 +590,7 @@ pub(crate) mod tests {
         }
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids } });
         let image = ImageSpec { repo_tags: vec!["many:layers".into()], layers, config: config.to_string() };
-        Plan { mtime: 1, format: Default::default(), images: vec![image] }
+        Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
               Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         )
         .map_err(engine_error)?;
-    let plan = Plan { mtime: 1, format: Format::DockerArchive, images: vec![image.clone()] };
+    let plan = Plan { mtime: 1, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
     let mut body = write_archive(&plan, Chunked(request), threads, |_, _, _| {})?;
     body.0.write_all(b"0\r\n\r\n").and_then(|()| body.0.flush()).map_err(engine_error)?;
     let mut response = BufReader::new(stream);

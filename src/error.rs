@@ -110,6 +110,14 @@ pub enum Error {
         /// What was being done, and what went wrong.
         problem: String,
     },
+    /// An image could not be pulled as it is.
+    #[error("pulling {image}: {problem}")]
+    Pull {
+        /// `name@digest`.
+        image: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

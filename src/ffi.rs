@@ -7,10 +7,12 @@
 
 use crate::args::{Args, Evaluator};
 use crate::goarch::Platform;
+use crate::index::IndexArgs;
 use crate::layered_image::ImageArgs;
 use crate::merge::MergeArgs;
 use crate::nar::Node;
 use crate::nss::FakeNss;
+use crate::pull::PullArgs;
 use std::panic::{self, AssertUnwindSafe};
 
 #[cxx::bridge(namespace = "stowage::ffi")]
@@ -106,6 +108,8 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Resu
                 serde_json::to_value(MergeArgs::from_nix(args_json, &evaluator.store_dir)?)
             }
             "buildImage" => serde_json::to_value(ImageArgs::single_layer_from_nix(args_json, &evaluator)?),
+            "buildImageIndex" => serde_json::to_value(IndexArgs::from_nix(args_json, &evaluator.store_dir)?),
+            "pullImage" => serde_json::to_value(PullArgs::from_nix(args_json, &evaluator)?),
             _ => serde_json::to_value(ImageArgs::from_nix(args_json, &evaluator)?),
         };
         Ok(checked.expect("arguments serialise").to_string())

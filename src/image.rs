@@ -21,6 +21,10 @@ pub struct Plan {
     /// How the images are laid out.
     #[serde(default, skip_serializing_if = "Format::is_default")]
     pub format: Format,
+    /// For a multi-platform image (`buildImageIndex`): its `name:tag`. The images are then one
+    /// image for several platforms, written as an OCI image index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
     /// The images, in manifest order.
     pub images: Vec<ImageSpec>,
 }

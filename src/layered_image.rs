@@ -511,7 +511,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         layers,
         config: serde_json::to_string(&config).expect("a JSON value serialises"),
     };
-    Ok(Plan { mtime, format: image.format, images: vec![spec] })
+    Ok(Plan { mtime, format: image.format, index: None, images: vec![spec] })
 }
 
 /// How many store layers an image of at most `max_layers` layers has room for, next to

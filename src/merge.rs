@@ -100,6 +100,7 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
     Ok(Plan {
         mtime: MERGED_MTIME,
         format: Default::default(),
+        index: None,
         images: images.into_iter().map(|(spec, _)| spec).collect(),
     })
 }

@@ -7,15 +7,16 @@
 //! for each blob first (`HEAD`) and sends only the missing ones, each compressed as it is sent:
 //! an unchanged image is pushed again without compressing or sending a layer.
 //!
-//! This first cut speaks to registries without authentication; plain HTTP is used for
-//! `localhost` and `127.0.0.1` only, HTTPS with the system's CA store otherwise.
+//! How the registry is reached (TLS, credentials, tokens) is [`crate::registry`]'s business.
 
-use crate::archive::{pipe, produce_layer};
+use crate::archive::{pipe, platform, produce_layer};
 use crate::chunks::to_writer;
 use crate::compress::Compressor;
 use crate::digest::{Digest, DigestWriter};
-use crate::image::{ImageSpec, PlannedLayer};
+use crate::image::{Format, ImageSpec, PlannedLayer};
 use crate::image_reader::ArchiveReader;
+use crate::index::{check_platforms, platform_of};
+use crate::registry::{Access, Failure, Registry};
 use crate::{Error, Result};
 use serde_json::json;
 use std::fs;
@@ -54,11 +55,80 @@ impl Destination {
         crate::reference::check_tag(tag)?;
         Ok(Destination { registry: registry.into(), repository: repository.into(), tag: tag.into() })
     }
+}
 
-    fn base(&self) -> String {
-        let host = self.registry.rsplit_once(':').map_or(self.registry.as_str(), |(h, _)| h);
-        let scheme = if matches!(host, "localhost" | "127.0.0.1" | "[::1]") { "http" } else { "https" };
-        format!("{scheme}://{}/v2/{}", self.registry, self.repository)
+/// Where `stowage push` and the copy scripts send an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `docker://HOST[:PORT]/REPOSITORY[:TAG]`: a registry.
+    Registry(Destination),
+    /// `docker-daemon:`: the Docker Engine `DOCKER_HOST` names.
+    DockerDaemon,
+    /// `podman:`: `podman load` (its store, as podman's configuration says).
+    Podman,
+    /// `docker-archive:FILE[:NAME:TAG]`, `oci-archive:FILE[:REF]`, `oci:DIR[:REF]`: an image file
+    /// or OCI layout folder (which must not exist yet), the image named `REF` if given.
+    File {
+        /// How the file lays the image out.
+        format: Format,
+        /// The file or folder.
+        path: PathBuf,
+        /// The name the image gets, in place of its own.
+        reference: Option<String>,
+    },
+}
+
+impl Target {
+    /// The forms [`Target::parse`] takes, for messages.
+    pub const FORMS: &'static str =
+        "docker://HOST[:PORT]/REPOSITORY[:TAG], docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:REF], oci:DIR[:REF], docker-daemon: or podman:";
+
+    /// Parses a destination.
+    pub fn parse(text: &str) -> Result<Target> {
+        if text.starts_with("docker://") {
+            return Destination::parse(text).map(Target::Registry);
+        }
+        let (transport, rest) = text.split_once(':').ok_or_else(|| {
+            Error::argument("DEST", format!("{text:?} names no transport; the forms are {}", Target::FORMS))
+        })?;
+        let format = match transport {
+            "docker-daemon" | "podman" if !rest.is_empty() => {
+                return Err(Error::argument(
+                    "DEST",
+                    format!("{text:?}: {transport}: takes nothing after the colon"),
+                ))
+            }
+            "docker-daemon" => return Ok(Target::DockerDaemon),
+            "podman" => return Ok(Target::Podman),
+            "docker-archive" => Format::DockerArchive,
+            "oci-archive" => Format::OciArchive,
+            "oci" => Format::OciDir,
+            _ => {
+                return Err(Error::argument(
+                    "DEST",
+                    format!("{text:?}: unknown transport {transport:?}; the forms are {}", Target::FORMS),
+                ))
+            }
+        };
+        let (path, reference) = match rest.split_once(':') {
+            Some((path, reference)) => (path, Some(reference.to_owned())),
+            None => (rest, None),
+        };
+        if path.is_empty() || reference.as_ref().is_some_and(|r| r.is_empty()) {
+            return Err(Error::argument(
+                "DEST",
+                format!("{text:?} is incomplete; the forms are {}", Target::FORMS),
+            ));
+        }
+        if let (Format::DockerArchive, Some(reference)) = (format, &reference) {
+            let (name, tag) =
+                reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or_else(|| {
+                    Error::argument("DEST", format!("{text:?}: a docker-archive's image is named NAME:TAG"))
+                })?;
+            crate::reference::ImageName::parse_argument("DEST", name)?;
+            crate::reference::check_tag(tag)?;
+        }
+        Ok(Target::File { format, path: path.into(), reference })
     }
 }
 
@@ -75,84 +145,144 @@ pub struct Pushed {
     pub manifest: String,
 }
 
-/// Pushes `image` to `dest`, its layers compressed by `compressor` (gzip or zstd) on `threads`
-/// threads. `progress` hears a line about every blob.
+/// The media types of what a push sends, by how its layers are compressed: Docker's for
+/// gzip (what every registry and client takes), OCI's for zstd (which Docker's have no name for).
+struct MediaTypes {
+    layer: &'static str,
+    config: &'static str,
+    manifest: &'static str,
+    index: &'static str,
+}
+
+impl MediaTypes {
+    fn of(compressor: Compressor) -> Result<MediaTypes> {
+        match compressor {
+            Compressor::Gzip => Ok(MediaTypes {
+                layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                config: "application/vnd.docker.container.image.v1+json",
+                manifest: "application/vnd.docker.distribution.manifest.v2+json",
+                index: "application/vnd.docker.distribution.manifest.list.v2+json",
+            }),
+            Compressor::Zstd => Ok(MediaTypes {
+                layer: "application/vnd.oci.image.layer.v1.tar+zstd",
+                config: "application/vnd.oci.image.config.v1+json",
+                manifest: "application/vnd.oci.image.manifest.v1+json",
+                index: "application/vnd.oci.image.index.v1+json",
+            }),
+            Compressor::None => {
+                Err(Error::argument("--compress", "must be gz or zstd: registries take compressed layers"))
+            }
+        }
+    }
+}
+
+/// Pushes `images` to `dest`, their layers compressed by `compressor` (gzip or zstd) on
+/// `threads` threads: one image under the destination's tag, or several — one image for
+/// several platforms — each under its digest, with an index (a manifest list) under the tag.
+/// `progress` hears a line about every blob.
 pub fn push(
-    image: &ImageSpec,
+    images: &[ImageSpec],
     dest: &Destination,
+    access: &Access,
     compressor: Compressor,
     threads: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Pushed> {
-    let (layer_type, manifest_type, config_type) = match compressor {
-        Compressor::Gzip => (
-            "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.container.image.v1+json",
-        ),
-        Compressor::Zstd => (
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-            "application/vnd.oci.image.manifest.v1+json",
-            "application/vnd.oci.image.config.v1+json",
-        ),
-        Compressor::None => {
-            return Err(Error::argument(
-                "--compress",
-                "must be gz or zstd: registries take compressed layers",
-            ))
+    let types = MediaTypes::of(compressor)?;
+    let client = Client { registry: Registry::connect(&dest.registry, access)?, dest: dest.clone() };
+    let mut pushed = Pushed::default();
+    let mut sender =
+        Sender { client: &client, types: &types, compressor, threads, archives: ArchiveReader::default() };
+    let (manifest, media_type) = match images {
+        [image] => (sender.image(image, &mut pushed, &mut progress)?, types.manifest),
+        _ => {
+            check_platforms(images, |i| format!("image {} ({})", i + 1, platform_of(&images[i].config)))?;
+            let mut manifests = Vec::new();
+            for image in images {
+                let manifest = sender.image(image, &mut pushed, &mut progress)?;
+                let digest = Digest::of(manifest.as_bytes()).to_string();
+                client.put_manifest(&digest, &manifest, types.manifest)?;
+                progress(&format!("manifest {digest} for {}", platform_of(&image.config)));
+                manifests.push(json!({
+                    "mediaType": types.manifest,
+                    "digest": digest,
+                    "size": manifest.len(),
+                    "platform": platform(&image.config),
+                }));
+            }
+            let index = json!({ "schemaVersion": 2, "mediaType": types.index, "manifests": manifests });
+            (index.to_string(), types.index)
         }
     };
-    let client = Client { agent: ureq::AgentBuilder::new().build(), base: dest.base(), dest: dest.clone() };
-    let mut pushed = Pushed::default();
-    let mut archives = ArchiveReader::default();
-    let mut layers = Vec::new();
-    for (index, layer) in image.layers.iter().enumerate() {
-        let (digest, size) = match cached(layer, compressor) {
-            Some(known) => known,
-            None => {
-                let mut counted = DigestWriter::new(io::sink());
-                compress_layer(index, layer, compressor, threads, &mut archives, &mut counted)?;
-                let (_, digest, size) = counted.finish();
-                remember(layer, compressor, digest, size);
-                (digest, size)
-            }
-        };
-        let what = format!("layer {}/{} {digest} ({size} bytes)", index + 1, image.layers.len());
-        if client.has_blob(&digest)? {
-            pushed.skipped += 1;
-            progress(&format!("{what}: the registry has it"));
-        } else {
-            client.upload(&digest, size, |out| {
-                compress_layer(index, layer, compressor, threads, &mut archives, out)
-            })?;
-            pushed.sent += 1;
-            pushed.bytes += size;
-            progress(&format!("{what}: sent"));
-        }
-        layers.push(json!({ "mediaType": layer_type, "digest": digest.to_string(), "size": size }));
-    }
-    let config = image.config.as_bytes();
-    let config_digest = Digest::of(config);
-    if client.has_blob(&config_digest)? {
-        pushed.skipped += 1;
-    } else {
-        client.upload(&config_digest, config.len() as u64, |out| {
-            out.write_all(config).map_err(|e| Error::io("(config)", e))
-        })?;
-        pushed.sent += 1;
-        pushed.bytes += config.len() as u64;
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest_type,
-        "config": { "mediaType": config_type, "digest": config_digest.to_string(), "size": config.len() },
-        "layers": layers,
-    })
-    .to_string();
-    client.put_manifest(&manifest, manifest_type)?;
+    client.put_manifest(&dest.tag, &manifest, media_type)?;
     pushed.manifest = Digest::of(manifest.as_bytes()).to_string();
     progress(&format!("manifest {} as {}:{}", pushed.manifest, dest.repository, dest.tag));
     Ok(pushed)
+}
+
+/// What sends an image's blobs.
+struct Sender<'a> {
+    client: &'a Client,
+    types: &'a MediaTypes,
+    compressor: Compressor,
+    threads: usize,
+    archives: ArchiveReader,
+}
+
+impl Sender<'_> {
+    /// Sends the blobs of `image` the registry lacks; returns its manifest.
+    fn image(
+        &mut self,
+        image: &ImageSpec,
+        pushed: &mut Pushed,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<String> {
+        let (client, compressor, threads) = (self.client, self.compressor, self.threads);
+        let mut layers = Vec::new();
+        for (index, layer) in image.layers.iter().enumerate() {
+            let (digest, size) = match cached(layer, compressor) {
+                Some(known) => known,
+                None => {
+                    let mut counted = DigestWriter::new(io::sink());
+                    compress_layer(index, layer, compressor, threads, &mut self.archives, &mut counted)?;
+                    let (_, digest, size) = counted.finish();
+                    remember(layer, compressor, digest, size);
+                    (digest, size)
+                }
+            };
+            let what = format!("layer {}/{} {digest} ({size} bytes)", index + 1, image.layers.len());
+            if client.has_blob(&digest)? {
+                pushed.skipped += 1;
+                progress(&format!("{what}: the registry has it"));
+            } else {
+                client.upload(&digest, size, |out| {
+                    compress_layer(index, layer, compressor, threads, &mut self.archives, out)
+                })?;
+                pushed.sent += 1;
+                pushed.bytes += size;
+                progress(&format!("{what}: sent"));
+            }
+            layers.push(json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }));
+        }
+        let config = image.config.as_bytes();
+        let config_digest = Digest::of(config);
+        if client.has_blob(&config_digest)? {
+            pushed.skipped += 1;
+        } else {
+            client.upload(&config_digest, config.len() as u64, |out| {
+                out.write_all(config).map_err(|e| Error::io("(config)", e))
+            })?;
+            pushed.sent += 1;
+            pushed.bytes += config.len() as u64;
+        }
+        Ok(json!({
+            "schemaVersion": 2,
+            "mediaType": self.types.manifest,
+            "config": { "mediaType": self.types.config, "digest": config_digest.to_string(), "size": config.len() },
+            "layers": layers,
+        })
+        .to_string())
+    }
 }
 
 /// Writes the compressed bytes of `layer` to `out`, checking the layer against its plan.
@@ -215,22 +345,22 @@ fn remember(layer: &PlannedLayer, compressor: Compressor, digest: Digest, size: 
     }
 }
 
+/// One repository of a registry, as a push sees it.
 struct Client {
-    agent: ureq::Agent,
-    base: String,
+    registry: Registry,
     dest: Destination,
 }
 
 impl Client {
-    fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Registry { registry: self.dest.registry.clone(), problem: format!("{what}: {e}") }
+    fn url(&self, path: &str) -> String {
+        self.registry.url(&format!("/v2/{}/{path}", self.dest.repository))
     }
 
     fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        match self.agent.head(&format!("{}/blobs/{digest}", self.base)).call() {
+        match self.registry.send("HEAD", &self.url(&format!("blobs/{digest}")), &[], &[]) {
             Ok(_) => Ok(true),
-            Err(ureq::Error::Status(404, _)) => Ok(false),
-            Err(e) => Err(self.error(&format!("asking for blob {digest}"), e)),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(self.registry.failure(&format!("asking for blob {digest}"), e)),
         }
     }
 
@@ -242,49 +372,48 @@ impl Client {
         write: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         let started = self
-            .agent
-            .post(&format!("{}/blobs/uploads/", self.base))
-            .set("Content-Length", "0")
-            .call()
-            .map_err(|e| self.error("starting an upload", e))?;
+            .registry
+            .send("POST", &self.url("blobs/uploads/"), &[("Content-Length", "0")], &[])
+            .map_err(|e| self.registry.failure("starting an upload", e))?;
+        let location = started.header("Location").ok_or_else(|| {
+            self.registry.failure("starting an upload", Failure::Refused("no Location in the answer".into()))
+        })?;
         let location =
-            started.header("Location").ok_or_else(|| self.error("starting an upload", "no Location"))?;
-        let location = if location.starts_with('/') {
-            let origin = self.base.split("/v2/").next().unwrap_or_default();
-            format!("{origin}{location}")
-        } else {
-            location.to_owned()
-        };
+            if location.starts_with('/') { self.registry.url(location) } else { location.to_owned() };
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         // The body is produced on this thread and sent from another, through a pipe: the
-        // layer is never whole in memory.
-        let (reader, mut writer) = pipe().map_err(|e| self.error("uploading", e))?;
+        // layer is never whole in memory. The upload's POST earned the authorization the PUT
+        // needs, so it is not sent twice.
+        let (reader, mut writer) = pipe().map_err(|e| Error::io("(pipe)", e))?;
         std::thread::scope(|scope| {
             let sending = scope.spawn(|| {
-                self.agent
-                    .put(&url)
+                self.registry
+                    .request("PUT", &url)
                     .set("Content-Type", "application/octet-stream")
                     .set("Content-Length", &size.to_string())
                     .send(reader)
                     .map(drop)
-                    .map_err(|e| e.to_string())
             });
             let written = write(&mut writer);
             drop(writer);
-            let sent = sending.join().map_err(|_| self.error("uploading", "the sending thread panicked"))?;
+            let sent = sending.join().map_err(|_| {
+                self.registry.failure("uploading", Failure::Refused("the sending thread panicked".into()))
+            })?;
             written?;
-            sent.map_err(|e| self.error(&format!("uploading blob {digest}"), e))?;
-            Ok(())
+            sent.map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
         })
     }
 
-    fn put_manifest(&self, manifest: &str, media_type: &str) -> Result<()> {
-        self.agent
-            .put(&format!("{}/manifests/{}", self.base, self.dest.tag))
-            .set("Content-Type", media_type)
-            .send_string(manifest)
-            .map_err(|e| self.error("putting the manifest", e))?;
+    fn put_manifest(&self, reference: &str, manifest: &str, media_type: &str) -> Result<()> {
+        self.registry
+            .send(
+                "PUT",
+                &self.url(&format!("manifests/{reference}")),
+                &[("Content-Type", media_type)],
+                manifest.as_bytes(),
+            )
+            .map_err(|e| self.registry.failure("putting the manifest", e))?;
         Ok(())
     }
 }
@@ -300,11 +429,32 @@ mod tests {
             (d.registry.as_str(), d.repository.as_str(), d.tag.as_str()),
             ("127.0.0.1:5000", "team/app", "v1")
         );
-        assert_eq!(d.base(), "http://127.0.0.1:5000/v2/team/app");
         let d = Destination::parse("docker://registry.example.com/app").unwrap();
-        assert_eq!((d.tag.as_str(), d.base().as_str()), ("latest", "https://registry.example.com/v2/app"));
+        assert_eq!((d.registry.as_str(), d.tag.as_str()), ("registry.example.com", "latest"));
         for bad in ["registry.example.com/app", "docker://host", "docker://host/app:-x"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(Target::parse("docker-daemon:").unwrap(), Target::DockerDaemon);
+        assert_eq!(Target::parse("podman:").unwrap(), Target::Podman);
+        let file = |format, path: &str, reference: Option<&str>| Target::File {
+            format,
+            path: path.into(),
+            reference: reference.map(str::to_owned),
+        };
+        assert_eq!(Target::parse("oci:/tmp/l:v1").unwrap(), file(Format::OciDir, "/tmp/l", Some("v1")));
+        assert_eq!(Target::parse("oci-archive:x.tar").unwrap(), file(Format::OciArchive, "x.tar", None));
+        assert_eq!(
+            Target::parse("docker-archive:x.tar:team/app:2").unwrap(),
+            file(Format::DockerArchive, "x.tar", Some("team/app:2"))
+        );
+        assert!(matches!(Target::parse("docker://h/app").unwrap(), Target::Registry(_)));
+        for bad in ["x.tar", "ftp:x", "oci:", "oci:d:", "docker-archive:x.tar:noTag", "podman:x"] {
+            let err = Target::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("argument 'DEST'") || err.starts_with("argument 'tag'"), "{bad}: {err}");
         }
     }
 }

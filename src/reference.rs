@@ -24,9 +24,13 @@ pub struct ImageName {
 impl ImageName {
     /// Checks `name` (after lower-casing it) against Docker's grammar.
     pub fn parse(name: &str) -> Result<ImageName> {
-        let bad = |problem: String| {
-            Error::argument("name", format!("{name:?} is not a valid image name: {problem}"))
-        };
+        ImageName::parse_argument("name", name)
+    }
+
+    /// [`ImageName::parse`], for the argument `arg`.
+    pub fn parse_argument(arg: &str, name: &str) -> Result<ImageName> {
+        let bad =
+            |problem: String| Error::argument(arg, format!("{name:?} is not a valid image name: {problem}"));
         let lowered = name.to_lowercase();
         if lowered.is_empty() {
             return Err(bad("it is empty".into()));
@@ -47,6 +51,27 @@ impl ImageName {
         Ok(ImageName { name: lowered, base })
     }
 }
+
+impl ImageName {
+    /// The registry host (`host[:port]`) to ask for this image, and its repository there, as
+    /// Docker reads a name: without a registry it is Docker Hub's, where a one-component name
+    /// is under `library/`.
+    pub fn locate(&self) -> (String, String) {
+        match self.name.split_once('/') {
+            Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => {
+                let hub = matches!(host, "docker.io" | "index.docker.io");
+                let path =
+                    if hub && !path.contains('/') { format!("library/{path}") } else { path.to_owned() };
+                (if hub { DOCKER_HUB.to_owned() } else { host.to_owned() }, path)
+            }
+            Some(_) => (DOCKER_HUB.to_owned(), self.name.clone()),
+            None => (DOCKER_HUB.to_owned(), format!("library/{}", self.name)),
+        }
+    }
+}
+
+/// Docker Hub's registry API host.
+const DOCKER_HUB: &str = "registry-1.docker.io";
 
 /// Checks a tag against Docker's grammar.
 pub fn check_tag(tag: &str) -> Result<()> {
@@ -119,6 +144,18 @@ fn check_host(host: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_names_are_pulled_from() {
+        let at = |name: &str| ImageName::parse(name).unwrap().locate();
+        let pair = |h: &str, r: &str| (h.to_owned(), r.to_owned());
+        assert_eq!(at("nginx"), pair("registry-1.docker.io", "library/nginx"));
+        assert_eq!(at("docker.io/nginx"), pair("registry-1.docker.io", "library/nginx"));
+        assert_eq!(at("team/app"), pair("registry-1.docker.io", "team/app"));
+        assert_eq!(at("127.0.0.1:5000/app"), pair("127.0.0.1:5000", "app"));
+        assert_eq!(at("quay.io/team/app"), pair("quay.io", "team/app"));
+        assert_eq!(at("localhost/x/y"), pair("localhost", "x/y"));
+    }
 
     #[test]
     fn names() {

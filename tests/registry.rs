@@ -1,11 +1,14 @@
 //! `stowage push` to a real registry (Debian's docker-registry, started by the test on a free
-//! port): only missing blobs are sent, and skopeo and podman read what was pushed.
+//! port): only missing blobs are sent, and skopeo and podman read what was pushed; TLS with a
+//! CA of the test's, basic auth and bearer tokens; a registry failing half way; multi-platform
+//! images.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::images::{expr, Podman, Registry};
+use support::images::{expr, Podman};
+use support::registry::{FaultyProxy, Registry, PASSWORD, USER};
 use support::{run_ok, TestNix};
 
 /// The image builder under test (`stowage`), as `make` builds it.
@@ -18,16 +21,44 @@ fn stowage() -> PathBuf {
 }
 
 fn push(image: &Path, dest: &str, cache: &Path) -> Output {
-    run_ok(Command::new(stowage()).arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", cache))
+    run_ok(&mut push_command(image, dest, cache))
+}
+
+/// `stowage push IMAGE DEST`, its cache and home (where `.docker/config.json` is looked for) in
+/// `home`.
+fn push_command(image: &Path, dest: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(stowage());
+    cmd.arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", home).env("HOME", home);
+    for var in ["REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `cmd`, which must fail without a word on stdout; returns its stderr.
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} should fail:\n{stderr}");
+    assert!(out.stdout.is_empty(), "stdout stays quiet");
+    stderr
 }
 
 /// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking
 /// every blob).
 fn inspect_and_copy(at: &str) -> serde_json::Value {
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", at]));
+    inspect_and_copy_with(at, &[])
+}
+
+/// [`inspect_and_copy`], skopeo given `options` (`--creds`, `--cert-dir`) for the registry.
+fn inspect_and_copy_with(at: &str, options: &[&str]) -> serde_json::Value {
+    let tls: &[&str] =
+        if options.iter().any(|o| o.starts_with("--cert-dir")) { &[] } else { &["--tls-verify=false"] };
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(tls).args(options).arg(at));
     let copy = tempfile::tempdir().unwrap();
     let layout = format!("oci:{}:x", copy.path().join("l").display());
-    run_ok(Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", at, &layout]));
+    let src: Vec<String> = tls.iter().chain(options).map(|o| o.replacen("--", "--src-", 1)).collect();
+    run_ok(Command::new("skopeo").args(["copy", "-q"]).args(&src).arg(at).arg(&layout));
     serde_json::from_slice(&raw.stdout).unwrap()
 }
 
@@ -110,7 +141,7 @@ fn push_takes_archives_and_zstd() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stowage: registry 127.0.0.1:9: asking for blob sha256:"), "{err}");
+    assert!(err.contains("stowage: registry 127.0.0.1:9: connecting: "), "{err}");
 }
 
 /// copyToRegistry pushes an image to its own name (which carries the registry), copyTo where it
@@ -141,4 +172,236 @@ fn copy_to_registry_and_copy_to() {
     let out = Command::new(copy_to.join("bin/copy-to")).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the destination: copyTo docker://"));
+}
+
+/// TLS with a CA of the test's and htpasswd basic auth: the CA must be given, credentials come
+/// from `--creds`, an auth file or `~/.docker/config.json`, and a wrong password is said to be.
+#[test]
+fn push_over_tls_with_basic_auth() {
+    let nix = TestNix::new();
+    let registry = Registry::start_tls_basic();
+    let home = tempfile::tempdir().unwrap();
+    let image =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "secure"; tag = "1"; contents = [ busybox ]; }"#));
+    let dest = format!("docker://{}/team/secure:1", registry.address());
+    let ca = registry.ca();
+    let ca_arg = format!("--cert-dir={}", ca.display());
+    let good = format!("{USER}:{PASSWORD}");
+
+    // a CA nobody told stowage about: refused, and said so
+    let err = fails(push_command(&image, &dest, home.path()).args(["--creds", &good]));
+    assert!(err.contains(&format!("stowage: registry {}: connecting: ", registry.address())), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // no credentials anywhere
+    let err = fails(push_command(&image, &dest, home.path()).arg(&ca_arg));
+    assert!(err.contains("it needs credentials, and none were found for 127.0.0.1:"), "{err}");
+    // a wrong password
+    let err = fails(
+        push_command(&image, &dest, home.path()).arg(&ca_arg).args(["--creds", &format!("{USER}:wrong")]),
+    );
+    assert!(err.contains("authentication failed: the credentials from --creds were refused"), "{err}");
+    assert_eq!(registry.uploads(), 0, "nothing was sent");
+
+    // an auth file named by REGISTRY_AUTH_FILE
+    let auth = serde_json::json!({ "auths": { registry.address(): { "auth": base64(&good) } } });
+    let auth_file = home.path().join("auth.json");
+    std::fs::write(&auth_file, auth.to_string()).unwrap();
+    let out =
+        run_ok(push_command(&image, &dest, home.path()).arg(&ca_arg).env("REGISTRY_AUTH_FILE", &auth_file));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca, certs.path().join("ca.crt")).unwrap();
+    let skopeo = [format!("--cert-dir={}", certs.path().display()), format!("--creds={good}")];
+    let skopeo: Vec<&str> = skopeo.iter().map(String::as_str).collect();
+    inspect_and_copy_with(&dest, &skopeo);
+
+    // ~/.docker/config.json, and a folder of CAs: nothing left to send
+    std::fs::create_dir(home.path().join(".docker")).unwrap();
+    std::fs::write(home.path().join(".docker/config.json"), auth.to_string()).unwrap();
+    let out = run_ok(
+        push_command(&image, &dest, home.path()).arg(format!("--cert-dir={}", certs.path().display())),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 blob(s) sent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --tls-verify=false takes any certificate
+    let other = format!("docker://{}/team/insecure:1", registry.address());
+    run_ok(push_command(&image, &other, home.path()).arg("--tls-verify=false"));
+    inspect_and_copy_with(&other, &skopeo);
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Bearer tokens (`WWW-Authenticate: Bearer realm=…`): anonymous tokens may pull but not push;
+/// with credentials the token service gives a token that may.
+#[test]
+fn push_with_bearer_tokens() {
+    let nix = TestNix::new();
+    let registry = Registry::start_tls_token();
+    let home = tempfile::tempdir().unwrap();
+    let image =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "tokens"; tag = "1"; contents = [ busybox ]; }"#));
+    let dest = format!("docker://{}/team/tokens:1", registry.address());
+    let ca_arg = format!("--cert-dir={}", registry.ca().display());
+    let good = format!("{USER}:{PASSWORD}");
+
+    let err = fails(push_command(&image, &dest, home.path()).arg(&ca_arg));
+    assert!(err.contains("it needs credentials, and none were found"), "{err}");
+    let err = fails(push_command(&image, &dest, home.path()).arg(&ca_arg).args(["--creds", "tester:wrong"]));
+    assert!(err.contains("refused the credentials (from --creds) with 401"), "{err}");
+
+    let out = run_ok(push_command(&image, &dest, home.path()).arg(&ca_arg).args(["--creds", &good]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(registry.ca(), certs.path().join("ca.crt")).unwrap();
+    let skopeo = [format!("--cert-dir={}", certs.path().display()), format!("--creds={good}")];
+    let manifest = inspect_and_copy_with(&dest, &skopeo.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert!(registry.log().contains("\"PUT /v2/team/tokens/manifests/1"), "{}", registry.log());
+}
+
+/// A registry that answers 500 half way through a push: a clear error, the tag not written,
+/// and the next push completes it.
+#[test]
+fn a_registry_failing_half_way_through_a_push() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let proxy = FaultyProxy::start(registry.port);
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    let dest = format!("docker://{}/team/app:v1", proxy.address());
+    proxy.fail("PUT", "/blobs/uploads/", 1);
+    let err = fails(&mut push_command(&image, &dest, home.path()));
+    assert!(proxy.fired());
+    assert!(err.contains("uploading blob sha256:"), "{err}");
+    assert!(err.contains("500 Internal Server Error: UNKNOWN injected by the test's proxy"), "{err}");
+    let direct = format!("docker://{}/team/app:v1", registry.address());
+    let inspect =
+        Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
+    assert!(!inspect.status.success(), "no manifest was put");
+
+    let out = push(&image, &dest, home.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already there"),
+        "the blob sent before is not sent again"
+    );
+    inspect_and_copy(&direct);
+}
+
+/// buildImageIndex: two images for two platforms as one OCI layout, pushed as a manifest list
+/// that skopeo reads per platform; two images for one platform are refused.
+#[test]
+fn a_multi_platform_index() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let index = r#"s.buildImageIndex { name = "team/multi"; tag = "1"; images = [
+        (s.buildLayeredImage { name = "multi"; architecture = "amd64"; contents = [ busybox ]; config.Cmd = [ "/bin/sh" "-c" "echo amd64 here" ]; })
+        (s.streamLayeredImage { name = "multi"; architecture = "arm64"; contents = [ (lib "arm-files" 100 "") ]; })
+      ]; }"#;
+    let layout = nix.build(&expr(index));
+    assert!(layout.to_string_lossy().ends_with("multi.oci.tar"), "{}", layout.display());
+    let raw = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}:team/multi:1", layout.display())),
+    );
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let platforms: Vec<String> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(platforms, ["amd64", "arm64"], "{raw}");
+
+    let dest = format!("docker://{}/team/multi:1", registry.address());
+    push(&layout, &dest, home.path());
+    let list = inspect_and_copy(&dest);
+    assert_eq!(list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{list}");
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 2);
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--all", "--src-tls-verify=false", &dest])
+            .arg(format!("oci:{}:all", copy.path().join("l").display())),
+    );
+    for arch in ["amd64", "arm64"] {
+        let out = run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &dest,
+        ]));
+        let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["Architecture"], arch);
+    }
+    // the stream pushes the same, and podman runs this machine's image from the list
+    let stream = nix.build(&expr(&format!("({index}).stream")));
+    let again = push(&stream, &dest, home.path());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 blob(s) sent"));
+    let podman = Podman::new();
+    let name = format!("{}/team/multi:1", registry.address());
+    run_ok(podman.cmd().args(["pull", "-q", "--tls-verify=false", &name]));
+    assert_eq!(podman.run(&name), "amd64 here\n");
+
+    let twice = r#"s.buildImageIndex { name = "twice"; images = [
+        (s.streamLayeredImage { name = "a"; architecture = "amd64"; })
+        (s.streamLayeredImage { name = "b"; architecture = "x86_64-linux"; })
+      ]; }"#;
+    let err = nix.build_error(&expr(twice));
+    assert!(err.contains("has two images for linux/amd64: images[0]"), "{err}");
+}
+
+/// Image files and OCI layouts as destinations (a new name given or not), and copyToPodman;
+/// an existing destination is refused and left alone.
+#[test]
+fn push_to_files_and_into_podman() {
+    let nix = TestNix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    let archive = dir.path().join("renamed.tar");
+    push(&image, &format!("docker-archive:{}:renamed/app:9", archive.display()), dir.path());
+    let podman = Podman::new();
+    assert_eq!(podman.load(&archive), ["renamed/app:9"]);
+    assert!(podman.run("renamed/app:9").starts_with("1 "));
+
+    let oci_archive = dir.path().join("app.oci.tar");
+    push(&image, &format!("oci-archive:{}", oci_archive.display()), dir.path());
+    run_ok(
+        Command::new("skopeo")
+            .args(["inspect"])
+            .arg(format!("oci-archive:{}:team/app:v1", oci_archive.display())),
+    );
+    let layout = dir.path().join("layout");
+    push(&image, &format!("oci:{}:v1", layout.display()), dir.path());
+    let out = run_ok(
+        Command::new("skopeo").args(["inspect", "--config"]).arg(format!("oci:{}:v1", layout.display())),
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["config"]["Cmd"][0], "/bin/sh");
+    let before = std::fs::read(&archive).unwrap();
+    let err = fails(&mut push_command(&image, &format!("docker-archive:{}", archive.display()), dir.path()));
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(std::fs::read(&archive).unwrap(), before);
+    assert!(!dir.path().join(".renamed.tar.partial").exists());
+
+    let copy = nix.build(&expr(&format!("({}).copyToPodman", app("1"))));
+    let fresh = Podman::new();
+    let mut cmd = Command::new(copy.join("bin/copy-to-podman"));
+    fresh.configure(&mut cmd);
+    let out = run_ok(&mut cmd);
+    assert!(out.stdout.is_empty(), "podman's words go to stderr");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Loaded image"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fresh.images(), ["team/app:v1"]);
 }

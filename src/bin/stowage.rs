@@ -17,11 +17,14 @@ use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
 use stowage::digest::Digest;
 use stowage::docker_daemon;
-use stowage::image::{Format, Plan};
-use stowage::image_reader::{read_images, verify, ArchiveReader};
+use stowage::image::{Format, ImageSpec, Plan};
+use stowage::image_reader::{read_images, verify, ArchiveReader, FoundImage};
+use stowage::index::plan_index;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
-use stowage::push::{push, Destination};
+use stowage::pull::{pull, PullArgs};
+use stowage::push::{push, Target};
+use stowage::registry::Access;
 
 /// Container images from the Nix store.
 ///
@@ -50,6 +53,9 @@ enum Command {
     /// Derivation builder: plans the merge of the images in Nix's structured attributes and
     /// writes the stream script to $out.
     BuildMergeStream,
+    /// Derivation builder: plans the multi-platform image (an OCI index) of the images in Nix's
+    /// structured attributes and writes the stream script to $out.
+    BuildIndexStream,
     /// Derivation builder: writes the (compressed) archive of a stream script to $out.
     BuildArchive,
     /// Pushes an image (a stream script, its plan, or an image archive) to a registry,
@@ -58,26 +64,70 @@ enum Command {
         /// The image: a stowage stream script or plan, or a docker-archive or OCI archive
         /// holding one image.
         image: PathBuf,
-        /// Where it goes: docker://HOST[:PORT]/REPOSITORY[:TAG].
+        /// Where it goes: docker://HOST[:PORT]/REPOSITORY[:TAG] (a registry),
+        /// docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:REF], oci:DIR[:REF] (a new image
+        /// file or OCI layout), docker-daemon: (the Docker Engine DOCKER_HOST names) or podman:
+        /// (podman load).
         dest: String,
         /// How layers are compressed for the registry: gz or zstd.
         #[arg(long, default_value = "gz")]
         compress: String,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Pushes the image of a copy script (an image's copyToRegistry or copyTo): to DEST, or to
     /// where the script says.
     Copy {
         /// The copy script.
         script: PathBuf,
-        /// Where the image goes: docker://HOST[:PORT]/REPOSITORY[:TAG], or docker-daemon: for
-        /// the Docker Engine DOCKER_HOST names.
+        /// Where the image goes, as for push.
         dest: Option<String>,
         /// How layers are compressed for the registry: gz or zstd.
         #[arg(long, default_value = "gz")]
         compress: String,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Derivation builder: writes a copy script (copyToRegistry, copyTo) to $out/bin.
     BuildCopyScript,
+    /// Derivation builder (fixed-output): pulls an image by digest from its registry into an
+    /// OCI layout tarball at $out.
+    BuildPull,
+}
+
+/// How registries are reached (skopeo's option names).
+#[derive(clap::Args)]
+struct AccessArgs {
+    /// Credentials for the registry, ahead of any auth file.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    /// An auth file (containers-auth.json / ~/.docker/config.json format) to take credentials
+    /// from, ahead of $REGISTRY_AUTH_FILE, podman's and Docker's.
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Whether to verify the registry's TLS certificate.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// CA certificates to trust: a folder of *.crt files, or one PEM file (default:
+    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST).
+    #[arg(long, value_name = "PATH")]
+    cert_dir: Option<PathBuf>,
+    /// Speak plain HTTP to the registry (without asking, only to localhost and loopback
+    /// addresses, and only if they do not speak HTTPS).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+impl AccessArgs {
+    fn access(self) -> Access {
+        Access {
+            creds: self.creds,
+            auth_file: self.authfile,
+            tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir,
+            plain_http: self.plain_http,
+        }
+    }
 }
 
 /// The number of bytes an archive file is written in.
@@ -129,8 +179,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
             write_script(&plan, &input.outputs)
         }
-        Command::Push { image, dest, compress } => push_image(&image, &dest, &compress),
-        Command::Copy { script, dest, compress } => {
+        Command::Push { image, dest, compress, access } => {
+            push_image(&image, &dest, &compress, &access.access())
+        }
+        Command::Copy { script, dest, compress, access } => {
             let text = fs::read_to_string(&script).map_err(|e| stowage::Error::io(&script, e))?;
             let copy: CopyScript = text
                 .split_once('\n')
@@ -139,7 +191,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
-            push_image(Path::new(&copy.image), &dest, &compress)
+            push_image(Path::new(&copy.image), &dest, &compress, &access.access())
         }
         Command::BuildCopyScript => {
             #[derive(serde::Deserialize)]
@@ -163,6 +215,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| stowage::Error::io(&script, e))?;
             Ok(())
         }
+        Command::BuildPull => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                #[serde(flatten)]
+                args: PullArgs,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            pull(&attrs.args, Path::new(&attrs.outputs.out), |line| eprintln!("stowage: {line}"))?;
+            Ok(())
+        }
         Command::BuildCustomisation => {
             let input: CustomisationInput = read_attrs()?;
             let build_dir = std::env::current_dir().map_err(|e| stowage::Error::io(".", e))?;
@@ -180,6 +243,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let attrs: Attrs = read_attrs()?;
             let plan = Plan { format: attrs.format, ..merge_images(&attrs.images)? };
             write_script(&plan, &attrs.outputs)
+        }
+        Command::BuildIndexStream => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                images: Vec<String>,
+                reference: String,
+                format: Format,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            write_script(&plan_index(&attrs.reference, &attrs.images, attrs.format)?, &attrs.outputs)
         }
         Command::BuildArchive => {
             #[derive(serde::Deserialize)]
@@ -218,37 +292,122 @@ struct CopyScript {
     dest: Option<String>,
 }
 
-/// Where copyToDockerDaemon sends an image: the engine `DOCKER_HOST` names.
-const DOCKER_DAEMON: &str = "docker-daemon:";
-
-/// Pushes the one image in the file `image` to `dest` (a registry, layers compressed by
-/// `compress`, or [`DOCKER_DAEMON`]).
-fn push_image(image: &Path, dest: &str, compress: &str) -> Result<(), Failure> {
+/// Pushes the image in the file `image` — one image, or one for several platforms — to `dest`
+/// (a [`Target`]), layers compressed by `compress` for a registry.
+fn push_image(image: &Path, dest: &str, compress: &str, access: &Access) -> Result<(), Failure> {
+    let target = Target::parse(dest)?;
     let images = read_images(image)?;
-    let [found] = images.as_slice() else {
-        let tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
+    let tags = |images: &[FoundImage]| -> Vec<String> {
+        let mut tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
+        tags.dedup();
+        tags
+    };
+    // Several images under one name are one image for several platforms (an index).
+    if images.len() != 1 && (tags(&images).len() != 1 || images.iter().any(|i| i.repo_tags.len() != 1)) {
         return Err(fail(format!(
-            "{} holds {} images ({}); push takes one",
+            "{} holds {} images ({}); push takes one, or one image for several platforms",
             image.display(),
             images.len(),
-            tags.join(", ")
+            tags(&images).join(", ")
         )));
-    };
-    let spec = verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?;
-    if dest == DOCKER_DAEMON {
-        let socket = docker_daemon::socket_of(std::env::var("DOCKER_HOST").ok().as_deref())?;
-        let said = docker_daemon::load(&spec, &socket, cores()?)?;
-        eprintln!("stowage: {} ({})", said, socket.display());
-        return Ok(());
     }
-    let dest = Destination::parse(dest)?;
-    let compressor = Compressor::from_name(compress)?;
-    let pushed = push(&spec, &dest, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
-    eprintln!(
-        "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
-        dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
-    );
+    let (mut reader, mut known) = (ArchiveReader::default(), Default::default());
+    let specs = images
+        .into_iter()
+        .map(|found| verify(found, &mut reader, &mut known))
+        .collect::<Result<Vec<_>, _>>()?;
+    let one = |to: &str| match specs.as_slice() {
+        [spec] => Ok(spec),
+        _ => Err(fail(format!("{to} takes no multi-platform image: push it to a registry or an OCI layout"))),
+    };
+    match target {
+        Target::Registry(dest) => {
+            let compressor = Compressor::from_name(compress)?;
+            let pushed =
+                push(&specs, &dest, access, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
+            eprintln!(
+                "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
+                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
+            );
+        }
+        Target::DockerDaemon => {
+            let socket = docker_daemon::socket_of(std::env::var("DOCKER_HOST").ok().as_deref())?;
+            let said = docker_daemon::load(one("a Docker Engine")?, &socket, cores()?)?;
+            eprintln!("stowage: {} ({})", said, socket.display());
+        }
+        Target::Podman => podman_load(one("podman")?)?,
+        Target::File { format, path, reference } => {
+            if format == Format::DockerArchive {
+                one("a docker-archive")?;
+            }
+            let index =
+                (specs.len() > 1).then(|| reference.clone().unwrap_or_else(|| specs[0].repo_tags[0].clone()));
+            let images = specs
+                .into_iter()
+                .map(|spec| match &reference {
+                    Some(name) => ImageSpec { repo_tags: vec![name.clone()], ..spec },
+                    None => spec,
+                })
+                .collect();
+            let plan = Plan { mtime: FILE_MTIME, format, index, images };
+            write_image_file(&plan, &path)?;
+            eprintln!("stowage: wrote {}", path.display());
+        }
+    }
     Ok(())
+}
+
+/// The mtime of the entries of an image file `push` writes: dockerTools' default.
+const FILE_MTIME: u64 = 1;
+
+/// Writes the image file (or OCI folder) of `plan` at `path`, which must not exist: first
+/// beside it, then renamed, so nothing half-written is ever at `path`.
+fn write_image_file(plan: &Plan, path: &Path) -> Result<(), Failure> {
+    if path.symlink_metadata().is_ok() {
+        return Err(fail(format!("{} exists already; stowage writes a new file or folder", path.display())));
+    }
+    let name = path.file_name().ok_or_else(|| fail(format!("{}: not a file name", path.display())))?;
+    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let threads = cores()?;
+    let written = if plan.format == Format::OciDir {
+        let _ = fs::remove_dir_all(&partial);
+        write_oci_dir(plan, &partial, threads)
+    } else {
+        let file = fs::File::create(&partial).map_err(|e| stowage::Error::io(&partial, e))?;
+        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), threads, |_, _, _| {}).and_then(
+            |out| {
+                let file = out.into_inner().map_err(|e| stowage::Error::io(&partial, e.into_error()))?;
+                file.sync_all().map_err(|e| stowage::Error::io(&partial, e))
+            },
+        )
+    };
+    let renamed = written.and_then(|()| fs::rename(&partial, path).map_err(|e| stowage::Error::io(path, e)));
+    if renamed.is_err() {
+        let _ = fs::remove_dir_all(&partial);
+        let _ = fs::remove_file(&partial);
+    }
+    Ok(renamed?)
+}
+
+/// Streams the docker-archive of `image` into `podman load`, whose words go to stderr.
+fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
+    let stderr =
+        io::stderr().as_fd().try_clone_to_owned().map_err(|e| stowage::Error::io("(standard error)", e))?;
+    let mut podman = std::process::Command::new("podman")
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(stderr)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run podman (is it on PATH?): {e}")))?;
+    let stdin = podman.stdin.take().expect("piped");
+    let plan =
+        Plan { mtime: FILE_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
+    let written = write_archive(&plan, stdin, cores()?, |_, _, _| {}).map(drop);
+    let status = podman.wait().map_err(|e| fail(format!("podman load: {e}")))?;
+    if !status.success() {
+        return Err(fail(format!("podman load failed ({status}); its words are above")));
+    }
+    Ok(written?)
 }
 
 /// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),

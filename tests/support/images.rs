@@ -68,9 +68,27 @@ impl Podman {
         cmd
     }
 
-    /// Loads `archive`; returns the `name:tag`s now in the store.
-    pub fn load(&self, archive: &Path) -> Vec<String> {
-        run_ok(self.cmd().args(["load", "-q", "-i"]).arg(archive));
+    /// Sets `cmd`'s environment so that a podman it runs uses this store and settings
+    /// (`CONTAINERS_STORAGE_CONF`, `CONTAINERS_CONF`).
+    pub fn configure(&self, cmd: &mut Command) {
+        let storage = self.dir.path().join("storage.conf");
+        std::fs::write(
+            &storage,
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                self.dir.path().join("store").display(),
+                self.dir.path().join("run").display()
+            ),
+        )
+        .unwrap();
+        let containers = self.dir.path().join("containers.conf");
+        std::fs::write(&containers, "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n")
+            .unwrap();
+        cmd.env("CONTAINERS_STORAGE_CONF", storage).env("CONTAINERS_CONF", containers);
+    }
+
+    /// The `name:tag`s in the store.
+    pub fn images(&self) -> Vec<String> {
         let out = run_ok(self.cmd().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
         let mut tags: Vec<String> = String::from_utf8(out.stdout)
             .unwrap()
@@ -79,6 +97,12 @@ impl Podman {
             .collect();
         tags.sort();
         tags
+    }
+
+    /// Loads `archive`; returns the `name:tag`s now in the store.
+    pub fn load(&self, archive: &Path) -> Vec<String> {
+        run_ok(self.cmd().args(["load", "-q", "-i"]).arg(archive));
+        self.images()
     }
 
     pub fn image_exists(&self, id: &str) -> bool {
@@ -215,62 +239,6 @@ pub fn layer_headers(archive: &Path, index: isize) -> (Vec<(String, tar::Header)
         })
         .collect();
     (headers, layers.len())
-}
-
-/// A registry of its own (Debian's `docker-registry`, distribution) on a free port of
-/// 127.0.0.1, plain HTTP, storing into and logging to a temporary folder; stopped when dropped.
-pub struct Registry {
-    dir: tempfile::TempDir,
-    daemon: std::process::Child,
-    pub port: u16,
-}
-
-impl Registry {
-    pub fn start() -> Registry {
-        let dir = tempfile::Builder::new().prefix("stowage-registry-").tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let daemon = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (installed by make setup) starts");
-        let registry = Registry { dir, daemon, port };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return registry;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("docker-registry did not listen within 10 s; its log:\n{}", registry.log());
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    /// How many blob uploads were started (each `POST …/blobs/uploads/` in the access log).
-    pub fn uploads(&self) -> usize {
-        self.log().lines().filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/")).count()
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
 }
 
 /// How many layers the (first) image of a stream script's plan has.

@@ -1,0 +1,485 @@
+//! `pullImage`: an image fetched from a registry by digest, as a fixed-output derivation.
+//!
+//! The builder asks for the manifest by its digest (choosing the platform from an index),
+//! checks it, then fetches the config and every layer, checking each against its digest as it
+//! streams into the output. The output is an OCI image layout in a tarball holding the
+//! registry's own manifest, config and (compressed) layers byte for byte — so the image keeps
+//! the digest it has in the registry — and `index.json` naming it `finalImageName:finalImageTag`.
+//! `fromImage`, `mergeImages`, `podman load` and `skopeo copy oci-archive:…` read it. A failure
+//! leaves no output behind.
+
+use crate::archive::{header, platform, OCI_INDEX, OCI_LAYOUT, OCI_MANIFEST};
+use crate::args::{Args, Evaluator};
+use crate::digest::{Digest, DigestWriter};
+use crate::goarch::Platform;
+use crate::layer::padding;
+use crate::reference::{check_tag, ImageName};
+use crate::registry::{Access, Failure, Registry, MANIFEST_TYPES};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+/// The largest manifest or config accepted.
+const DOCUMENT_LIMIT: u64 = 16 << 20;
+
+/// The mtime of the layout's entries.
+const PULLED_MTIME: u64 = 1;
+
+/// Annotation in `index.json` holding the digest the image was pulled by (an index's, when the
+/// platform was chosen from one).
+pub const PULLED_DIGEST_ANNOTATION: &str = "io.stowage.image.digest";
+
+/// The checked arguments of `pullImage`, as the derivation takes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullArgs {
+    /// The derivation's name.
+    pub name: String,
+    /// The image's name in its registry (`nginx`, `quay.io/team/app`).
+    pub image_name: String,
+    /// The digest to pull it by: its manifest's, or an index's.
+    pub image_digest: String,
+    /// The name the image is known by in the output.
+    pub final_image_name: String,
+    /// The tag it is known by in the output.
+    pub final_image_tag: String,
+    /// The platform to choose from an index.
+    pub os: String,
+    /// The architecture to choose from an index (GOARCH).
+    pub arch: String,
+    /// The CPU variant to choose from an index; any, when not given.
+    pub variant: Option<String>,
+    /// Whether the registry's certificate is verified.
+    pub tls_verify: bool,
+    /// The output's sha256 (`sha256` or `hash`), as Nix's `outputHash` takes it.
+    pub output_hash: String,
+}
+
+impl PullArgs {
+    /// Checks `pullImage`'s arguments (dockerTools' names) as the plugin hands them over.
+    pub fn from_nix(args_json: &str, evaluator: &Evaluator) -> Result<PullArgs> {
+        let args = Args::parse(
+            args_json,
+            &[
+                "imageName",
+                "imageDigest",
+                "sha256",
+                "hash",
+                "finalImageName",
+                "finalImageTag",
+                "os",
+                "arch",
+                "variant",
+                "tlsVerify",
+                "name",
+            ],
+        )?;
+        let image_name =
+            args.string("imageName")?.ok_or_else(|| Error::argument("imageName", "is required"))?;
+        ImageName::parse_argument("imageName", &image_name)?;
+        let image_digest =
+            args.string("imageDigest")?.ok_or_else(|| Error::argument("imageDigest", "is required"))?;
+        Digest::try_from(image_digest.clone()).map_err(|e| {
+            Error::argument("imageDigest", format!("{e}: give the registry's sha256:… digest of the image"))
+        })?;
+        let output_hash =
+            match (args.string("sha256")?, args.string("hash")?) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::argument("hash", "and 'sha256' are both given; give one"))
+                }
+                (Some(hash), None) => hash,
+                (None, Some(hash)) if hash.contains('-') && !hash.starts_with("sha256-") => {
+                    return Err(Error::argument("hash", format!("{hash:?} is not a sha256 hash")))
+                }
+                (None, Some(hash)) => hash,
+                (None, None) => return Err(Error::argument(
+                    "sha256",
+                    "(or 'hash') is required: the output's hash, which a build with any other hash reports",
+                )),
+            };
+        let final_image_name = match args.string("finalImageName")? {
+            Some(name) => ImageName::parse_argument("finalImageName", &name)?.name,
+            None => image_name.to_lowercase(),
+        };
+        let final_image_tag = args.string("finalImageTag")?.unwrap_or_else(|| "latest".into());
+        check_tag(&final_image_tag).map_err(|e| rename(e, "finalImageTag"))?;
+        let os = args.string("os")?.unwrap_or_else(|| "linux".into());
+        let arch = match args.string("arch")? {
+            Some(arch) => arch,
+            None => Platform::from_nix_system(&evaluator.system)?.architecture.to_owned(),
+        };
+        let base = final_image_name.rsplit('/').next().unwrap_or(&final_image_name).to_owned();
+        let name = args.string("name")?.unwrap_or_else(|| format!("{base}-{final_image_tag}.oci.tar"));
+        Ok(PullArgs {
+            name,
+            image_name,
+            image_digest,
+            final_image_name,
+            final_image_tag,
+            os,
+            arch,
+            variant: args.string("variant")?,
+            tls_verify: args.bool("tlsVerify")?.unwrap_or(true),
+            output_hash,
+        })
+    }
+}
+
+/// An argument error about `tag`, said of `arg`.
+fn rename(e: Error, arg: &str) -> Error {
+    match e {
+        Error::Argument { problem, .. } => Error::argument(arg, problem),
+        other => other,
+    }
+}
+
+/// Pulls the image `args` names into the OCI layout tarball `out`; `progress` hears about every
+/// blob. Nothing is left at `out` when it fails.
+pub fn pull(args: &PullArgs, out: &Path, progress: impl FnMut(&str)) -> Result<()> {
+    let pulled = pull_into(args, out, progress);
+    if pulled.is_err() {
+        let _ = fs::remove_file(out);
+    }
+    pulled
+}
+
+fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Result<()> {
+    let (host, repository) = ImageName::parse_argument("imageName", &args.image_name)?.locate();
+    let image = format!("{}@{}", args.image_name, args.image_digest);
+    let access = Access { tls_verify: args.tls_verify, ..Access::default() };
+    let source = Source { registry: Registry::connect(&host, &access)?, repository, image };
+    let wanted = Digest::try_from(args.image_digest.clone()).map_err(|e| source.error(e))?;
+    let mut manifest = source.manifest(&wanted, None)?;
+    if manifest.json.get("manifests").is_some() {
+        let chosen = choose_platform(&manifest.json, args).map_err(|e| source.error(e))?;
+        let digest = Digest::try_from(chosen["digest"].as_str().unwrap_or_default().to_owned())
+            .map_err(|e| source.error(format!("its index lists a manifest with a bad digest: {e}")))?;
+        progress(&format!("{} is an index; chose {digest} for {}", source.image, chosen["platform"]));
+        manifest = source.manifest(&digest, chosen["mediaType"].as_str())?;
+    }
+    if manifest.json.get("manifests").is_some() {
+        return Err(source.error("an index lists another index for the platform; that is not supported"));
+    }
+    let config =
+        Descriptor::of(&manifest.json["config"]).map_err(|e| source.error(format!("its config {e}")))?;
+    let layers: Vec<Descriptor> = manifest.json["layers"]
+        .as_array()
+        .ok_or_else(|| source.error("its manifest has no layers"))?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Descriptor::of(l).map_err(|e| source.error(format!("its layer {i} {e}"))))
+        .collect::<Result<_>>()?;
+    if let Some(foreign) =
+        layers.iter().find(|l| l.media_type.contains("foreign") || l.media_type.contains("nondistributable"))
+    {
+        return Err(
+            source.error(format!("layer {} is {} and cannot be pulled", foreign.digest, foreign.media_type))
+        );
+    }
+    let mut config_bytes = Vec::new();
+    source.blob(&config, &mut config_bytes)?;
+    let config_text = std::str::from_utf8(&config_bytes)
+        .ok()
+        .filter(|text| serde_json::from_str::<Value>(text).is_ok())
+        .ok_or_else(|| source.error(format!("its config {} is not JSON", config.digest)))?;
+
+    let file = fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    let mut tar = BufWriter::with_capacity(1 << 20, file);
+    let io_err = |e| Error::io(out, e);
+    entry(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes()).map_err(io_err)?;
+    entry(&mut tar, &blob_name(&config.digest), &config_bytes).map_err(io_err)?;
+    let mut written = std::collections::BTreeSet::from([config.digest]);
+    let total: u64 = layers.iter().map(|l| l.size).sum();
+    for (i, layer) in layers.iter().enumerate() {
+        if !written.insert(layer.digest) {
+            continue;
+        }
+        tar.write_all(&header(&blob_name(&layer.digest), layer.size, PULLED_MTIME)?).map_err(io_err)?;
+        source.blob(layer, &mut tar)?;
+        tar.write_all(&vec![0; padding(layer.size)]).map_err(io_err)?;
+        progress(&format!(
+            "layer {}/{} {} ({} bytes of {total})",
+            i + 1,
+            layers.len(),
+            layer.digest,
+            layer.size
+        ));
+    }
+    // The registry's manifest, as it is; the layout names it directly if it is an OCI one, else
+    // through its OCI form, which readers of OCI layouts (skopeo, podman) require.
+    entry(&mut tar, &blob_name(&manifest.digest), &manifest.bytes).map_err(io_err)?;
+    let manifest = match oci_form(&manifest) {
+        Some(oci) => {
+            entry(&mut tar, &blob_name(&oci.digest), &oci.bytes).map_err(io_err)?;
+            oci
+        }
+        None => manifest,
+    };
+    let reference = format!("{}:{}", args.final_image_name, args.final_image_tag);
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest.to_string(),
+            "size": manifest.bytes.len(),
+            "platform": platform(config_text),
+            "annotations": {
+                "org.opencontainers.image.ref.name": reference,
+                "io.containerd.image.name": reference,
+                PULLED_DIGEST_ANNOTATION: args.image_digest,
+            },
+        }],
+    });
+    entry(&mut tar, "index.json", index.to_string().as_bytes()).map_err(io_err)?;
+    tar.write_all(&[0; 2 * crate::layer::BLOCK]).map_err(io_err)?;
+    let file = tar.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    progress(&format!("pulled {} as {reference}", source.image));
+    Ok(())
+}
+
+/// The manifest of the platform `args` asks for, among an index's.
+fn choose_platform<'a>(index: &'a Value, args: &PullArgs) -> std::result::Result<&'a Value, String> {
+    let listed = index["manifests"].as_array().ok_or("its index has no manifests list")?;
+    let candidates: Vec<&Value> = listed
+        .iter()
+        .filter(|m| {
+            m["platform"]["os"] == args.os.as_str() && m["platform"]["architecture"] == args.arch.as_str()
+        })
+        .filter(|m| args.variant.as_ref().map_or(true, |v| m["platform"]["variant"] == v.as_str()))
+        .collect();
+    candidates.first().copied().ok_or_else(|| {
+        let platforms: Vec<String> = listed
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let variant = p["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default();
+                format!(
+                    "{}/{}{variant}",
+                    p["os"].as_str().unwrap_or("?"),
+                    p["architecture"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        format!(
+            "its index has no image for {}/{}{} (it has: {}); set os, arch or variant",
+            args.os,
+            args.arch,
+            args.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default(),
+            platforms.join(", ")
+        )
+    })
+}
+
+/// Docker's media types and their OCI equivalents.
+const OCI_EQUIVALENTS: &[(&str, &str)] = &[
+    ("application/vnd.docker.distribution.manifest.v2+json", OCI_MANIFEST),
+    ("application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"),
+    ("application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ("application/vnd.docker.image.rootfs.diff.tar", "application/vnd.oci.image.layer.v1.tar"),
+];
+
+/// The OCI form of a Docker (schema 2) manifest: the same config and layers under OCI's media
+/// types, as `skopeo copy … oci:…` converts it; `None` for a manifest that is OCI already.
+fn oci_form(manifest: &Manifest) -> Option<Manifest> {
+    let oci = |media_type: &Value| {
+        let media_type = media_type.as_str().unwrap_or_default();
+        let equivalent = OCI_EQUIVALENTS.iter().find(|(docker, _)| *docker == media_type);
+        Value::from(equivalent.map_or(media_type, |(_, oci)| *oci))
+    };
+    if manifest.media_type == OCI_MANIFEST {
+        return None;
+    }
+    let mut json = manifest.json.clone();
+    json["mediaType"] = OCI_MANIFEST.into();
+    json["config"]["mediaType"] = oci(&json["config"]["mediaType"]);
+    for layer in json["layers"].as_array_mut().into_iter().flatten() {
+        layer["mediaType"] = oci(&layer["mediaType"]);
+    }
+    let bytes = json.to_string().into_bytes();
+    Some(Manifest { digest: Digest::of(&bytes), bytes, media_type: OCI_MANIFEST.into(), json })
+}
+
+/// A manifest as fetched: its bytes, digest, media type, and the parsed document.
+struct Manifest {
+    bytes: Vec<u8>,
+    digest: Digest,
+    media_type: String,
+    json: Value,
+}
+
+/// A blob a manifest names.
+struct Descriptor {
+    digest: Digest,
+    size: u64,
+    media_type: String,
+}
+
+impl Descriptor {
+    fn of(value: &Value) -> std::result::Result<Descriptor, String> {
+        let digest = Digest::try_from(value["digest"].as_str().unwrap_or_default().to_owned())
+            .map_err(|e| format!("has no usable digest: {e}"))?;
+        let size = value["size"].as_u64().ok_or("has no size")?;
+        let media_type = value["mediaType"].as_str().unwrap_or_default().to_owned();
+        Ok(Descriptor { digest, size, media_type })
+    }
+}
+
+/// The repository an image is pulled from.
+struct Source {
+    registry: Registry,
+    repository: String,
+    /// `name@digest`, for messages.
+    image: String,
+}
+
+impl Source {
+    fn error(&self, problem: impl std::fmt::Display) -> Error {
+        Error::Pull { image: self.image.clone(), problem: problem.to_string() }
+    }
+
+    /// The manifest `digest`, checked against it. `media_type` is what the index said it is.
+    fn manifest(&self, digest: &Digest, media_type: Option<&str>) -> Result<Manifest> {
+        let url = self.registry.url(&format!("/v2/{}/manifests/{digest}", self.repository));
+        let accept = MANIFEST_TYPES.join(", ");
+        let what = format!("fetching the manifest {digest} of {}", self.image);
+        let response = self
+            .registry
+            .send("GET", &url, &[("Accept", &accept)], &[])
+            .map_err(|e| self.registry.failure(&what, e))?;
+        let header_type = response.content_type().to_owned();
+        let mut bytes = Vec::new();
+        response.into_reader().take(DOCUMENT_LIMIT + 1).read_to_end(&mut bytes).map_err(|e| {
+            self.registry.failure(&what, Failure::Refused(format!("the transfer broke off: {e}")))
+        })?;
+        if bytes.len() as u64 > DOCUMENT_LIMIT {
+            return Err(self.error(format!("the manifest {digest} is larger than {DOCUMENT_LIMIT} bytes")));
+        }
+        let found = Digest::of(&bytes);
+        if found != *digest {
+            return Err(self.error(format!("the registry sent a manifest with digest {found} for {digest}")));
+        }
+        let json: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.error(format!("the manifest {digest} is not JSON: {e}")))?;
+        let media_type = json["mediaType"]
+            .as_str()
+            .or(media_type)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(&header_type)
+            .to_owned();
+        Ok(Manifest { bytes, digest: found, media_type, json })
+    }
+
+    /// Copies the blob `blob` to `out`, checking its size and digest.
+    fn blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<()> {
+        let url = self.registry.url(&format!("/v2/{}/blobs/{}", self.repository, blob.digest));
+        let what = format!("fetching blob {} of {}", blob.digest, self.image);
+        let response =
+            self.registry.send("GET", &url, &[], &[]).map_err(|e| self.registry.failure(&what, e))?;
+        let mut reader = response.into_reader().take(blob.size);
+        let mut hashed = DigestWriter::new(out);
+        let mut buffer = vec![0; 1 << 16];
+        loop {
+            let n = reader.read(&mut buffer).map_err(|e| {
+                self.registry.failure(&what, Failure::Refused(format!("the transfer broke off: {e}")))
+            })?;
+            if n == 0 {
+                break;
+            }
+            hashed.write_all(&buffer[..n]).map_err(|e| Error::io("(output)", e))?;
+        }
+        let (_, digest, size) = hashed.finish();
+        if size != blob.size {
+            return Err(self.error(format!(
+                "the registry sent {size} bytes of blob {}, which has {}",
+                blob.digest, blob.size
+            )));
+        }
+        if digest != blob.digest {
+            return Err(self.error(format!(
+                "the registry sent other bytes for blob {}: they have digest {digest}",
+                blob.digest
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The layout's name for the blob `digest`.
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// Writes the tar entry `name` holding `bytes`.
+fn entry(out: &mut impl Write, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let head = header(name, bytes.len() as u64, PULLED_MTIME).map_err(io::Error::other)?;
+    out.write_all(&head)?;
+    out.write_all(bytes)?;
+    out.write_all(&vec![0; padding(bytes.len() as u64)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(json: &str) -> Result<PullArgs> {
+        PullArgs::from_nix(json, &Evaluator { system: "x86_64-linux".into(), ..Evaluator::default() })
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn arguments() {
+        let a = args(&format!(r#"{{"imageName":"Nginx","imageDigest":"{DIGEST}","sha256":"abc"}}"#)).unwrap();
+        assert_eq!((a.final_image_name.as_str(), a.final_image_tag.as_str()), ("nginx", "latest"));
+        assert_eq!((a.os.as_str(), a.arch.as_str(), a.variant.as_deref()), ("linux", "amd64", None));
+        assert_eq!(
+            (a.name.as_str(), a.output_hash.as_str(), a.tls_verify),
+            ("nginx-latest.oci.tar", "abc", true)
+        );
+        let err = |json: String| args(&json).unwrap_err().to_string();
+        assert!(err(format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}"}}"#))
+            .starts_with("argument 'sha256' (or 'hash') is required"));
+        assert!(err(format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","sha256":"a","hash":"b"}}"#))
+            .contains("both"));
+        assert!(err(r#"{"imageName":"x","imageDigest":"latest","hash":"b"}"#.into())
+            .starts_with("argument 'imageDigest'"));
+        assert!(err(format!(r#"{{"imageName":"a b","imageDigest":"{DIGEST}","hash":"b"}}"#))
+            .starts_with("argument 'imageName'"));
+        assert!(err(format!(
+            r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"b","finalImageTag":"-x"}}"#
+        ))
+        .starts_with("argument 'finalImageTag'"));
+        assert!(err(format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"sha512-x"}}"#))
+            .starts_with("argument 'hash'"));
+        assert!(err(format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"b","tlsVerify":"no"}}"#))
+            .starts_with("argument 'tlsVerify'"));
+        assert!(err(format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"b","tag":"1"}}"#))
+            .contains("unexpected argument 'tag'"));
+    }
+
+    #[test]
+    fn platforms_from_an_index() {
+        let index = json!({ "manifests": [
+            { "digest": "a", "platform": { "os": "linux", "architecture": "amd64" } },
+            { "digest": "b", "platform": { "os": "linux", "architecture": "arm", "variant": "v6" } },
+            { "digest": "c", "platform": { "os": "linux", "architecture": "arm", "variant": "v7" } },
+        ]});
+        let mut a = args(&format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"b"}}"#)).unwrap();
+        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "a");
+        a.arch = "arm".into();
+        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "b");
+        a.variant = Some("v7".into());
+        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "c");
+        a.arch = "riscv64".into();
+        let err = choose_platform(&index, &a).unwrap_err();
+        assert!(
+            err.contains("no image for linux/riscv64/v7 (it has: linux/amd64, linux/arm/v6, linux/arm/v7)"),
+            "{err}"
+        );
+    }
+}

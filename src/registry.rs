@@ -1,0 +1,566 @@
+//! Talking to a registry over the OCI distribution API: the connection (TLS, or plain HTTP
+//! where allowed), credentials and the authentication handshakes, and errors that say what the
+//! registry refused. `stowage push` and `pullImage` share it.
+//!
+//! - **Scheme**: HTTPS, with the system's CA store, Mozilla's roots (built in, for Nix's
+//!   sandbox, which has no CA store) and the CAs of `--cert-dir` (or, by default,
+//!   `/etc/containers/certs.d/HOST/` and `/etc/docker/certs.d/HOST/`). For `localhost` and
+//!   loopback addresses plain HTTP is used when the registry does not speak TLS, as Docker
+//!   does; for any other host only when asked (`--plain-http`).
+//! - **Credentials**: `--creds USER:PASSWORD`, else the first auth file that has the registry:
+//!   `--authfile`, `$REGISTRY_AUTH_FILE`, podman's `$XDG_RUNTIME_DIR/containers/auth.json`,
+//!   Docker's `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`).
+//! - **Authentication**: the registry's `401` names the scheme (`WWW-Authenticate`): `Basic`
+//!   sends the credentials; `Bearer realm=…,service=…,scope=…` fetches a token from the realm
+//!   (with the credentials, if any) and sends that.
+
+use crate::{Error, Result};
+use base64::Engine as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How to reach registries: what the command line says about TLS and credentials.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// `USER:PASSWORD`, ahead of any auth file.
+    pub creds: Option<String>,
+    /// An auth file to read credentials from, ahead of the usual ones.
+    pub auth_file: Option<PathBuf>,
+    /// Whether certificates are verified.
+    pub tls_verify: bool,
+    /// A folder of CA certificates (`*.crt`), or one file of them.
+    pub cert_dir: Option<PathBuf>,
+    /// Speak plain HTTP to any host.
+    pub plain_http: bool,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access { creds: None, auth_file: None, tls_verify: true, cert_dir: None, plain_http: false }
+    }
+}
+
+/// Media types a manifest may be fetched as.
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// A connection to one registry.
+pub struct Registry {
+    /// `host[:port]`, as given.
+    host: String,
+    /// `https://host[:port]` or `http://…`.
+    origin: String,
+    agent: ureq::Agent,
+    credentials: Option<Credentials>,
+    /// The `Authorization` header the last handshake earned.
+    authorization: Mutex<Option<String>>,
+}
+
+/// A user name and password, and where they were found (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Credentials {
+    user: String,
+    password: String,
+    from: String,
+}
+
+impl Registry {
+    /// Connects to the registry `host` (`host[:port]`): picks the scheme (asking `/v2/` where
+    /// plain HTTP is allowed) and finds the credentials for it.
+    pub fn connect(host: &str, access: &Access) -> Result<Registry> {
+        let fail = |problem: String| Error::Registry { registry: host.to_owned(), problem };
+        let tls = tls_config(host, access).map_err(fail)?;
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .timeout_connect(std::time::Duration::from_secs(30))
+            .timeout_read(std::time::Duration::from_secs(300))
+            .build();
+        let credentials = credentials(host, access).map_err(fail)?;
+        let mut registry = Registry {
+            host: host.to_owned(),
+            origin: format!("https://{host}"),
+            agent,
+            credentials,
+            authorization: Mutex::new(None),
+        };
+        if access.plain_http {
+            registry.origin = format!("http://{host}");
+        } else if is_loopback(host) {
+            // Docker's rule for a registry on this machine: HTTPS if it speaks it, else HTTP.
+            match registry.agent.get(&format!("{}/v2/", registry.origin)).call() {
+                Ok(_) | Err(ureq::Error::Status(..)) => {}
+                Err(tls_error) => {
+                    let plain = format!("http://{host}");
+                    match registry.agent.get(&format!("{plain}/v2/")).call() {
+                        Ok(_) | Err(ureq::Error::Status(401, _)) => registry.origin = plain,
+                        Err(_) => return Err(registry.failure("connecting", tls_error)),
+                    }
+                }
+            }
+        }
+        Ok(registry)
+    }
+
+    /// `host[:port]`, as given.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The URL of `path` (`/v2/…`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    /// A request for `url` carrying the authorization earned so far.
+    pub fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let request = self.agent.request(method, url);
+        match self.authorization.lock().expect("not poisoned").as_deref() {
+            Some(authorization) => request.set("Authorization", authorization),
+            None => request,
+        }
+    }
+
+    /// Sends `method url` with `headers` and `body`; a `401` is answered by the handshake the
+    /// registry asks for, and the request sent again.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<ureq::Response, Failure> {
+        let attempt = || {
+            let request = headers.iter().fold(self.request(method, url), |r, (k, v)| r.set(k, v));
+            if body.is_empty() && method != "PUT" && method != "POST" {
+                request.call()
+            } else {
+                request.send_bytes(body)
+            }
+        };
+        match attempt() {
+            Err(ureq::Error::Status(401, response)) => {
+                let challenge = response.header("WWW-Authenticate").unwrap_or_default().to_owned();
+                self.authenticate(&challenge)?;
+                attempt().map_err(|e| Failure::Http(Box::new(e)))
+            }
+            other => other.map_err(|e| Failure::Http(Box::new(e))),
+        }
+    }
+
+    /// Earns the authorization `challenge` (a `WWW-Authenticate` header) asks for.
+    fn authenticate(&self, challenge: &str) -> std::result::Result<(), Failure> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let params = challenge_params(params);
+        let param =
+            |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let basic = self.credentials.as_ref().map(|c| {
+            let pair = format!("{}:{}", c.user, c.password);
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        });
+        let authorization = if scheme.eq_ignore_ascii_case("basic") {
+            basic.ok_or_else(|| Failure::Refused(self.no_credentials()))?
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            let realm = param("realm").ok_or_else(|| {
+                Failure::Refused(format!("its Bearer challenge names no realm: {challenge}"))
+            })?;
+            let mut request = self.agent.get(realm);
+            for name in ["service", "scope"] {
+                if let Some(value) = param(name) {
+                    request = request.query(name, value);
+                }
+            }
+            if let Some(basic) = &basic {
+                request = request.set("Authorization", basic);
+            }
+            let token = match request.call() {
+                Ok(response) => {
+                    let body: serde_json::Value = response
+                        .into_string()
+                        .ok()
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .ok_or_else(|| {
+                            Failure::Refused(format!("the token service {realm} answered no JSON"))
+                        })?;
+                    body["token"]
+                        .as_str()
+                        .or(body["access_token"].as_str())
+                        .map(str::to_owned)
+                        .ok_or_else(|| Failure::Refused(format!("the token service {realm} gave no token")))?
+                }
+                Err(ureq::Error::Status(code @ (401 | 403), _)) => {
+                    return Err(Failure::Refused(match &self.credentials {
+                        Some(c) => format!(
+                            "the token service {realm} refused the credentials (from {}) with {code}",
+                            c.from
+                        ),
+                        None => format!(
+                            "the token service {realm} refused an anonymous token ({code}); {}",
+                            self.no_credentials()
+                        ),
+                    }))
+                }
+                Err(e) => return Err(Failure::Refused(format!("asking {realm} for a token: {e}"))),
+            };
+            format!("Bearer {token}")
+        } else {
+            return Err(Failure::Refused(format!(
+                "it asks for authentication stowage does not speak: {challenge:?}"
+            )));
+        };
+        *self.authorization.lock().expect("not poisoned") = Some(authorization);
+        Ok(())
+    }
+
+    fn no_credentials(&self) -> String {
+        format!(
+            "it needs credentials, and none were found for {}: give --creds USER:PASSWORD or --authfile, \
+             or log in (podman login, docker login)",
+            self.host
+        )
+    }
+
+    /// The error for a failed request: what was being done, and what the registry said.
+    pub fn failure(&self, what: &str, failure: impl Into<Failure>) -> Error {
+        let problem = match failure.into() {
+            Failure::Refused(why) => format!("{what}: {why}"),
+            Failure::Http(e) => match *e {
+                ureq::Error::Status(401, _) => match &self.credentials {
+                    Some(c) => {
+                        format!("{what}: authentication failed: the credentials from {} were refused", c.from)
+                    }
+                    None => format!("{what}: {}", self.no_credentials()),
+                },
+                ureq::Error::Status(code, response) => {
+                    let status = response.status_text().to_owned();
+                    let mut body = String::new();
+                    let _ = response.into_reader().take(4096).read_to_string(&mut body);
+                    format!("{what}: {code} {status}{}", registry_errors(&body))
+                }
+                ureq::Error::Transport(t) => format!("{what}: {t}"),
+            },
+        };
+        Error::Registry { registry: self.host.clone(), problem }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request got an error status, or never got an answer.
+    Http(Box<ureq::Error>),
+    /// An authentication handshake failed, as said.
+    Refused(String),
+}
+
+impl From<ureq::Error> for Failure {
+    fn from(e: ureq::Error) -> Self {
+        Failure::Http(Box::new(e))
+    }
+}
+
+impl Failure {
+    /// The HTTP status of the answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Http(e) => match **e {
+                ureq::Error::Status(code, _) => Some(code),
+                ureq::Error::Transport(_) => None,
+            },
+            Failure::Refused(_) => None,
+        }
+    }
+}
+
+/// The messages of a registry's JSON error body (`{"errors":[{"code","message"}]}`), as
+/// `: CODE message; …`, or nothing.
+fn registry_errors(body: &str) -> String {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let messages: Vec<String> = parsed["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!("{} {}", e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    if messages.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", messages.join("; "))
+    }
+}
+
+/// `key="value", key=value` pairs of a challenge; quoted values may hold commas.
+fn challenge_params(text: &str) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').unwrap_or(quoted.len());
+                (quoted[..end].to_owned(), quoted.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim().to_owned(), &after[end..])
+            }
+        };
+        params.push((key, value));
+        rest = after.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+    }
+    params
+}
+
+/// Whether `host` (`host[:port]`) is this machine, where plain HTTP is allowed.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The TLS settings for `host`.
+fn tls_config(host: &str, access: &Access) -> std::result::Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if !access.tls_verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    // A machine without a CA store (Nix's sandbox) still has the built-in roots.
+    if let Ok(native) = rustls_native_certs::load_native_certs() {
+        roots.add_parsable_certificates(native);
+    }
+    let dirs: Vec<PathBuf> = match &access.cert_dir {
+        Some(dir) => vec![dir.clone()],
+        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
+            .iter()
+            .map(|d| Path::new(d).join(host))
+            .collect(),
+    };
+    for dir in dirs {
+        for file in ca_files(&dir, access.cert_dir.is_some())? {
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&bytes)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| format!("{}: not PEM certificates: {e:?}", file.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: holds no PEM certificate", file.display()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The CA files of `--cert-dir` (`*.crt` in a folder, or the file itself); a default folder
+/// that does not exist (`given` false) has none.
+fn ca_files(path: &Path, given: bool) -> std::result::Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(_) if !given => return Ok(Vec::new()),
+        Err(e) => return Err(format!("--cert-dir {}: {e}", path.display())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `--tls-verify=false`: any certificate is accepted (the handshake's signatures are still
+/// checked, so the connection is encrypted to whoever holds the certificate's key).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The credentials for `host`: `--creds`, else the first auth file that has an entry for it.
+fn credentials(host: &str, access: &Access) -> std::result::Result<Option<Credentials>, String> {
+    if let Some(creds) = &access.creds {
+        let (user, password) = creds.split_once(':').ok_or("--creds must be USER:PASSWORD")?;
+        return Ok(Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+            from: "--creds".into(),
+        }));
+    }
+    for (file, required) in auth_files(access) {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(_) if !required => continue,
+            Err(e) => return Err(format!("auth file {}: {e}", file.display())),
+        };
+        let parsed: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("auth file {}: not JSON: {e}", file.display()))?;
+        let Some(auths) = parsed["auths"].as_object() else { continue };
+        let Some((_, entry)) = auths.iter().find(|(key, _)| same_registry(key, host)) else { continue };
+        let from = file.display().to_string();
+        let (user, password) = if let Some(encoded) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .ok_or_else(|| {
+                    format!("auth file {from}: the \"auth\" of {host} is not base64 of USER:PASSWORD")
+                })?;
+            let (user, password) = decoded
+                .split_once(':')
+                .ok_or_else(|| format!("auth file {from}: the \"auth\" of {host} is not USER:PASSWORD"))?;
+            (user.to_owned(), password.to_owned())
+        } else if let (Some(user), Some(password)) = (entry["username"].as_str(), entry["password"].as_str())
+        {
+            (user.to_owned(), password.to_owned())
+        } else {
+            return Err(format!(
+                "auth file {from}: the entry for {host} has neither \"auth\" nor \"username\" and \"password\" \
+                 (credential helpers are not supported)"
+            ));
+        };
+        return Ok(Some(Credentials { user, password, from }));
+    }
+    Ok(None)
+}
+
+/// The auth files to look in, in order, each with whether it must exist.
+fn auth_files(access: &Access) -> Vec<(PathBuf, bool)> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let mut files = Vec::new();
+    if let Some(file) = &access.auth_file {
+        files.push((file.clone(), true));
+    }
+    if let Some(file) = env("REGISTRY_AUTH_FILE") {
+        files.push((file, true));
+    }
+    if let Some(dir) = env("XDG_RUNTIME_DIR") {
+        files.push((dir.join("containers/auth.json"), false));
+    }
+    if let Some(dir) = env("DOCKER_CONFIG").or_else(|| env("HOME").map(|h| h.join(".docker"))) {
+        files.push((dir.join("config.json"), false));
+    }
+    files
+}
+
+/// Whether an auth file's key (`host:port`, `https://host/v1/`) names `host`.
+fn same_registry(key: &str, host: &str) -> bool {
+    let key = key.trim_start_matches("https://").trim_start_matches("http://");
+    let key = key.split('/').next().unwrap_or(key);
+    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    key == host || (hub(key) && hub(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let params = challenge_params(
+            r#"realm="https://auth.example.com/token",service="registry.example.com",scope="repository:team/app:pull,push""#,
+        );
+        assert_eq!(
+            params,
+            [
+                ("realm".to_owned(), "https://auth.example.com/token".to_owned()),
+                ("service".to_owned(), "registry.example.com".to_owned()),
+                ("scope".to_owned(), "repository:team/app:pull,push".to_owned()),
+            ]
+        );
+        assert_eq!(challenge_params(r#"realm=x, charset="UTF-8""#).len(), 2);
+        assert!(challenge_params("").is_empty());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn auth_file_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        std::fs::write(
+            &file,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"aHViOnNlY3JldA=="},"127.0.0.1:5000":{"username":"u","password":"p:q"},"bad.example.com":{"auth":"%%%"}}}"#,
+        )
+        .unwrap();
+        let access = Access { auth_file: Some(file.clone()), ..Access::default() };
+        let hub = credentials("registry-1.docker.io", &access).unwrap().unwrap();
+        assert_eq!((hub.user.as_str(), hub.password.as_str()), ("hub", "secret"));
+        let local = credentials("127.0.0.1:5000", &access).unwrap().unwrap();
+        assert_eq!((local.user.as_str(), local.password.as_str()), ("u", "p:q"));
+        assert!(credentials("bad.example.com", &access).unwrap_err().contains("not base64"));
+        let given = Access { creds: Some("a:b".into()), ..access.clone() };
+        assert_eq!(credentials("127.0.0.1:5000", &given).unwrap().unwrap().from, "--creds");
+        let missing = Access { auth_file: Some(dir.path().join("none.json")), ..Access::default() };
+        assert!(credentials("x", &missing).unwrap_err().contains("none.json"));
+    }
+
+    #[test]
+    fn error_bodies() {
+        let body =
+            r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"x"}]}"#;
+        assert_eq!(registry_errors(body), ": BLOB_UNKNOWN blob unknown to registry");
+        assert_eq!(registry_errors("<html>"), "");
+    }
+}

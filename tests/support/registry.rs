@@ -1,0 +1,419 @@
+//! Registries for the tests: Debian's `docker-registry` (distribution) on a free port of
+//! 127.0.0.1 — plain HTTP, or TLS with a CA made here and htpasswd basic auth, or TLS with
+//! bearer tokens from a token service of the test's own — and a proxy in front of one that
+//! answers a chosen request with a 500, as a failing registry would.
+
+use super::run_ok;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+/// The test user of the registries with authentication.
+pub const USER: &str = "tester";
+/// Its password.
+pub const PASSWORD: &str = "s3cret";
+
+/// A registry of its own, storing into and logging to a temporary folder; stopped when
+/// dropped.
+pub struct Registry {
+    dir: tempfile::TempDir,
+    daemon: std::process::Child,
+    pub port: u16,
+    _tokens: Option<TokenService>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Registry {
+    /// Plain HTTP, no authentication.
+    pub fn start() -> Registry {
+        Registry::start_with(|_, _| String::new(), None)
+    }
+
+    /// TLS (a certificate for 127.0.0.1 from [`Registry::ca`]) and htpasswd basic auth for
+    /// [`USER`].
+    pub fn start_tls_basic() -> Registry {
+        Registry::start_with(
+            |dir, _| {
+                let hash = run_ok(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD])).stdout;
+                std::fs::write(dir.join("htpasswd"), hash).unwrap();
+                format!(
+                    "{}auth:\n  htpasswd:\n    realm: stowage-test\n    path: {}\n",
+                    tls_config(dir),
+                    dir.join("htpasswd").display()
+                )
+            },
+            None,
+        )
+    }
+
+    /// TLS and bearer tokens, which a token service of this test gives [`USER`] (any scope)
+    /// and anyone else for pulls only.
+    pub fn start_tls_token() -> Registry {
+        let dir = tempfile::Builder::new().prefix("stowage-tokens-").tempdir().unwrap();
+        let tokens = TokenService::start(dir);
+        let realm = tokens.realm();
+        let bundle = tokens.cert.clone();
+        Registry::start_with(
+            move |dir, _| {
+                format!(
+                    "{}auth:\n  token:\n    realm: {realm}\n    service: stowage-test\n    issuer: stowage-test-issuer\n    rootcertbundle: {}\n",
+                    tls_config(dir),
+                    bundle.display()
+                )
+            },
+            Some(tokens),
+        )
+    }
+
+    fn start_with(extra: impl FnOnce(&Path, u16) -> String, tokens: Option<TokenService>) -> Registry {
+        let dir = tempfile::Builder::new().prefix("stowage-registry-").tempdir().unwrap();
+        let port = free_port();
+        let extra = extra(dir.path(), port);
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let daemon = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (installed by make setup) starts");
+        let registry = Registry { dir, daemon, port, _tokens: tokens };
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen within 10 s; its log:\n{}", registry.log());
+    }
+
+    /// The CA that signed a TLS registry's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// How many blob uploads were started (each `POST …/blobs/uploads/` in the access log).
+    pub fn uploads(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/")).count()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The file the registry keeps the blob `digest` (`sha256:…`) in.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+/// The `http:` lines of a registry serving TLS with a certificate for 127.0.0.1, signed by a
+/// CA made in `dir` (`ca.crt`).
+fn tls_config(dir: &Path) -> String {
+    let openssl = |args: &[&str]| run_ok(Command::new("openssl").current_dir(dir).args(args));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=stowage test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]]
+            .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        dir.join("server.crt").display(),
+        dir.join("server.key").display()
+    )
+}
+
+/// A token service as distribution's `token` auth wants one: `GET /token?service&scope` with
+/// optional basic auth answers `{"token": JWT}`, the JWT signed (RS256, by `openssl`) with a
+/// key whose self-signed certificate is the registry's `rootcertbundle` (and in the token's
+/// `x5c` header).
+struct TokenService {
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    port: u16,
+}
+
+impl TokenService {
+    fn start(dir: tempfile::TempDir) -> TokenService {
+        run_ok(Command::new("openssl").current_dir(dir.path()).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=stowage test tokens",
+        ]));
+        let der = run_ok(Command::new("openssl").current_dir(dir.path()).args([
+            "x509",
+            "-in",
+            "token.crt",
+            "-outform",
+            "DER",
+        ]))
+        .stdout;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let key = dir.path().join("token.key");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (key, der) = (key.clone(), der.clone());
+                std::thread::spawn(move || answer_token(stream, &key, &der));
+            }
+        });
+        let cert = dir.path().join("token.crt");
+        TokenService { dir, cert, port }
+    }
+
+    fn realm(&self) -> String {
+        let _ = &self.dir;
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn answer_token(mut stream: TcpStream, key: &Path, der: &[u8]) {
+    use base64::Engine as _;
+    let head = read_head(&mut BufReader::new(stream.try_clone().unwrap()));
+    let Some(head) = head else { return };
+    let target = head.lines().next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_owned();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(|v| v.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/"))
+    };
+    let user = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        let v = v.trim().strip_prefix("Basic ")?;
+        (k.eq_ignore_ascii_case("authorization"))
+            .then(|| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .flatten()
+    });
+    let user = match user.map(|u| String::from_utf8_lossy(&u).into_owned()) {
+        Some(pair) if pair == format!("{USER}:{PASSWORD}") => Some(USER),
+        Some(_) => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+        None => None,
+    };
+    let access: Vec<serde_json::Value> = param("scope")
+        .into_iter()
+        .filter_map(|scope| {
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            let actions: Vec<&str> = actions.split(',').filter(|a| user.is_some() || *a == "pull").collect();
+            Some(serde_json::json!({ "type": kind, "name": name, "actions": actions }))
+        })
+        .collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(der)] });
+    let claims = serde_json::json!({
+        "iss": "stowage-test-issuer", "sub": user.unwrap_or(""), "aud": param("service").unwrap_or_default(),
+        "exp": now + 600, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", std::process::id()),
+        "access": access,
+    });
+    let signing_input =
+        format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+    let mut sign = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sign.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    let signature = sign.wait_with_output().unwrap().stdout;
+    let body =
+        serde_json::json!({ "token": format!("{signing_input}.{}", b64url(&signature)), "expires_in": 600 })
+            .to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Reads an HTTP request's or response's head, up to the empty line; `None` at the end.
+fn read_head(reader: &mut impl BufRead) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            return Some(head);
+        }
+    }
+}
+
+/// A proxy in front of a registry that can answer one chosen request with `500 Internal
+/// Server Error`, as a registry failing half way through would; stops when dropped.
+pub struct FaultyProxy {
+    pub port: u16,
+    fault: Arc<Mutex<Option<Fault>>>,
+}
+
+struct Fault {
+    method: String,
+    path_contains: String,
+    /// Matching requests to let through first.
+    skip: usize,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: u16) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fault: Arc<Mutex<Option<Fault>>> = Arc::default();
+        let shared = fault.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let fault = shared.clone();
+                std::thread::spawn(move || proxy_connection(client, upstream, &fault));
+            }
+        });
+        FaultyProxy { port, fault }
+    }
+
+    /// Answers the request after the first `skip` requests `method …path_contains…` with a
+    /// 500, once.
+    pub fn fail(&self, method: &str, path_contains: &str, skip: usize) {
+        *self.fault.lock().unwrap() =
+            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip });
+    }
+
+    /// Whether the fault has been served.
+    pub fn fired(&self) -> bool {
+        self.fault.lock().unwrap().is_none()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Serves one request of a client connection over an upstream connection of its own.
+fn proxy_connection(client: TcpStream, upstream: u16, fault: &Mutex<Option<Fault>>) {
+    // A TLS handshake (Docker's rule: try HTTPS first on this machine) is not HTTP: closing
+    // fails it, as a plain HTTP registry's answer does.
+    let mut first = [0u8; 1];
+    if client.peek(&mut first).map_or(true, |n| n == 0 || first[0] == 0x16) {
+        return;
+    }
+    let mut from_client = BufReader::new(client.try_clone().unwrap());
+    let mut to_client = client;
+    let Some(head) = read_head(&mut from_client) else { return };
+    {
+        let request_line = head.lines().next().unwrap_or("").to_owned();
+        let mut words = request_line.split(' ');
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let length: u64 = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        let fire = {
+            let mut fault = fault.lock().unwrap();
+            match fault.as_mut() {
+                Some(f) if f.method == method && path.contains(&f.path_contains) => {
+                    if f.skip == 0 {
+                        *fault = None;
+                        true
+                    } else {
+                        f.skip -= 1;
+                        false
+                    }
+                }
+                _ => false,
+            }
+        };
+        let mut body = Vec::new();
+        if (&mut from_client).take(length).read_to_end(&mut body).is_err() {
+            return;
+        }
+        if fire {
+            let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;
+            let _ = write!(
+                to_client,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{error}",
+                error.len()
+            );
+            return;
+        }
+        let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+        let head: String = head
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        if server.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).is_err()
+            || server.write_all(&body).is_err()
+        {
+            return;
+        }
+        // The registry closes after its answer (Connection: close), and says so to the client,
+        // which comes back on a new connection.
+        let _ = std::io::copy(&mut server, &mut to_client);
+    }
+}
