@@ -15,10 +15,12 @@ fn builtins_has_stowage_only_with_the_plugin() {
         nix.eval_json("builtins.attrNames builtins.stowage"),
         json!([
             "buildImage",
+            "buildImageIndex",
             "buildLayeredImage",
             "fakeNss",
             "goarch",
             "mergeImages",
+            "pullImage",
             "streamLayeredImage",
             "streamMergedImages",
             "version"
