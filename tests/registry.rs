@@ -51,10 +51,10 @@ fn inspect_and_copy(at: &str) -> serde_json::Value {
 }
 
 /// [`inspect_and_copy`], skopeo given `options` (`--creds`, `--cert-dir`) for the registry.
-fn inspect_and_copy_with(at: &str, options: &[&str]) -> serde_json::Value {
-    let tls: &[&str] =
-        if options.iter().any(|o| o.starts_with("--cert-dir")) { &[] } else { &["--tls-verify=false"] };
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(tls).args(options).arg(at));
+fn inspect_and_copy_with(at: &str, options: &[String]) -> serde_json::Value {
+    let verify = options.iter().any(|o| o.starts_with("--cert-dir"));
+    let tls: Vec<String> = if verify { vec![] } else { vec!["--tls-verify=false".into()] };
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(&tls).args(options).arg(at));
     let copy = tempfile::tempdir().unwrap();
     let layout = format!("oci:{}:x", copy.path().join("l").display());
     let src: Vec<String> = tls.iter().chain(options).map(|o| o.replacen("--", "--src-", 1)).collect();
@@ -184,8 +184,8 @@ fn push_over_tls_with_basic_auth() {
     let image =
         nix.build(&expr(r#"s.streamLayeredImage { name = "secure"; tag = "1"; contents = [ busybox ]; }"#));
     let dest = format!("docker://{}/team/secure:1", registry.address());
-    let ca = registry.ca();
-    let ca_arg = format!("--cert-dir={}", ca.display());
+
+    let ca_arg = format!("--cert-dir={}", registry.ca().display());
     let good = format!("{USER}:{PASSWORD}");
 
     // a CA nobody told stowage about: refused, and said so
@@ -209,17 +209,13 @@ fn push_over_tls_with_basic_auth() {
     let out =
         run_ok(push_command(&image, &dest, home.path()).arg(&ca_arg).env("REGISTRY_AUTH_FILE", &auth_file));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
-    let certs = tempfile::tempdir().unwrap();
-    std::fs::copy(&ca, certs.path().join("ca.crt")).unwrap();
-    let skopeo = [format!("--cert-dir={}", certs.path().display()), format!("--creds={good}")];
-    let skopeo: Vec<&str> = skopeo.iter().map(String::as_str).collect();
-    inspect_and_copy_with(&dest, &skopeo);
+    inspect_and_copy_with(&dest, &registry.skopeo_options());
 
     // ~/.docker/config.json, and a folder of CAs: nothing left to send
     std::fs::create_dir(home.path().join(".docker")).unwrap();
     std::fs::write(home.path().join(".docker/config.json"), auth.to_string()).unwrap();
     let out = run_ok(
-        push_command(&image, &dest, home.path()).arg(format!("--cert-dir={}", certs.path().display())),
+        push_command(&image, &dest, home.path()).arg(format!("--cert-dir={}", registry.cert_dir().display())),
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("0 blob(s) sent"),
@@ -229,7 +225,7 @@ fn push_over_tls_with_basic_auth() {
     // --tls-verify=false takes any certificate
     let other = format!("docker://{}/team/insecure:1", registry.address());
     run_ok(push_command(&image, &other, home.path()).arg("--tls-verify=false"));
-    inspect_and_copy_with(&other, &skopeo);
+    inspect_and_copy_with(&other, &registry.skopeo_options());
 }
 
 fn base64(text: &str) -> String {
@@ -257,10 +253,7 @@ fn push_with_bearer_tokens() {
 
     let out = run_ok(push_command(&image, &dest, home.path()).arg(&ca_arg).args(["--creds", &good]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
-    let certs = tempfile::tempdir().unwrap();
-    std::fs::copy(registry.ca(), certs.path().join("ca.crt")).unwrap();
-    let skopeo = [format!("--cert-dir={}", certs.path().display()), format!("--creds={good}")];
-    let manifest = inspect_and_copy_with(&dest, &skopeo.iter().map(String::as_str).collect::<Vec<_>>());
+    let manifest = inspect_and_copy_with(&dest, &registry.skopeo_options());
     assert_eq!(manifest["schemaVersion"], 2);
     assert!(registry.log().contains("\"PUT /v2/team/tokens/manifests/1"), "{}", registry.log());
 }

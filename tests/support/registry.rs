@@ -102,6 +102,16 @@ impl Registry {
         self.dir.path().join("ca.crt")
     }
 
+    /// A folder holding only [`Registry::ca`], as skopeo's `--cert-dir` takes it.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// skopeo's options for this registry: its CA, and [`USER`]'s credentials.
+    pub fn skopeo_options(&self) -> Vec<String> {
+        vec![format!("--cert-dir={}", self.cert_dir().display()), format!("--creds={USER}:{PASSWORD}")]
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
@@ -161,6 +171,8 @@ fn tls_config(dir: &Path) -> String {
         "-extfile",
         "server.ext",
     ]);
+    std::fs::create_dir(dir.join("certs")).unwrap();
+    std::fs::copy(dir.join("ca.crt"), dir.join("certs/ca.crt")).unwrap();
     format!(
         "  tls:\n    certificate: {}\n    key: {}\n",
         dir.join("server.crt").display(),
