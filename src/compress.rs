@@ -45,11 +45,16 @@ impl Compressor {
         }
     }
 
-    /// A writer that compresses into `out` on `threads` threads.
+    /// A writer that compresses into `out` on `threads` threads (gzip at its default level).
     pub fn writer<W: Write>(self, out: W, threads: usize) -> io::Result<Compressed<W>> {
+        self.writer_at(out, threads, GZIP_LEVEL)
+    }
+
+    /// [`Compressor::writer`], gzip at `gzip_level` (1 to 12, libdeflate's levels).
+    pub fn writer_at<W: Write>(self, out: W, threads: usize, gzip_level: i32) -> io::Result<Compressed<W>> {
         Ok(match self {
             Compressor::None => Compressed::Plain(out),
-            Compressor::Gzip => Compressed::Gzip(ParallelGzip::new(out, threads)),
+            Compressor::Gzip => Compressed::Gzip(ParallelGzip::new(out, threads, gzip_level)),
             Compressor::Zstd => {
                 let mut zstd = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 zstd.multithread(threads.max(1) as u32)?;
@@ -151,15 +156,14 @@ struct Workers {
 }
 
 impl Workers {
-    fn start(count: usize) -> Workers {
+    fn start(count: usize, level: i32) -> Workers {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let threads = (0..count)
             .map(|_| {
                 let queue = Arc::clone(&queue);
                 std::thread::spawn(move || {
-                    let level =
-                        libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("gzip's default level is valid");
+                    let level = libdeflater::CompressionLvl::new(level).expect("a libdeflate level");
                     let mut deflate = libdeflater::Compressor::new(level);
                     loop {
                         // The lock is held only while waiting for the next job.
@@ -191,14 +195,14 @@ impl Drop for Workers {
 }
 
 impl<W: Write> ParallelGzip<W> {
-    /// Compresses into `out` with `threads` workers (at least one).
-    pub fn new(out: W, threads: usize) -> Self {
+    /// Compresses into `out` at `level` with `threads` workers (at least one).
+    pub fn new(out: W, threads: usize, level: i32) -> Self {
         ParallelGzip {
             out,
             filling: Vec::with_capacity(GZIP_MEMBER),
             in_flight: VecDeque::new(),
             spare: Vec::new(),
-            workers: Workers::start(threads.max(1)),
+            workers: Workers::start(threads.max(1), level),
             wrote_member: false,
         }
     }

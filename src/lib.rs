@@ -19,6 +19,9 @@
 //!   `copyToRoot` copied); [`script`] confines them (namespaces, chroot) and [`seccomp`] records
 //!   the owners a fake root sets; [`tree`] turns the root into layer entries; [`perms`] sets
 //!   declared owners and modes.
+//! - [`push`] sends images to registries, image files, Docker and podman; [`pull`] is
+//!   `pullImage`'s builder; both reach registries through [`registry`] (TLS, credentials,
+//!   authentication). [`index`] is `buildImageIndex`: one image for several platforms.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;

@@ -59,10 +59,11 @@ enum Command {
     /// Derivation builder: writes the (compressed) archive of a stream script to $out.
     BuildArchive,
     /// Pushes an image (a stream script, its plan, or an image archive) to a registry,
-    /// sending only the blobs it does not have.
+    /// sending only the blobs it does not have; or writes it to an image file, an OCI layout,
+    /// a Docker Engine or podman.
     Push {
         /// The image: a stowage stream script or plan, or a docker-archive or OCI archive
-        /// holding one image.
+        /// holding one image (or one image for several platforms: buildImageIndex's).
         image: PathBuf,
         /// Where it goes: docker://HOST[:PORT]/REPOSITORY[:TAG] (a registry),
         /// docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:REF], oci:DIR[:REF] (a new image

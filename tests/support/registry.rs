@@ -125,6 +125,26 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The bytes of every blob the registry stores.
+    pub fn stored_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        walk(&path)
+                    } else {
+                        entry.metadata().map_or(0, |m| m.len())
+                    }
+                })
+                .sum()
+        }
+        walk(&self.dir.path().join("data/docker/registry/v2/blobs"))
+    }
+
     /// The file the registry keeps the blob `digest` (`sha256:…`) in.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
