@@ -108,11 +108,6 @@ impl Registry {
         Ok(registry)
     }
 
-    /// `host[:port]`, as given.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     /// The URL of `path` (`/v2/…`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin)

@@ -205,7 +205,8 @@ fn tls_config(dir: &Path) -> String {
 /// key whose self-signed certificate is the registry's `rootcertbundle` (and in the token's
 /// `x5c` header).
 struct TokenService {
-    dir: tempfile::TempDir,
+    /// Holds the signing key and certificate.
+    _dir: tempfile::TempDir,
     cert: PathBuf,
     port: u16,
 }
@@ -245,11 +246,10 @@ impl TokenService {
             }
         });
         let cert = dir.path().join("token.crt");
-        TokenService { dir, cert, port }
+        TokenService { _dir: dir, cert, port }
     }
 
     fn realm(&self) -> String {
-        let _ = &self.dir;
         format!("http://127.0.0.1:{}/token", self.port)
     }
 }
