@@ -552,6 +552,18 @@ mod tests {
     }
 
     #[test]
+    fn bad_access_options_are_named() {
+        let creds = Access { creds: Some("no-colon".into()), ..Access::default() };
+        assert_eq!(credentials("h", &creds).unwrap_err(), "--creds must be USER:PASSWORD");
+        let missing = Access { cert_dir: Some("/nonexistent/certs".into()), ..Access::default() };
+        assert!(tls_config("h", &missing).unwrap_err().starts_with("--cert-dir /nonexistent/certs: "));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.crt"), "not a certificate").unwrap();
+        let bad = Access { cert_dir: Some(dir.path().into()), ..Access::default() };
+        assert!(tls_config("h", &bad).unwrap_err().contains("bad.crt: holds no PEM certificate"));
+    }
+
+    #[test]
     fn error_bodies() {
         let body =
             r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"x"}]}"#;
