@@ -5,8 +5,9 @@
 //! Every layer is compressed for the registry (gzip, or zstd) on every core; the compressors
 //! give the same bytes on any machine, so a layer's compressed digest is a function of its
 //! diff_id, kept in a small cache (`$XDG_CACHE_HOME/stowage/blobs`). A push asks the registry
-//! for each blob first (`HEAD`) and sends only the missing ones, each compressed as it is sent:
-//! an unchanged image is pushed again without compressing or sending a layer.
+//! for each blob first (`HEAD`) and sends only the missing ones: a layer is compressed once,
+//! into a temporary file when its digest is not cached yet, or as it is sent when it is; an
+//! unchanged image is pushed again without compressing or sending a layer.
 //!
 //! How the registry is reached (TLS, credentials, tokens) is [`crate::registry`]'s business.
 
@@ -21,7 +22,7 @@ use crate::registry::{Access, Failure, Registry};
 use crate::{Error, Result};
 use serde_json::json;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::PathBuf;
 
 /// Where an image goes: `docker://HOST[:PORT]/REPOSITORY[:TAG]`.
@@ -241,14 +242,18 @@ impl Sender<'_> {
         let (client, compressor, threads) = (self.client, self.compressor, self.threads);
         let mut layers = Vec::new();
         for (index, layer) in image.layers.iter().enumerate() {
-            let (digest, size) = match cached(layer, compressor) {
-                Some(known) => known,
+            let mut compress = |out: &mut dyn Write| {
+                compress_layer(index, layer, compressor, threads, &mut self.archives, out)
+            };
+            // A layer whose compressed digest is not known yet is compressed once, into an
+            // unlinked file: the registry is asked for that digest before anything is sent,
+            // and the same bytes are sent if it lacks them.
+            let (digest, size, spooled) = match cached(layer, compressor) {
+                Some((digest, size)) => (digest, size, None),
                 None => {
-                    let mut counted = DigestWriter::new(io::sink());
-                    compress_layer(index, layer, compressor, threads, &mut self.archives, &mut counted)?;
-                    let (_, digest, size) = counted.finish();
+                    let (digest, size, file) = spool(&mut compress)?;
                     remember(layer, compressor, digest, size);
-                    (digest, size)
+                    (digest, size, Some(file))
                 }
             };
             let what = format!("layer {}/{} {digest} ({size} bytes)", index + 1, image.layers.len());
@@ -256,8 +261,11 @@ impl Sender<'_> {
                 pushed.skipped += 1;
                 progress(&format!("{what}: the registry has it"));
             } else {
-                client.upload(&digest, size, |out| {
-                    compress_layer(index, layer, compressor, threads, &mut self.archives, out)
+                client.upload(&digest, size, |out| match spooled {
+                    Some(mut file) => {
+                        io::copy(&mut file, out).map(drop).map_err(|e| Error::io("(spooled layer)", e))
+                    }
+                    None => compress(out),
                 })?;
                 pushed.sent += 1;
                 pushed.bytes += size;
@@ -286,10 +294,10 @@ impl Sender<'_> {
     }
 }
 
-/// The gzip level of pushed layers. A layer whose compressed digest is not cached is compressed
-/// twice (for the digest to ask the registry about, then to send), and a registry's layers need
-/// not match an archive's bytes: libdeflate's level 1 is 2 to 6 times as fast as the archives'
-/// level 6 here, for layers 2–4 % larger (`make bench` compares with skopeo's).
+/// The gzip level of pushed layers. A registry's layers need not match an archive's bytes, and
+/// libdeflate's level 1 is 2 to 6 times as fast as the archives' level 6 here, for layers 2–4 %
+/// larger: a push is then bound by the network or the registry, not by compression (`make bench`
+/// compares with skopeo's).
 const REGISTRY_GZIP_LEVEL: i32 = 1;
 
 /// Writes the compressed bytes of `layer` to `out`, checking the layer against its plan.
@@ -319,6 +327,19 @@ fn compress_layer(
     }
     compressed.finish().map_err(io_err)?;
     Ok(())
+}
+
+/// Writes what `compress` produces into an unlinked temporary file (one layer, never the whole
+/// image), rewound; returns the bytes' digest and size with it.
+fn spool(compress: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64, fs::File)> {
+    let io_err = |e| Error::io("(temporary file for a compressed layer)", e);
+    let file = tempfile::tempfile().map_err(io_err)?;
+    let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    compress(&mut hashed)?;
+    let (buffered, digest, size) = hashed.finish();
+    let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
+    Ok((digest, size, file))
 }
 
 /// Where compressed digests are kept, by diff_id and compressor.
