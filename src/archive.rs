@@ -98,14 +98,7 @@ fn write_with_budget<W: Write>(
     chunks_ahead: usize,
     mut progress: impl FnMut(usize, usize, &Digest),
 ) -> Result<W> {
-    // A layer used more than once (by several images, or twice in one) is stored once.
-    let mut seen = BTreeSet::new();
-    let unique: Vec<&PlannedLayer> = plan
-        .images
-        .iter()
-        .flat_map(|image| &image.layers)
-        .filter(|layer| seen.insert(layer.digest))
-        .collect();
+    let unique = plan.unique_layers();
     let claims = claims(&unique)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = unique.iter().map(|_| mpsc::channel()).unzip();
     let senders: Vec<Mutex<Option<mpsc::Sender<Message>>>> =

@@ -112,6 +112,13 @@ impl Plan {
         json.trim_start().starts_with('{').then(|| serde_json::from_str(json))
     }
 
+    /// The layers of all the images, each once: a layer used more than once (by several images,
+    /// or twice in one) is stored once in an archive.
+    pub fn unique_layers(&self) -> Vec<&PlannedLayer> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.images.iter().flat_map(|image| &image.layers).filter(|layer| seen.insert(layer.digest)).collect()
+    }
+
     /// The plan in the stream script (or plan) at `path`.
     pub fn read(path: &Path) -> Result<Plan> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -24,6 +24,7 @@
 //!   authentication). [`index`] is `buildImageIndex`: one image for several platforms.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
+//! - [`progress`] is the progress line on stderr while an image is streamed or written.
 //! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
 //!   [`error`] is the one error type.
 //!
@@ -55,6 +56,7 @@ pub mod nar;
 pub mod nss;
 pub mod perms;
 pub mod plan;
+pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;

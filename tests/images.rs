@@ -120,8 +120,18 @@ fn stream_writes_the_same_archive_to_stdout_and_logs_to_stderr() {
     assert_eq!(out.stdout, std::fs::read(&archive).unwrap(), "stdout carries exactly the archive");
     assert_eq!(skopeo_config(&archive, 0)["config"]["Cmd"], json!(["/bin/sh"]));
     assert_eq!(Podman::new().load(&archive), vec!["app:v1".to_string()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("stowage: layer 1/2"), "{stderr}");
+    // Progress: none where stderr is not a terminal, unless asked; lines when asked; on a
+    // terminal (a pty from `script`), one line redrawn in place.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "quiet where stderr is a pipe");
+    let asked = run_ok(std::process::Command::new(&stream).env("STOWAGE_PROGRESS", "always"));
+    assert_eq!(asked.stdout, out.stdout);
+    let stderr = String::from_utf8_lossy(&asked.stderr);
+    assert!(stderr.lines().last().unwrap().starts_with("stowage: stream: layer 2/2, "), "{stderr}");
+    assert!(!stderr.contains('\r'), "{stderr}");
+    let on_terminal = format!("{} 2>&1 >/dev/null", stream.display());
+    let live = run_ok(std::process::Command::new("script").arg("-qec").arg(on_terminal).arg("/dev/null"));
+    let live = String::from_utf8_lossy(&live.stdout);
+    assert!(live.contains("\rstowage: stream: layer 2/2, ") && live.contains("(100%)"), "{live:?}");
     // The stream derivation is buildLayeredImage's `stream`, and carries the same attributes.
     assert_eq!(
         nix.eval_json(&expr(&format!(

@@ -15,13 +15,13 @@ use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
-use stowage::digest::Digest;
 use stowage::docker_daemon;
 use stowage::image::{Format, ImageSpec, Plan};
 use stowage::image_reader::{read_images, verify, ArchiveReader, FoundImage};
 use stowage::index::plan_index;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
+use stowage::progress::{Mode, Progress};
 use stowage::pull::{pull, PullArgs};
 use stowage::push::{push, Target};
 use stowage::registry::Access;
@@ -170,8 +170,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Stream { plan } => {
             let plan = Plan::read(&plan)?;
-            let progress = |i: usize, n: usize, d: &Digest| eprintln!("stowage: layer {}/{n} {d}", i + 1);
-            write_archive(&plan, stdout()?, cores()?, progress)?;
+            let progress = progress_of(&plan, "stream", Mode::from_env()?);
+            write_archive(&plan, progress.meter(stdout()?), cores()?, |_, _, _| progress.layer_done())?;
+            progress.finish();
             Ok(())
         }
         Command::BuildStream => {
@@ -279,11 +280,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let file = fs::File::create(path).map_err(io_err)?;
             let file =
                 compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
-            let file = write_archive(&plan, file, threads, |_, _, _| {})?.finish().map_err(io_err)?;
+            let progress = progress_of(&plan, &path.display().to_string(), Mode::for_builder()?);
+            let file = write_archive(&plan, progress.meter(file), threads, |_, _, _| progress.layer_done())?;
+            let file = file.into_inner().finish().map_err(io_err)?;
+            progress.finish();
             file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
             Ok(())
         }
     }
+}
+
+/// The progress of writing `plan`, called `what`.
+fn progress_of(plan: &Plan, what: &str, mode: Mode) -> Progress {
+    let layers = plan.unique_layers();
+    Progress::new(mode, what, layers.len(), layers.iter().map(|l| l.size).sum())
 }
 
 /// What a copy script holds: the image's stream, and where it goes unless told otherwise.
