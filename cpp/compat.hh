@@ -71,6 +71,18 @@ inline nix::PrimOp * newPrimOp(
 #endif
 }
 
+// Where the attribute `attr` was written, and whether Nix knows it.
+#if STOWAGE_NIX_MODERN
+inline PosArg attrPos(const nix::Attr & attr) { return attr.pos; }
+inline bool hasPos(const nix::Attr & attr) { return bool(attr.pos); }
+// The attributes of `v`, a set.
+inline const nix::Bindings * attrsOf(const nix::Value & v) { return v.attrs(); }
+#else
+inline PosArg attrPos(const nix::Attr & attr) { return *attr.pos; }
+inline bool hasPos(const nix::Attr & attr) { return bool(*attr.pos); }
+inline nix::Bindings * attrsOf(nix::Value & v) { return v.attrs; }
+#endif
+
 // The string `v` holds, which must have no context.
 inline std::string_view forceStringNoCtx(nix::EvalState & state, nix::Value & v, PosArg pos)
 {

@@ -64,6 +64,35 @@ void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v
     compat::mkStorePathString(state, v, path);
 }
 
+// The attribute of `args` the core named as at fault (`config.Cmd`; `contents[2]` is
+// `contents`), followed as deep as it goes; else (an argument is missing) the image's `name`,
+// or any argument; null if none has a position. Its position is where the caller wrote it: in a
+// flake, the line of the flake's own file, rather than the library's.
+const Attr * attrAtFault(EvalState & state, Value & args, std::string_view argument)
+{
+    const Attr * found = nullptr;
+    Value * at = &args;
+    for (size_t start = 0; start <= argument.size() && at && at->type() == nAttrs;) {
+        auto end = std::min(argument.find('.', start), argument.size());
+        auto name = argument.substr(start, end - start);
+        auto attr = compat::attrsOf(*at)->get(state.symbols.create(name.substr(0, name.find('['))));
+        if (!attr || !compat::hasPos(*attr))
+            break;
+        found = attr;
+        at = name.find('[') == std::string_view::npos ? attr->value : nullptr;
+        start = end + 1;
+    }
+    if (!found) {
+        auto name = compat::attrsOf(args)->get(state.symbols.create("name"));
+        if (name && compat::hasPos(*name))
+            found = name;
+    }
+    for (auto & attr : *compat::attrsOf(args))
+        if (!found && compat::hasPos(attr))
+            found = &attr;
+    return found;
+}
+
 // The arguments of one of the library's functions, checked and normalised by the core (the Nix
 // library hands the untouched values to the derivation, so their context is kept there).
 void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
@@ -75,8 +104,12 @@ void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value &
     ffi::NixContext nix{settings.thisSystem.get(), state.store->storeDir, {}};
     for (auto & entry : settings.sandboxPaths.get())
         nix.sandbox_paths.push_back(entry);
-    auto checked = callRust(state, pos, [&] { return ffi::check_args(function, json, nix); });
-    parseJSON(state, std::string_view(checked.data(), checked.size()), v);
+    auto checked = ffi::check_args(function, json, nix);
+    if (!checked.error.empty()) {
+        auto attr = attrAtFault(state, *args[1], std::string_view(checked.argument.data(), checked.argument.size()));
+        compat::throwCatchable(state, attr ? compat::attrPos(*attr) : pos, std::string(checked.error));
+    }
+    parseJSON(state, std::string_view(checked.json.data(), checked.json.size()), v);
 }
 
 // The image builder (the static `stowage`), added to the store the first time an image needs it.

@@ -34,7 +34,9 @@ function:
 }@args:
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
-  image = prims.checkArgs function (builtins.removeAttrs args [ "passthru" "meta" ] // { contents = contentsList; });
+  # (a list given is passed as it is, so that an error about it points at the caller's code)
+  image = prims.checkArgs function (builtins.removeAttrs args [ "passthru" "meta" ]
+    // (if builtins.isList contents then { } else { contents = contentsList; }));
   # the customisation layer's entries, when scripts make it
   customisation =
     if image.customise or false then

@@ -127,6 +127,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The argument at fault (`config.Cmd`, `contents[2]`), if one is.
+    pub fn argument_at_fault(&self) -> Option<&str> {
+        match self {
+            Error::Argument { arg, .. } | Error::UnexpectedArgument { arg, .. } => Some(arg),
+            _ => None,
+        }
+    }
+
     /// An [`Error::Argument`] for `arg`.
     pub fn argument(arg: impl fmt::Display, problem: impl Into<String>) -> Self {
         Error::Argument { arg: arg.to_string(), problem: problem.into() }

@@ -23,6 +23,16 @@ mod bridge {
         variant: String,
     }
 
+    /// The checked arguments of a library function as JSON; or, when they are wrong, the error
+    /// (naming the builtin) and the argument at fault as the core names it (`config.Cmd`,
+    /// `contents[2]`; empty when no one argument is), for the shim to point at where the caller
+    /// wrote it.
+    struct CheckedArgs {
+        json: String,
+        error: String,
+        argument: String,
+    }
+
     /// What the evaluating Nix tells about itself.
     struct NixContext {
         /// `settings.thisSystem`.
@@ -40,8 +50,8 @@ mod bridge {
         fn goarch(system: &str) -> Result<GoPlatform>;
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
-        /// The checked arguments of the library function `function`, as JSON.
-        fn check_args(function: &str, args_json: &str, nix: &NixContext) -> Result<String>;
+        /// The arguments of the library function `function`, checked.
+        fn check_args(function: &str, args_json: &str, nix: &NixContext) -> CheckedArgs;
         /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
         fn builder_nar() -> Result<Vec<u8>>;
         /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
@@ -53,7 +63,19 @@ mod bridge {
 /// a panic becomes an evaluation error. No argument of any builtin can reach it.
 const TEST_PANIC_VAR: &str = "STOWAGE_TEST_PANIC";
 
-fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T, String> {
+/// A builtin's failure: the message (the builtin's name in front) and the argument at fault.
+struct Fault {
+    message: String,
+    argument: Option<String>,
+}
+
+impl From<Fault> for String {
+    fn from(fault: Fault) -> String {
+        fault.message
+    }
+}
+
+fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T, Fault> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         if std::env::var_os(TEST_PANIC_VAR).is_some_and(|v| v == builtin) {
             panic!("{TEST_PANIC_VAR} asked {builtin} to panic");
@@ -61,14 +83,20 @@ fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T,
         work()
     }));
     match outcome {
-        Ok(result) => result.map_err(|err| format!("stowage.{builtin}: {err}")),
+        Ok(result) => result.map_err(|err| Fault {
+            message: format!("stowage.{builtin}: {err}"),
+            argument: err.argument_at_fault().map(str::to_owned),
+        }),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("(no message)");
-            Err(format!("stowage.{builtin}: internal error, please report it: panicked: {message}"))
+            Err(Fault {
+                message: format!("stowage.{builtin}: internal error, please report it: panicked: {message}"),
+                argument: None,
+            })
         }
     }
 }
@@ -78,26 +106,26 @@ fn version() -> &'static str {
 }
 
 fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
-    entry("goarch", || {
+    Ok(entry("goarch", || {
         let Platform { architecture, variant } = Platform::from_nix_system(system)?;
         Ok(bridge::GoPlatform {
             architecture: architecture.into(),
             variant: variant.unwrap_or_default().into(),
         })
-    })
+    })?)
 }
 
 fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
-    entry("fakeNss", || {
+    Ok(entry("fakeNss", || {
         let args = Args::parse(args_json, &["extraPasswdLines", "extraGroupLines"])?;
         let nss =
             FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
         Ok(nss.tree().to_nar())
-    })
+    })?)
 }
 
-fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Result<String, String> {
-    entry(function, || {
+fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> bridge::CheckedArgs {
+    let checked = entry(function, || {
         let evaluator = Evaluator {
             system: nix.system.clone(),
             store_dir: nix.store_dir.clone(),
@@ -113,7 +141,15 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Resu
             _ => serde_json::to_value(ImageArgs::from_nix(args_json, &evaluator)?),
         };
         Ok(checked.expect("arguments serialise").to_string())
-    })
+    });
+    match checked {
+        Ok(json) => bridge::CheckedArgs { json, error: String::new(), argument: String::new() },
+        Err(Fault { message, argument }) => bridge::CheckedArgs {
+            json: String::new(),
+            error: message,
+            argument: argument.unwrap_or_default(),
+        },
+    }
 }
 
 /// The static `stowage` executable that image derivations run (build.rs embeds it; empty when
@@ -121,7 +157,7 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> Resu
 static BUILDER: &[u8] = include_bytes!(env!("STOWAGE_BUILDER_EXE"));
 
 fn builder_nar() -> Result<Vec<u8>, String> {
-    entry("builder", || {
+    Ok(entry("builder", || {
         if BUILDER.is_empty() {
             return Err(crate::Error::Unavailable(
                 "this libstowage.so was built without its image builder (STOWAGE_BUILDER); build it with `make`",
@@ -129,7 +165,7 @@ fn builder_nar() -> Result<Vec<u8>, String> {
         }
         let exe = Node::File { contents: BUILDER.to_vec(), executable: true };
         Ok(Node::directory([("bin", Node::directory([("stowage", exe)]))]).to_nar())
-    })
+    })?)
 }
 
 fn library_nix() -> &'static str {

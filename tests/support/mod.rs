@@ -19,7 +19,8 @@ pub fn plugin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libstowage.so"));
     assert!(path.exists(), "the plugin {} does not exist: run `make build` first", path.display());
-    path
+    // absolute, for commands run in other folders
+    path.canonicalize().unwrap()
 }
 
 /// The Nix command `name`, from `$STOWAGE_NIX_BIN` if set.
