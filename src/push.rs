@@ -18,6 +18,7 @@ use crate::digest::{Digest, DigestWriter};
 use crate::image::{Format, ImageSpec, PlannedLayer};
 use crate::image_reader::ArchiveReader;
 use crate::index::{check_platforms, platform_of};
+use crate::reference::ImageName;
 use crate::registry::{Access, Failure, Registry};
 use crate::{Error, Result};
 use serde_json::json;
@@ -37,25 +38,22 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// Parses `docker://HOST[:PORT]/REPOSITORY[:TAG]` (the tag defaults to `latest`).
+    /// Parses `docker://NAME[:TAG]` (the tag defaults to `latest`), the name read as Docker
+    /// reads it: `HOST[:PORT]/REPOSITORY`, or without a host (`team/app`, `app`) Docker Hub's.
     pub fn parse(text: &str) -> Result<Destination> {
-        let bad = |why: &str| {
+        let rest = text.strip_prefix("docker://").ok_or_else(|| {
             Error::argument(
                 "DEST",
-                format!("{text:?} {why}; the form is docker://HOST[:PORT]/REPOSITORY[:TAG]"),
+                format!("{text:?} is not a docker:// reference; the form is docker://HOST[:PORT]/REPOSITORY[:TAG]"),
             )
+        })?;
+        let (name, tag) = match rest.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag),
+            _ => (rest, "latest"),
         };
-        let rest = text.strip_prefix("docker://").ok_or_else(|| bad("is not a docker:// reference"))?;
-        let (registry, path) = rest.split_once('/').ok_or_else(|| bad("names no repository"))?;
-        let (repository, tag) = match path.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-            _ => (path, "latest"),
-        };
-        if registry.is_empty() || repository.is_empty() || tag.is_empty() {
-            return Err(bad("is incomplete"));
-        }
         crate::reference::check_tag(tag)?;
-        Ok(Destination { registry: registry.into(), repository: repository.into(), tag: tag.into() })
+        let (registry, repository) = ImageName::parse_argument("DEST", name)?.locate();
+        Ok(Destination { registry, repository, tag: tag.into() })
     }
 }
 
@@ -459,7 +457,14 @@ mod tests {
         );
         let d = Destination::parse("docker://registry.example.com/app").unwrap();
         assert_eq!((d.registry.as_str(), d.tag.as_str()), ("registry.example.com", "latest"));
-        for bad in ["registry.example.com/app", "docker://host", "docker://host/app:-x"] {
+        // Names without a registry are Docker Hub's, as Docker and skopeo read them.
+        for (name, repository) in
+            [("team/app:1", "team/app"), ("app:1", "library/app"), ("docker.io/app:1", "library/app")]
+        {
+            let d = Destination::parse(&format!("docker://{name}")).unwrap();
+            assert_eq!((d.registry.as_str(), d.repository.as_str()), ("registry-1.docker.io", repository));
+        }
+        for bad in ["registry.example.com/app", "docker://", "docker://host/app:-x", "docker://Host_/app"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
     }
