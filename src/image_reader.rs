@@ -70,11 +70,11 @@ impl Compression {
     }
 
     /// `reader`, decompressed; at most [`expansion_limit`] of `compressed_size` bytes come out.
-    pub fn decoder<'a, R: Read + 'a>(
+    pub fn decoder<'a, R: Read + Send + 'a>(
         self,
         reader: R,
         compressed_size: u64,
-    ) -> io::Result<Box<dyn Read + 'a>> {
+    ) -> io::Result<Box<dyn Read + Send + 'a>> {
         let limit = expansion_limit(compressed_size);
         Ok(match self {
             Compression::None => Box::new(reader),
@@ -155,12 +155,12 @@ enum ArchiveData {
     Plain(File),
     /// Decompressed; its count is how far into the archive reading has come, however much of
     /// each layer was taken.
-    Compressed(Metered<Box<dyn Read>>),
+    Compressed(Metered<Box<dyn Read + Send>>),
 }
 
 impl ArchiveReader {
     /// The uncompressed tarball of `layer`.
-    pub fn layer(&mut self, layer: &ArchiveLayer) -> Result<Box<dyn Read + '_>> {
+    pub fn layer(&mut self, layer: &ArchiveLayer) -> Result<Box<dyn Read + Send + '_>> {
         let reusable = self.open.as_ref().is_some_and(|open| {
             open.path == layer.archive
                 && match open.data {
@@ -185,7 +185,7 @@ impl ArchiveReader {
             self.open = Some(OpenArchive { path: layer.archive.clone(), data });
         }
         let open = self.open.as_mut().expect("opened above");
-        let stored: Box<dyn Read + '_> = match &mut open.data {
+        let stored: Box<dyn Read + Send + '_> = match &mut open.data {
             ArchiveData::Plain(file) => {
                 file.seek(SeekFrom::Start(layer.offset)).map_err(|e| layer.error(e))?;
                 Box::new(file.take(layer.stored_size))

@@ -25,6 +25,7 @@ use serde_json::json;
 use std::fs;
 use std::io::{self, Seek, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
 
 /// Where an image goes: `docker://HOST[:PORT]/REPOSITORY[:TAG]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,39 +239,47 @@ impl Sender<'_> {
         progress: &mut impl FnMut(&str),
     ) -> Result<String> {
         let (client, compressor, threads) = (self.client, self.compressor, self.threads);
+        let count = image.layers.len();
         let mut layers = Vec::new();
-        for (index, layer) in image.layers.iter().enumerate() {
-            let mut compress = |out: &mut dyn Write| {
-                compress_layer(index, layer, compressor, threads, &mut self.archives, out)
-            };
-            // A layer whose compressed digest is not known yet is compressed once, into an
-            // unlinked file: the registry is asked for that digest before anything is sent,
-            // and the same bytes are sent if it lacks them.
-            let (digest, size, spooled) = match cached(layer, compressor) {
-                Some((digest, size)) => (digest, size, None),
-                None => {
-                    let (digest, size, file) = spool(&mut compress)?;
-                    remember(layer, compressor, digest, size);
-                    (digest, size, Some(file))
-                }
-            };
-            let what = format!("layer {}/{} {digest} ({size} bytes)", index + 1, image.layers.len());
-            if client.has_blob(&digest)? {
-                pushed.skipped += 1;
-                progress(&format!("{what}: the registry has it"));
-            } else {
-                client.upload(&digest, size, |out| match spooled {
-                    Some(mut file) => {
-                        io::copy(&mut file, out).map(drop).map_err(|e| Error::io("(spooled layer)", e))
+        let archives = &mut self.archives;
+        std::thread::scope(|scope| -> Result<()> {
+            // Layers are prepared (their digests learnt, compressing them if need be) ahead of
+            // the upload, on a thread of their own: compressing the next layers overlaps
+            // sending this one, while the cores would otherwise wait for the registry.
+            let (ready, prepared) = mpsc::sync_channel(PREPARED_AHEAD);
+            scope.spawn(move || {
+                for (index, layer) in image.layers.iter().enumerate() {
+                    let layer = prepare(index, layer, compressor, threads, archives);
+                    let failed = layer.is_err();
+                    if ready.send(layer).is_err() || failed {
+                        break;
                     }
-                    None => compress(out),
-                })?;
-                pushed.sent += 1;
-                pushed.bytes += size;
-                progress(&format!("{what}: sent"));
+                }
+            });
+            let mut archives = ArchiveReader::default();
+            for (index, layer) in image.layers.iter().enumerate() {
+                let Prepared { digest, size, spooled } = prepared.recv().expect("a layer or its error")?;
+                let what = format!("layer {}/{count} {digest} ({size} bytes)", index + 1);
+                if client.has_blob(&digest)? {
+                    pushed.skipped += 1;
+                    progress(&format!("{what}: the registry has it"));
+                } else {
+                    match spooled {
+                        Some(file) => client.upload_file(&digest, size, file)?,
+                        None => client.upload(&digest, size, |out| {
+                            compress_layer(index, layer, compressor, threads, &mut archives, out)
+                        })?,
+                    }
+                    pushed.sent += 1;
+                    pushed.bytes += size;
+                    progress(&format!("{what}: sent"));
+                }
+                layers.push(
+                    json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }),
+                );
             }
-            layers.push(json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }));
-        }
+            Ok(())
+        })?;
         let config = image.config.as_bytes();
         let config_digest = Digest::of(config);
         if client.has_blob(&config_digest)? {
@@ -325,6 +334,39 @@ fn compress_layer(
     }
     compressed.finish().map_err(io_err)?;
     Ok(())
+}
+
+/// How many layers may be prepared ahead of the one being sent (each at most a temporary file
+/// of its compressed bytes): enough that a large layer's upload overlaps the compression of the
+/// small ones after it.
+const PREPARED_AHEAD: usize = 3;
+
+/// A layer ready to be asked about: its compressed digest and size, and its compressed bytes
+/// when they had to be made to learn the digest.
+struct Prepared {
+    digest: Digest,
+    size: u64,
+    spooled: Option<fs::File>,
+}
+
+/// The compressed digest of `layer`: from the cache, or by compressing it once into an unlinked
+/// file, so that the registry is asked for it before anything is sent and the same bytes are
+/// sent if it lacks them.
+fn prepare(
+    index: usize,
+    layer: &PlannedLayer,
+    compressor: Compressor,
+    threads: usize,
+    archives: &mut ArchiveReader,
+) -> Result<Prepared> {
+    if let Some((digest, size)) = cached(layer, compressor) {
+        return Ok(Prepared { digest, size, spooled: None });
+    }
+    let compress =
+        &mut |out: &mut dyn Write| compress_layer(index, layer, compressor, threads, archives, out);
+    let (digest, size, file) = spool(compress)?;
+    remember(layer, compressor, digest, size);
+    Ok(Prepared { digest, size, spooled: Some(file) })
 }
 
 /// Writes what `compress` produces into an unlinked temporary file (one layer, never the whole
@@ -390,13 +432,8 @@ impl Client {
         }
     }
 
-    /// Uploads the blob `digest` of `size` bytes, which `write` produces, in one request.
-    fn upload(
-        &self,
-        digest: &Digest,
-        size: u64,
-        write: impl FnOnce(&mut dyn Write) -> Result<()>,
-    ) -> Result<()> {
+    /// Starts an upload of the blob `digest`: the URL its bytes go to, in one `PUT`.
+    fn start_upload(&self, digest: &Digest) -> Result<String> {
         let started = self
             .registry
             .send("POST", &self.url("blobs/uploads/"), &[("Content-Length", "0")], &[])
@@ -407,27 +444,47 @@ impl Client {
         let location =
             if location.starts_with('/') { self.registry.url(location) } else { location.to_owned() };
         let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{separator}digest={digest}");
+        Ok(format!("{location}{separator}digest={digest}"))
+    }
+
+    /// Sends `body`, the `size` bytes of the blob `digest`, to the `url` of its upload. The
+    /// upload's POST earned the authorization the PUT needs, so it is not sent twice.
+    fn put_blob(&self, url: &str, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
+        self.registry
+            .request("PUT", url)
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &size.to_string())
+            .send(body)
+            .map(drop)
+            .map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
+    }
+
+    /// Uploads the blob `digest` of `size` bytes from `file`.
+    fn upload_file(&self, digest: &Digest, size: u64, file: fs::File) -> Result<()> {
+        let url = self.start_upload(digest)?;
+        self.put_blob(&url, digest, size, io::BufReader::with_capacity(1 << 20, file))
+    }
+
+    /// Uploads the blob `digest` of `size` bytes, which `write` produces, in one request.
+    fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let url = self.start_upload(digest)?;
         // The body is produced on this thread and sent from another, through a pipe: the
-        // layer is never whole in memory. The upload's POST earned the authorization the PUT
-        // needs, so it is not sent twice.
+        // layer is never whole in memory.
         let (reader, mut writer) = pipe().map_err(|e| Error::io("(pipe)", e))?;
         std::thread::scope(|scope| {
-            let sending = scope.spawn(|| {
-                self.registry
-                    .request("PUT", &url)
-                    .set("Content-Type", "application/octet-stream")
-                    .set("Content-Length", &size.to_string())
-                    .send(reader)
-                    .map(drop)
-            });
+            let sending = scope.spawn(|| self.put_blob(&url, digest, size, reader));
             let written = write(&mut writer);
             drop(writer);
             let sent = sending.join().map_err(|_| {
                 self.registry.failure("uploading", Failure::Refused("the sending thread panicked".into()))
             })?;
             written?;
-            sent.map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
+            sent
         })
     }
 
