@@ -30,7 +30,8 @@ let
   named = stream // { imageName = index.name; imageTag = index.tag; };
 in
 archive "buildImageIndex" { stream = named; inherit compressor; default = "none"; inherit (index) format; name = index.baseName; }
-// copies named
+# a registry or an OCI layout takes an image for several platforms; Docker and podman do not
+// { inherit (copies named) copyToRegistry copyTo; }
 // passthru
 // {
   inherit meta passthru;

@@ -49,3 +49,17 @@ step "podman run localhost/stowage-demo:latest"
 # runc, no network, explicit limits: what this kind of host needs to run containers
 "${podman[@]}" --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
   localhost/stowage-demo:latest
+
+step "What to try next"
+# (with your own Nix and podman, not the demo's throw-away stores)
+cat >&2 <<NEXT
+- Stream the image into podman without writing an archive (the image's .stream attribute):
+    \$(nix-build --option plugin-files $plugin --option sandbox-paths /bin/busybox \\
+        -A stream $here/examples/hello.nix) | podman load
+- Start a flake with an image (its flake.nix takes nixpkgs as an input):
+    nix --extra-experimental-features 'nix-command flakes' flake init -t $here
+    nix --option plugin-files $plugin build .#image
+- Push an image to a registry, no daemon needed:
+    $here/target/release/stowage push ./result docker://HOST:PORT/hello:latest
+- dockerTools to stowage, function by function: $here/docs/migrating-from-dockertools.md
+NEXT

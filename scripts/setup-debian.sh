@@ -11,16 +11,21 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${STOWAGE_BUILD_DIR:-$here/build}
 nix_prefix=$build/nix-2.8
 
-packages=(
+# What the plugin and `make demo` need; `STOWAGE_SETUP=demo` installs these alone.
+demo_packages=(
   # Nix itself and what its headers include
   nix-bin nlohmann-json3-dev libboost-dev libgc-dev
   # the C++ side of the plugin
   g++ pkg-config
   # fetching and unpacking Debian's source package for the headers
   dpkg-dev xz-utils ca-certificates
-  # the image tools the tests check images with, and a static shell for test images (and for
-  # the Nix sandbox)
-  skopeo podman runc umoci jq busybox-static
+  # podman runs the demo's image; busybox-static is its shell, and the Nix sandbox's
+  podman runc busybox-static
+)
+# What `make test` and `make bench` need besides.
+test_packages=(
+  # the image tools the tests check images with
+  skopeo umoci jq
   # a registry to push to and pull from (distribution)
   docker-registry
   # htpasswd (bcrypt) for the registry tests with basic auth; openssl makes their CA
@@ -35,6 +40,11 @@ packages=(
   libboost-container-dev libbrotli-dev libcurl4-openssl-dev libsodium-dev libsqlite3-dev
   libssl-dev libtoml11-dev libreadline-dev libhttp-parser-dev zlib1g-dev
 )
+case ${STOWAGE_SETUP:-all} in
+  demo) packages=("${demo_packages[@]}") ;;
+  all) packages=("${demo_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "setup: STOWAGE_SETUP is '$STOWAGE_SETUP'; it must be demo or all" >&2; exit 1 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -97,7 +107,8 @@ done
 
 echo "setup: ok (Nix $nix_version, headers in $nix_prefix/include)" >&2
 
-# Nix 2.26, built from source, unless a run is limited to other releases (make test NIX=2.8).
-if [[ " ${STOWAGE_NIXES:-2.26} " == *" 2.26 "* ]]; then
+# Nix 2.26, built from source, unless a run is limited to other releases (make test NIX=2.8)
+# or only the demo is set up.
+if [[ ${STOWAGE_SETUP:-all} == all && " ${STOWAGE_NIXES:-2.26} " == *" 2.26 "* ]]; then
   "$here/scripts/setup-nix-2.26.sh"
 fi

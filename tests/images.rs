@@ -115,7 +115,12 @@ fn stream_writes_the_same_archive_to_stdout_and_logs_to_stderr() {
     let nix = TestNix::new();
     let image = r#"{ name = "app"; tag = "v1"; contents = [ busybox ]; config.Cmd = [ "/bin/sh" ]; }"#;
     let stream = nix.build(&expr(&format!("s.streamLayeredImage {image}")));
-    let archive = nix.build(&expr(&format!("s.buildLayeredImage ({image} // {{ compressor = \"none\"; }})")));
+    let built =
+        nix.build_output(&expr(&format!("s.buildLayeredImage ({image} // {{ compressor = \"none\"; }})")));
+    let archive = std::path::PathBuf::from(String::from_utf8(built.stdout).unwrap().trim());
+    // The archive's builder logs its progress into Nix's build log, lines and no `\r`.
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(log.contains("-app.tar: layer 2/2, ") && !log.contains('\r'), "{log}");
     let out = run_ok(&mut std::process::Command::new(&stream));
     assert_eq!(out.stdout, std::fs::read(&archive).unwrap(), "stdout carries exactly the archive");
     assert_eq!(skopeo_config(&archive, 0)["config"]["Cmd"], json!(["/bin/sh"]));
