@@ -27,21 +27,22 @@ with_nix = PKG_CONFIG_PATH=$(pkgconfig_$(1)) CARGO_TARGET_DIR=$(target_$(1)) STO
 other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 
 # The image builder that derivations run, inside the Nix sandbox too: a static executable without
-# the plugin's C++ (crt-static drops cdylibs, hence its own build). The plugins embed it.
-HOST := $(shell PATH="$(PATH)" rustc -vV | sed -n 's/^host: //p')
-BUILDER := $(CURDIR)/target/builder/$(HOST)/release/stowage
+# the plugin's C++. Only its own link is static (`cargo rustc` hands the flags to it alone), so it
+# shares every compiled dependency with the Nix 2.8 plugin's build, whose `stowage` (dynamic)
+# then takes its place in target/release: it is copied out first. Stripped: the plugin carries
+# it, and every image's closure does. The plugins embed it.
+BUILDER := $(CURDIR)/target/builder/stowage
 
 .PHONY: setup builder build test bench demo clean
 
 setup:
 	@scripts/setup-debian.sh
 
-# (cargo warns that it drops the cdylib: expected, the plugin is built below.) Stripped: the
-# plugin carries it, and every image's closure does.
 builder: setup
-	RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=false \
-		CARGO_PROFILE_RELEASE_STRIP=symbols $(CARGO) build --release --locked --no-default-features \
-		--bin stowage --target $(HOST) --target-dir $(CURDIR)/target/builder
+	$(call with_nix,2.8) $(CARGO) rustc --release --locked --no-default-features --bin stowage -- \
+		-C target-feature=+crt-static -C strip=symbols
+	@mkdir -p $(dir $(BUILDER))
+	@cmp -s $(target_2.8)/release/stowage $(BUILDER) || cp $(target_2.8)/release/stowage $(BUILDER)
 
 build: builder
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
