@@ -66,8 +66,11 @@ impl Kind {
 /// Checks the runtime `config` object (the `config` argument) and returns it normalised: `Env`
 /// with one entry per variable, where the last value wins and the first position is kept.
 pub fn normalise_runtime_config(config: &Value) -> Result<Map<String, Value>> {
-    let Value::Object(map) = config else {
-        return Err(Error::argument("config", "is not a set"));
+    let map = match config {
+        Value::Object(map) => map,
+        // dockerTools' default for buildImage, and what its users pass for "no config"
+        Value::Null => return Ok(Map::new()),
+        _ => return Err(Error::argument("config", "is not a set")),
     };
     let mut out = Map::new();
     for (key, value) in map {
@@ -222,6 +225,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok["Env"], json!(["A=2"]));
         assert!(!ok.contains_key("User"));
+        assert!(normalise_runtime_config(&Value::Null).unwrap().is_empty(), "config = null: none");
         for (config, needle) in [
             (json!({"Cmd": "/bin/sh"}), "argument 'config.Cmd' must be a list of strings"),
             (json!({"Entrypiont": []}), "argument 'config.Entrypiont' is not a field of an image config"),
