@@ -38,13 +38,14 @@ BUILDER := $(CURDIR)/target/builder/stowage
 setup:
 	@scripts/setup-debian.sh
 
-builder: setup
+# (It needs nothing `make setup` installs, so `make -j2 build` compiles it while setup runs.)
+builder:
 	$(call with_nix,2.8) $(CARGO) rustc --release --locked --no-default-features --bin stowage -- \
 		-C target-feature=+crt-static -C strip=symbols
 	@mkdir -p $(dir $(BUILDER))
 	@cmp -s $(target_2.8)/release/stowage $(BUILDER) || cp $(target_2.8)/release/stowage $(BUILDER)
 
-build: builder
+build: setup builder
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
 
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix.
@@ -59,9 +60,10 @@ bench: build
 	$(call with_nix,2.8) $(CARGO) bench --locked --bench layered
 
 # The demo needs Debian's Nix 2.8 alone: it installs the demo's packages and builds the plugin
-# for 2.8, whatever NIX says (Nix 2.26 is built by `make test`'s setup, not here).
+# for 2.8, whatever NIX says (Nix 2.26 is built by `make test`'s setup, not here); the packages
+# are installed while the builder compiles.
 demo:
-	@$(MAKE) --no-print-directory build NIX=2.8 STOWAGE_SETUP=demo
+	@$(MAKE) --no-print-directory -j2 build NIX=2.8 STOWAGE_SETUP=demo
 	@$(call with_nix,2.8) scripts/demo.sh
 
 clean:

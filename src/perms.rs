@@ -8,7 +8,7 @@
 //! evaluation.
 
 use crate::{Error, Result};
-use regex::Regex;
+use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -148,7 +148,7 @@ fn parse_mode(text: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok().filter(|&m| m <= 0o7777)
 }
 
-fn anchored(regex: &str) -> std::result::Result<Regex, regex::Error> {
+fn anchored(regex: &str) -> std::result::Result<Regex, regex_lite::Error> {
     Regex::new(&format!("^(?:{regex})$"))
 }
 
