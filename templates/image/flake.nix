@@ -6,9 +6,10 @@
   # Build with the plugin loaded:
   #   nix --option plugin-files /path/to/libstowage.so build .#image
   # (or `plugin-files = /path/to/libstowage.so` in nix.conf), then
-  #   podman load < result        docker load < result
-  # `nix build .#image.stream` gives a script that streams the image instead:
+  #   docker load < result        (a gzip archive; podman 4.3 and older want it unpacked)
+  # `nix build .#image.stream` gives a script that streams the plain archive instead:
   #   ./result | podman load
+  # and `nix run .#image.copyToRegistry` pushes it to its name (`name` may carry a registry).
   outputs = { self, nixpkgs }:
     let
       stowage = builtins.stowage or (throw
