@@ -87,9 +87,12 @@ const Attr * attrAtFault(EvalState & state, Value & args, std::string_view argum
         if (name && compat::hasPos(*name))
             found = name;
     }
-    for (auto & attr : *compat::attrsOf(args))
-        if (!found && compat::hasPos(attr))
+    for (auto & attr : *compat::attrsOf(args)) {
+        if (found)
+            break;
+        if (compat::hasPos(attr))
             found = &attr;
+    }
     return found;
 }
 

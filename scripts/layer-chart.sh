@@ -9,7 +9,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 plugin=${STOWAGE_PLUGIN:-$here/target/release/libstowage.so}
 out=${1:-$here/docs/layers.svg}
 program=/usr/bin/nix
-work=$(mktemp -d)
+# a fixed store root, so that the store paths, and the chart, are the same at every run
+work=$here/build/layer-chart
+[[ -e $work ]] && chmod -R u+w "$work" && rm -rf "$work"
+mkdir -p "$work"
 trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
 mkdir -p "$work/etc"
 printf 'substituters =\nbuild-users-group =\nsandbox = false\n' > "$work/etc/nix.conf"
@@ -78,5 +81,6 @@ awk -v program="$program" '
       y += 8
     }
     print "</svg>"
-  }' "$work/default" "$work/eight" > "$out"
+  }' "$work/default" "$work/eight" > "$work/chart.svg"
+mv "$work/chart.svg" "$out"
 echo "layer-chart: wrote $out ($(wc -l < "$work/default") and $(wc -l < "$work/eight") layers)" >&2

@@ -107,12 +107,12 @@ impl Progress {
     }
 
     fn show(&self, last: bool) {
-        let now = Instant::now();
         let every = match self.mode {
             Mode::Quiet => return,
             Mode::Live => REDRAW,
             Mode::Lines => LINE_EVERY,
         };
+        let now = Instant::now();
         if !last && self.shown.get().is_some_and(|then| now.duration_since(then) < every) {
             return;
         }

@@ -265,7 +265,9 @@ impl Sender<'_> {
                     progress(&format!("{what}: the registry has it"));
                 } else {
                     match spooled {
-                        Some(file) => client.upload_file(&digest, size, file)?,
+                        Some(file) => {
+                            client.upload_from(&digest, size, io::BufReader::with_capacity(1 << 20, file))?
+                        }
                         None => client.upload(&digest, size, |out| {
                             compress_layer(index, layer, compressor, threads, &mut archives, out)
                         })?,
@@ -285,9 +287,7 @@ impl Sender<'_> {
         if client.has_blob(&config_digest)? {
             pushed.skipped += 1;
         } else {
-            client.upload(&config_digest, config.len() as u64, |out| {
-                out.write_all(config).map_err(|e| Error::io("(config)", e))
-            })?;
+            client.upload_from(&config_digest, config.len() as u64, config)?;
             pushed.sent += 1;
             pushed.bytes += config.len() as u64;
         }
@@ -459,10 +459,10 @@ impl Client {
             .map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
     }
 
-    /// Uploads the blob `digest` of `size` bytes from `file`.
-    fn upload_file(&self, digest: &Digest, size: u64, file: fs::File) -> Result<()> {
+    /// Uploads the blob `digest` of `size` bytes, read from `body`.
+    fn upload_from(&self, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
         let url = self.start_upload(digest)?;
-        self.put_blob(&url, digest, size, io::BufReader::with_capacity(1 << 20, file))
+        self.put_blob(&url, digest, size, body)
     }
 
     /// Uploads the blob `digest` of `size` bytes, which `write` produces, in one request.
