@@ -265,9 +265,11 @@ impl Sender<'_> {
                     progress(&format!("{what}: the registry has it"));
                 } else {
                     match spooled {
-                        Some(file) => {
-                            client.upload_from(&digest, size, io::BufReader::with_capacity(1 << 20, file))?
-                        }
+                        Some(file) => client.upload_from(
+                            &digest,
+                            size,
+                            io::BufReader::with_capacity(SPOOL_BUFFER, file),
+                        )?,
                         None => client.upload(&digest, size, |out| {
                             compress_layer(index, layer, compressor, threads, &mut archives, out)
                         })?,
@@ -350,8 +352,8 @@ struct Prepared {
 }
 
 /// The compressed digest of `layer`: from the cache, or by compressing it once into an unlinked
-/// file, so that the registry is asked for it before anything is sent and the same bytes are
-/// sent if it lacks them.
+/// temporary file, so that the registry is asked for it before anything is sent and the same
+/// bytes are sent if it lacks them.
 fn prepare(
     index: usize,
     layer: &PlannedLayer,
@@ -362,25 +364,19 @@ fn prepare(
     if let Some((digest, size)) = cached(layer, compressor) {
         return Ok(Prepared { digest, size, spooled: None });
     }
-    let compress =
-        &mut |out: &mut dyn Write| compress_layer(index, layer, compressor, threads, archives, out);
-    let (digest, size, file) = spool(compress)?;
+    let io_err = |e| Error::io("(temporary file for a compressed layer)", e);
+    let file = tempfile::tempfile().map_err(io_err)?;
+    let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(SPOOL_BUFFER, file));
+    compress_layer(index, layer, compressor, threads, archives, &mut hashed)?;
+    let (buffered, digest, size) = hashed.finish();
+    let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
     remember(layer, compressor, digest, size);
     Ok(Prepared { digest, size, spooled: Some(file) })
 }
 
-/// Writes what `compress` produces into an unlinked temporary file (one layer, never the whole
-/// image), rewound; returns the bytes' digest and size with it.
-fn spool(compress: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<(Digest, u64, fs::File)> {
-    let io_err = |e| Error::io("(temporary file for a compressed layer)", e);
-    let file = tempfile::tempfile().map_err(io_err)?;
-    let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-    compress(&mut hashed)?;
-    let (buffered, digest, size) = hashed.finish();
-    let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?;
-    file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
-    Ok((digest, size, file))
-}
+/// The buffer a temporary file of compressed bytes is written and read through.
+const SPOOL_BUFFER: usize = 1 << 20;
 
 /// Where compressed digests are kept, by diff_id and compressor.
 fn cache_dir() -> Option<PathBuf> {
