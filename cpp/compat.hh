@@ -83,6 +83,17 @@ inline bool hasPos(const nix::Attr & attr) { return bool(*attr.pos); }
 inline nix::Bindings * attrsOf(nix::Value & v) { return v.attrs; }
 #endif
 
+// The name of the attribute `attr`.
+inline std::string attrName(nix::EvalState & state, const nix::Attr & attr)
+{
+#if STOWAGE_NIX_MODERN
+    return std::string(state.symbols[attr.name]);
+#else
+    (void) state;
+    return std::string(attr.name);
+#endif
+}
+
 // The string `v` holds, which must have no context.
 inline std::string_view forceStringNoCtx(nix::EvalState & state, nix::Value & v, PosArg pos)
 {

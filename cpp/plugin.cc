@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <iostream>
+#include <optional>
 
 namespace stowage {
 namespace {
@@ -44,11 +45,14 @@ void primGoarch(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
     v.mkAttrs(attrs);
 }
 
+std::string argumentsJSON(
+    EvalState & state, compat::PosArg pos, const std::string & function, Value & args, compat::Context & context);
+
 void primFakeNss(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
     expectType(state, pos, *args[0], nAttrs, "fakeNss");
     compat::Context context;
-    auto json = compat::toJSON(state, pos, *args[0], context);
+    auto json = argumentsJSON(state, pos, "fakeNss", *args[0], context);
     // The files are written while evaluating, before anything is built, so they cannot hold
     // references to store paths (their closure would be missing from the image).
     if (!context.empty())
@@ -96,6 +100,59 @@ const Attr * attrAtFault(EvalState & state, Value & args, std::string_view argum
     return found;
 }
 
+// The first value within `v` (called `path`, as `config.Cmd[0]`) that has no JSON form, such as
+// a function, as a path and a type; toJSON's own error names neither. Follows what toJSON
+// follows: a set with `outPath` is that path, one with `__toString` its string.
+std::optional<std::pair<std::string, std::string>> unconvertible(
+    EvalState & state, compat::PosArg pos, Value & v, const std::string & path)
+{
+    state.forceValue(v, pos);
+    switch (v.type()) {
+    case nFunction:
+        return std::make_pair(path, std::string(showType(v)));
+    case nAttrs: {
+        auto attrs = compat::attrsOf(v);
+        if (attrs->get(state.symbols.create("__toString")))
+            return std::nullopt;
+        if (auto outPath = attrs->get(state.symbols.create("outPath")))
+            return unconvertible(state, pos, *outPath->value, path);
+        for (auto & attr : *attrs)
+            if (auto found = unconvertible(state, pos, *attr.value, path + "." + compat::attrName(state, attr)))
+                return found;
+        return std::nullopt;
+    }
+    case nList:
+        for (size_t i = 0; i < v.listSize(); ++i)
+            if (auto found = unconvertible(state, pos, *v.listElems()[i], path + "[" + std::to_string(i) + "]"))
+                return found;
+        return std::nullopt;
+    default:
+        return std::nullopt;
+    }
+}
+
+// The arguments `args` of the builtin `function` as JSON, their context added to `context`; a
+// value that has none (a function) is an error naming the builtin and the argument, at the
+// argument's position.
+std::string argumentsJSON(EvalState & state, compat::PosArg pos, const std::string & function, Value & args, compat::Context & context)
+{
+    try {
+        return compat::toJSON(state, pos, args, context);
+    } catch (nix::Error &) {
+        for (auto & attr : *compat::attrsOf(args)) {
+            auto found = unconvertible(state, pos, *attr.value, compat::attrName(state, attr));
+            if (!found)
+                continue;
+            auto at = attrAtFault(state, args, found->first);
+            compat::throwCatchable(state, at ? compat::attrPos(*at) : pos,
+                fmt("stowage.%s: argument '%s' is %s, which an image cannot hold: give a string, a number, a "
+                    "boolean, null, a path, a derivation, or a list or set of these",
+                    function, found->first, found->second));
+        }
+        throw;
+    }
+}
+
 // The arguments of one of the library's functions, checked and normalised by the core (the Nix
 // library hands the untouched values to the derivation, so their context is kept there).
 void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
@@ -103,7 +160,7 @@ void primCheckArgs(EvalState & state, compat::PosArg pos, Value ** args, Value &
     std::string function(compat::forceStringNoCtx(state, *args[0], pos));
     expectType(state, pos, *args[1], nAttrs, function.c_str());
     compat::Context context;
-    auto json = compat::toJSON(state, pos, *args[1], context);
+    auto json = argumentsJSON(state, pos, function, *args[1], context);
     ffi::NixContext nix{settings.thisSystem.get(), state.store->storeDir, {}};
     for (auto & entry : settings.sandboxPaths.get())
         nix.sandbox_paths.push_back(entry);

@@ -14,7 +14,8 @@ let
   merged = function: arg:
     let
       # like dockerTools.mergeImages, the argument may be just the list of images
-      args = if builtins.isList arg then { images = arg; } else arg;
+      # (anything else is refused by the core's check, naming the function)
+      args = if builtins.isList arg then { images = arg; } else if builtins.isAttrs arg then arg else prims.checkArgs function arg;
       # compressor is the archive's business (./archive.nix checks it)
       checked = prims.checkArgs function
         (builtins.removeAttrs args (if function == "mergeImages" then [ "compressor" ] else [ ]));

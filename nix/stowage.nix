@@ -15,20 +15,24 @@ let
     preferLocalBuild = true;
     allowSubstitutes = false;
   } // attrs);
+  # the public function named, which takes a set: anything else is refused by the core's check,
+  # whose error names the function (a function's own `{ … }:` pattern would not)
+  takesSet = function: f: args: f (if builtins.isAttrs args then args else prims.checkArgs function args);
   # the archive of a stream, for the public function named (which errors name)
   archive = import ./archive.nix { inherit stowageDerivation; };
   # copyToRegistry and copyTo for an image's stream
   copies = import ./copy-to.nix { inherit stowageDerivation; };
   # the stream derivation of a layered image, for the public function named
   layeredStream = import ./stream-layered-image.nix { inherit prims stowageDerivation copies; };
-  streamLayeredImage = layeredStream "streamLayeredImage";
-  buildLayeredImage = import ./build-layered-image.nix {
+  streamLayeredImage = takesSet "streamLayeredImage" (layeredStream "streamLayeredImage");
+  buildLayeredImage = takesSet "buildLayeredImage" (import ./build-layered-image.nix {
     inherit archive copies;
     streamLayeredImage = layeredStream "buildLayeredImage";
-  };
+  });
   merges = import ./merge-images.nix { inherit prims stowageDerivation archive; };
-  buildImage = import ./build-image.nix { inherit prims stowageDerivation archive copies; };
-  buildImageIndex = import ./build-image-index.nix { inherit prims stowageDerivation archive copies; };
+  buildImage = takesSet "buildImage" (import ./build-image.nix { inherit prims stowageDerivation archive copies; });
+  buildImageIndex =
+    takesSet "buildImageIndex" (import ./build-image-index.nix { inherit prims stowageDerivation archive copies; });
   pullImage = import ./pull-image.nix { inherit prims stowageDerivation; };
 in
 {

@@ -50,13 +50,15 @@ const MAX_READERS: usize = 8;
 /// side by side, and so do the hashes of several layers, as long as the readers are less than
 /// [`CHUNKS_AHEAD`] chunks ahead of the writer. A layer's digest is checked as soon as its last
 /// chunk is written, and every one before the configs and manifest.
+/// `output` names `out` in errors: the file, or what the pipe or socket leads to.
 pub fn write_archive<W: Write>(
     plan: &Plan,
     out: W,
+    output: &Path,
     threads: usize,
     progress: impl FnMut(usize, usize, &Digest),
 ) -> Result<W> {
-    write_with_budget(plan, out, threads, CHUNKS_AHEAD, progress)
+    write_with_budget(plan, out, output, threads, CHUNKS_AHEAD, progress)
 }
 
 /// Writes the OCI layout of `plan` as the folder `dir`, which it makes: the layout's tarball
@@ -66,17 +68,41 @@ pub fn write_oci_dir(plan: &Plan, dir: &Path, threads: usize) -> Result<()> {
     let (from, to) = pipe().map_err(|e| Error::io("(pipe)", e))?;
     let mut plan = plan.clone();
     plan.format = Format::OciArchive;
+    let output = dir.join("(the archive being unpacked)");
     std::thread::scope(|scope| {
         let unpacking =
             scope.spawn(move || tar::Archive::new(io::BufReader::with_capacity(CHUNK, from)).unpack(dir));
         // Closing the pipe's end (when `to` drops) ends the unpacking, also after an error.
-        let written = write_archive(&plan, io::BufWriter::with_capacity(CHUNK, to), threads, |_, _, _| {})
-            .and_then(|out| out.into_inner().map(drop).map_err(|e| stream_error(e.into_error())));
+        let written =
+            write_archive(&plan, io::BufWriter::with_capacity(CHUNK, to), &output, threads, |_, _, _| {})
+                .and_then(|out| out.into_inner().map(drop).map_err(|e| Error::io(&output, e.into_error())));
         let unpacked =
             unpacking.join().unwrap_or_else(|_| Err(io::Error::other("the unpacking thread panicked")));
-        written?;
-        unpacked.map_err(|e| Error::io(dir, e))
+        first_failure(written, unpacked.map_err(|e| Error::io(dir, with_causes(e))))
     })
+}
+
+/// `e` with the errors it wraps: tar's say what was being unpacked, not why it failed.
+fn with_causes(e: io::Error) -> io::Error {
+    let mut text = e.to_string();
+    let mut at = &e;
+    while let Some(cause) = at.get_ref().and_then(|c| c.source()).and_then(|s| s.downcast_ref::<io::Error>()) {
+        text = format!("{text}: {cause}");
+        at = cause;
+    }
+    io::Error::new(e.kind(), text)
+}
+
+/// The outcome of a producer that wrote into a pipe and the consumer that read it: the first
+/// real error. A producer that failed with a broken pipe only saw the consumer stop, and the
+/// consumer's error says why (a refused upload, a full disk); any other error of the producer
+/// came first, and the consumer only saw the pipe end early. A broken pipe is never a success.
+pub fn first_failure<T>(produced: Result<()>, consumed: Result<T>) -> Result<T> {
+    match produced {
+        Err(e) if e.is_broken_pipe() && consumed.is_err() => consumed,
+        Err(e) => Err(e),
+        Ok(()) => consumed,
+    }
 }
 
 /// A pipe's reading and writing ends, closed on exec.
@@ -94,6 +120,7 @@ pub(crate) fn pipe() -> io::Result<(fs::File, fs::File)> {
 fn write_with_budget<W: Write>(
     plan: &Plan,
     mut out: W,
+    output: &Path,
     threads: usize,
     chunks_ahead: usize,
     mut progress: impl FnMut(usize, usize, &Digest),
@@ -127,11 +154,11 @@ fn write_with_budget<W: Write>(
                 }
             });
         }
-        let written = write_in_order(plan, &unique, receivers, &budget, &mut out, &mut progress);
+        let written = write_in_order(plan, &unique, receivers, &budget, &mut out, output, &mut progress);
         budget.stop();
         written
     })?;
-    out.flush().map_err(stream_error)?;
+    out.flush().map_err(|e| Error::io(output, e))?;
     Ok(out)
 }
 
@@ -226,8 +253,10 @@ fn write_in_order(
     receivers: Vec<mpsc::Receiver<Message>>,
     budget: &Budget,
     out: &mut impl Write,
+    output: &Path,
     progress: &mut impl FnMut(usize, usize, &Digest),
 ) -> Result<()> {
+    let output_error = |e| Error::io(output, e);
     let mtime = plan.mtime;
     let oci = plan.format != Format::DockerArchive;
     if oci {
@@ -235,11 +264,11 @@ fn write_in_order(
         file(&mut head, "oci-layout", OCI_LAYOUT.as_bytes(), mtime)?;
         head.extend(directory_header("blobs/", mtime)?);
         head.extend(directory_header("blobs/sha256/", mtime)?);
-        out.write_all(&head).map_err(stream_error)?;
+        out.write_all(&head).map_err(output_error)?;
     }
     for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
         budget.advance(index);
-        out.write_all(&header(&layer_file(plan.format, layer), layer.size, mtime)?).map_err(stream_error)?;
+        out.write_all(&header(&layer_file(plan.format, layer), layer.size, mtime)?).map_err(output_error)?;
         let mut written = 0;
         loop {
             match from_reader.recv() {
@@ -249,7 +278,7 @@ fn write_in_order(
                     if written > layer.size {
                         return Err(mismatch(index, layer, None, written));
                     }
-                    out.write_all(&chunk).map_err(stream_error)?;
+                    out.write_all(&chunk).map_err(output_error)?;
                     budget.give(chunk);
                 }
                 Ok(Message::Done { digest, size }) => {
@@ -264,15 +293,15 @@ fn write_in_order(
                 }
                 Ok(Message::Failed(e)) => return Err(e),
                 // Only a reader that panicked leaves without a word; the scope passes the panic on.
-                Err(_) => return Err(stream_error(io::Error::other("a layer reader stopped"))),
+                Err(_) => return Err(output_error(io::Error::other("a layer reader stopped"))),
             }
         }
-        out.write_all(&[0; BLOCK][..padding(layer.size)]).map_err(stream_error)?;
+        out.write_all(&[0; BLOCK][..padding(layer.size)]).map_err(output_error)?;
     }
 
     let mut tail = if oci { oci_tail(plan)? } else { docker_tail(plan)? };
     tail.extend_from_slice(&[0; 2 * BLOCK]);
-    out.write_all(&tail).map_err(stream_error)
+    out.write_all(&tail).map_err(output_error)
 }
 
 /// The configs and `manifest.json` of a docker-archive.
@@ -464,8 +493,10 @@ fn file(out: &mut Vec<u8>, name: &str, bytes: &[u8], mtime: u64) -> Result<()> {
     Ok(())
 }
 
+/// An error of a layer's reader writing its chunks: it only stops when the writer has stopped,
+/// whose own error says why.
 fn stream_error(e: std::io::Error) -> Error {
-    Error::io("(archive output)", e)
+    Error::io("(layer chunks)", e)
 }
 
 #[cfg(test)]
@@ -509,7 +540,7 @@ pub(crate) mod tests {
         fs::create_dir_all(store.join("x-a")).unwrap();
         fs::write(store.join("x-a/f"), "data").unwrap();
         let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
-        let out = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let out = write_archive(&plan, Vec::new(), Path::new("(test)"), 2, |_, _, _| {}).unwrap();
         let names = names(&out);
         assert_eq!(names.len(), 3);
         assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].digest.hex()));
@@ -528,7 +559,7 @@ pub(crate) mod tests {
         plan.images.push(plan.images[0].clone());
         plan.images[1].repo_tags = vec!["b:1".into()];
         plan.format = Format::OciArchive;
-        let out = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let out = write_archive(&plan, Vec::new(), Path::new("(test)"), 2, |_, _, _| {}).unwrap();
         let files: BTreeMap<String, Vec<u8>> = tar::Archive::new(out.as_slice())
             .entries()
             .unwrap()
@@ -591,12 +622,12 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         // layers of many chunks and of none, beside each other
         let plan = store_of(dir.path(), &[3 * CHUNK + 17, 10, 0, 2 * CHUNK, 5000, CHUNK - 600, 4 * CHUNK]);
-        let first = write_with_budget(&plan, Vec::new(), 1, CHUNKS_AHEAD, |_, _, _| {}).unwrap();
+        let first = write_with_budget(&plan, Vec::new(), Path::new("(test)"), 1, CHUNKS_AHEAD, |_, _, _| {}).unwrap();
         let mut order = Vec::new();
         for (threads, budget) in [(2, CHUNKS_AHEAD), (4, 1), (3, 2), (8, 0)] {
             order.clear();
             let again =
-                write_with_budget(&plan, Vec::new(), threads, budget, |i, n, _| order.push((i, n))).unwrap();
+                write_with_budget(&plan, Vec::new(), Path::new("(test)"), threads, budget, |i, n, _| order.push((i, n))).unwrap();
             assert!(again == first, "{threads} threads, {budget} chunks ahead");
             assert_eq!(order, (0..7).map(|i| (i, 7)).collect::<Vec<_>>());
         }
@@ -622,7 +653,7 @@ pub(crate) mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let plan = store_of(dir.path(), &[5 * CHUNK, 5 * CHUNK, 5 * CHUNK]);
-        let err = write_with_budget(&plan, Closing(CHUNK), 2, 2, |_, _, _| {}).unwrap_err();
+        let err = write_with_budget(&plan, Closing(CHUNK), Path::new("(test)"), 2, 2, |_, _, _| {}).unwrap_err();
         assert!(
             matches!(&err, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe),
             "{err}"
@@ -636,7 +667,7 @@ pub(crate) mod tests {
         let file = dir.path().join("store/p0-x/f");
         fs::write(&file, vec![1u8; 3 * CHUNK]).unwrap();
         let mut out = Vec::new();
-        let err = write_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
+        let err = write_archive(&plan, &mut out, Path::new("(test)"), 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         assert!(
             out.len() as u64 <= BLOCK as u64 + plan.images[0].layers[0].size,
@@ -654,7 +685,7 @@ pub(crate) mod tests {
         let plan = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         fs::write(store.join("x-a/f"), "DATA").unwrap(); // same size, other bytes
         let mut out = Vec::new();
-        let err = write_archive(&plan, &mut out, 2, |_, _, _| {}).unwrap_err();
+        let err = write_archive(&plan, &mut out, Path::new("(test)"), 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         let text = String::from_utf8_lossy(&out);
         assert!(!text.contains("manifest.json"));

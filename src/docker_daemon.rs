@@ -40,20 +40,32 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
         )
         .map_err(engine_error)?;
     let plan = Plan { mtime: 1, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
-    let mut body = write_archive(&plan, Chunked(request), threads, |_, _, _| {})?;
-    body.0.write_all(b"0\r\n\r\n").and_then(|()| body.0.flush()).map_err(engine_error)?;
+    let written = write_archive(&plan, Chunked(request), socket, threads, |_, _, _| {}).and_then(|mut body| {
+        body.0.write_all(b"0\r\n\r\n").and_then(|()| body.0.flush()).map_err(engine_error)
+    });
+    // An engine that stopped reading says why in its answer; without one, the broken pipe is
+    // the error. Either way a broken write is never a success.
+    let broken = match written {
+        Err(e) if e.is_broken_pipe() => Some(e),
+        written => written.map(|()| None)?,
+    };
     let mut response = BufReader::new(stream);
     let mut status = String::new();
-    response.read_line(&mut status).map_err(engine_error)?;
     let mut rest = String::new();
-    response.read_to_string(&mut rest).map_err(engine_error)?;
+    let read = response.read_line(&mut status).and_then(|_| response.read_to_string(&mut rest));
+    let answered = status.split_whitespace().nth(1).map(str::to_owned);
     let text = rest.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(Error::io(
-            socket,
-            io::Error::other(format!("the engine answered {}: {text}", status.trim())),
-        ));
-    }
+    match (answered.as_deref(), broken) {
+        (Some("200"), None) => read.map_err(engine_error)?,
+        (Some("200") | None, Some(broken)) => return Err(broken),
+        (Some(_), _) => {
+            return Err(Error::io(
+                socket,
+                io::Error::other(format!("the engine answered {}: {text}", status.trim())),
+            ))
+        }
+        (None, None) => return Err(engine_error(read.err().unwrap_or_else(|| io::Error::other("no answer")))),
+    };
     // The body is chunked JSON messages: the stream lines say what was loaded.
     let said: Vec<String> = text
         .lines()

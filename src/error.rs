@@ -140,6 +140,11 @@ impl Error {
         Error::Argument { arg: arg.to_string(), problem: problem.into() }
     }
 
+    /// Whether this is a write into a pipe (or socket) whose reader has gone.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// An [`Error::Io`] about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }

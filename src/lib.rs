@@ -19,7 +19,8 @@
 //!   `copyToRoot` copied); [`script`] confines them (namespaces, chroot) and [`seccomp`] records
 //!   the owners a fake root sets; [`tree`] turns the root into layer entries; [`perms`] sets
 //!   declared owners and modes.
-//! - [`push`] sends images to registries, image files, Docker and podman; [`pull`] is
+//! - [`push`] sends images to registries, image files, Docker and podman, asking its
+//!   [`blob_cache`] for the compressed digests of layers; [`pull`] is
 //!   `pullImage`'s builder; both reach registries through [`registry`] (TLS, credentials,
 //!   authentication). [`index`] is `buildImageIndex`: one image for several platforms.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
@@ -32,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod blob_cache;
 pub mod args;
 pub mod chunks;
 pub mod compress;

@@ -123,7 +123,7 @@ mod tests {
 
     /// The archive a stream script would write.
     fn archive(dir: &Path, script: &str) -> String {
-        let bytes = write_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), 2, |_, _, _| {});
+        let bytes = write_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), Path::new("(test)"), 2, |_, _, _| {});
         let path = format!("{script}.tar");
         std::fs::write(&path, bytes.unwrap()).unwrap();
         assert!(Path::new(&path).starts_with(dir));
@@ -142,7 +142,7 @@ mod tests {
         let plan = merge_images(&[a_archive.clone(), b.clone(), a2]).unwrap();
         let tags: Vec<&Vec<String>> = plan.images.iter().map(|i| &i.repo_tags).collect();
         assert_eq!(tags, [&vec!["a:1".to_string(), "a:2".into()], &vec!["b:1".to_string()]]);
-        let bytes = write_archive(&plan, Vec::new(), 2, |_, _, _| {}).unwrap();
+        let bytes = write_archive(&plan, Vec::new(), Path::new("(test)"), 2, |_, _, _| {}).unwrap();
         let mut names: Vec<String> = tar::Archive::new(bytes.as_slice())
             .entries()
             .unwrap()

@@ -5,13 +5,20 @@
 //! Every layer is compressed for the registry (gzip, or zstd) on every core; the compressors
 //! give the same bytes on any machine, so a layer's compressed digest is a function of its
 //! diff_id, kept in a small cache (`$XDG_CACHE_HOME/stowage/blobs`). A push asks the registry
-//! for each blob first (`HEAD`) and sends only the missing ones: a layer is compressed once,
-//! into a temporary file when its digest is not cached yet, or as it is sent when it is; an
-//! unchanged image is pushed again without compressing or sending a layer.
+//! for each blob first (`HEAD`) and sends only the missing ones, compressed once into a
+//! temporary file and sent from it; an unchanged image is pushed again without compressing or
+//! sending a layer.
+//!
+//! The cache only saves compressing a layer to learn its digest; it is checked wherever it is
+//! used. An entry carries a check of the layer it was written for (an entry copied to another
+//! layer's name, or damaged, is ignored); a registry that holds another size under the cached
+//! digest drops the entry; a layer that is sent is compressed afresh, and its entry corrected
+//! if it was wrong; two different layers never go into one manifest under one blob.
 //!
 //! How the registry is reached (TLS, credentials, tokens) is [`crate::registry`]'s business.
 
-use crate::archive::{pipe, platform, produce_layer};
+use crate::archive::{platform, produce_layer};
+use crate::blob_cache::BlobCache;
 use crate::chunks::to_writer;
 use crate::compress::Compressor;
 use crate::digest::{Digest, DigestWriter};
@@ -24,6 +31,7 @@ use crate::{Error, Result};
 use serde_json::json;
 use std::fs;
 use std::io::{self, Seek, Write};
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -192,8 +200,7 @@ pub fn push(
     let types = MediaTypes::of(compressor)?;
     let client = Client { registry: Registry::connect(&dest.registry, access)?, dest: dest.clone() };
     let mut pushed = Pushed::default();
-    let mut sender =
-        Sender { client: &client, types: &types, compressor, threads, archives: ArchiveReader::default() };
+    let sender = Sender { client: &client, types: &types, compressor, threads, cache: BlobCache::of_user() };
     let (manifest, media_type) = match images {
         [image] => (sender.image(image, &mut pushed, &mut progress)?, types.manifest),
         _ => {
@@ -227,29 +234,29 @@ struct Sender<'a> {
     types: &'a MediaTypes,
     compressor: Compressor,
     threads: usize,
-    archives: ArchiveReader,
+    cache: BlobCache,
 }
 
 impl Sender<'_> {
     /// Sends the blobs of `image` the registry lacks; returns its manifest.
     fn image(
-        &mut self,
+        &self,
         image: &ImageSpec,
         pushed: &mut Pushed,
         progress: &mut impl FnMut(&str),
     ) -> Result<String> {
-        let (client, compressor, threads) = (self.client, self.compressor, self.threads);
         let count = image.layers.len();
-        let mut layers = Vec::new();
-        let archives = &mut self.archives;
+        // Each layer's diff_id, and the blob it went as.
+        let mut sent: Vec<(Digest, Digest, u64)> = Vec::new();
         std::thread::scope(|scope| -> Result<()> {
             // Layers are prepared (their digests learnt, compressing them if need be) ahead of
             // the upload, on a thread of their own: compressing the next layers overlaps
             // sending this one, while the cores would otherwise wait for the registry.
             let (ready, prepared) = mpsc::sync_channel(PREPARED_AHEAD);
             scope.spawn(move || {
+                let mut archives = ArchiveReader::default();
                 for (index, layer) in image.layers.iter().enumerate() {
-                    let layer = prepare(index, layer, compressor, threads, archives);
+                    let layer = self.prepare(index, layer, &mut archives);
                     let failed = layer.is_err();
                     if ready.send(layer).is_err() || failed {
                         break;
@@ -258,38 +265,38 @@ impl Sender<'_> {
             });
             let mut archives = ArchiveReader::default();
             for (index, layer) in image.layers.iter().enumerate() {
-                let Prepared { digest, size, spooled } = prepared.recv().expect("a layer or its error")?;
-                let what = format!("layer {}/{count} {digest} ({size} bytes)", index + 1);
-                if client.has_blob(&digest)? {
-                    pushed.skipped += 1;
-                    progress(&format!("{what}: the registry has it"));
-                } else {
-                    match spooled {
-                        Some(file) => client.upload_from(
-                            &digest,
-                            size,
-                            io::BufReader::with_capacity(SPOOL_BUFFER, file),
-                        )?,
-                        None => client.upload(&digest, size, |out| {
-                            compress_layer(index, layer, compressor, threads, &mut archives, out)
-                        })?,
-                    }
-                    pushed.sent += 1;
-                    pushed.bytes += size;
-                    progress(&format!("{what}: sent"));
+                let ready = prepared.recv().expect("a layer or its error")?;
+                let what = format!("layer {}/{count}", index + 1);
+                let (digest, size) = self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
+                let same_blob = sent.iter().position(|(diff_id, blob, _)| *blob == digest && *diff_id != layer.digest);
+                if let Some(other) = same_blob {
+                    // Two different layers never compress to one blob: cache entries said so
+                    // wrongly, and the manifest would list one layer twice, a wrong image.
+                    self.cache.forget(&layer.digest, self.compressor);
+                    self.cache.forget(&sent[other].0, self.compressor);
+                    return Err(self.client.registry.failure(
+                        &format!("pushing {what}"),
+                        Failure::Refused(format!(
+                            "it and layer {}/{count} were both taken for blob {digest}: the compressed-digest \
+                             cache was wrong about them; their entries are removed, and nothing was tagged: push again",
+                            other + 1
+                        )),
+                    ));
                 }
-                layers.push(
-                    json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }),
-                );
+                sent.push((layer.digest, digest, size));
             }
             Ok(())
         })?;
+        let layers: Vec<_> = sent
+            .iter()
+            .map(|(_, digest, size)| json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }))
+            .collect();
         let config = image.config.as_bytes();
         let config_digest = Digest::of(config);
-        if client.has_blob(&config_digest)? {
+        if self.client.has_blob(&config_digest, config.len() as u64)? == Blob::Present {
             pushed.skipped += 1;
         } else {
-            client.upload_from(&config_digest, config.len() as u64, config)?;
+            self.client.upload(&config_digest, config.len() as u64, config)?;
             pushed.sent += 1;
             pushed.bytes += config.len() as u64;
         }
@@ -300,6 +307,80 @@ impl Sender<'_> {
             "layers": layers,
         })
         .to_string())
+    }
+
+    /// The blob of `layer` (number `index`): its digest and size from the cache, or learnt by
+    /// compressing it once into an unlinked temporary file, so that the registry is asked for
+    /// it before anything is sent, and the same bytes are sent if it lacks them.
+    fn prepare(&self, index: usize, layer: &PlannedLayer, archives: &mut ArchiveReader) -> Result<Prepared> {
+        match self.cache.get(&layer.digest, self.compressor) {
+            Some((digest, size)) => Ok(Prepared { digest, size, spooled: None }),
+            None => self.compress(index, layer, archives),
+        }
+    }
+
+    /// Compresses `layer` into a temporary file, and notes its blob in the cache.
+    fn compress(&self, index: usize, layer: &PlannedLayer, archives: &mut ArchiveReader) -> Result<Prepared> {
+        let spool = std::env::temp_dir().join("(temporary file of a compressed layer)");
+        let io_err = |e| Error::io(&spool, e);
+        let file = tempfile::tempfile().map_err(io_err)?;
+        let failed = Cell::new(None);
+        let watched = Watched { inner: file, failed: &failed };
+        let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(SPOOL_BUFFER, watched));
+        // A full disk is the temporary file's failure, whatever was being read when it struck.
+        compress_layer(index, layer, self.compressor, self.threads, archives, &mut hashed)
+            .map_err(|e| failed.take().map_or(e, io_err))?;
+        let (buffered, digest, size) = hashed.finish();
+        let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?.inner;
+        file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
+        self.cache.put(&layer.digest, self.compressor, &digest, size);
+        Ok(Prepared { digest, size, spooled: Some(file) })
+    }
+
+    /// Sends `layer` (number `index`, called `what`), `ready` as prepared, unless the registry
+    /// has it; returns the blob it is.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        index: usize,
+        layer: &PlannedLayer,
+        ready: Prepared,
+        what: &str,
+        archives: &mut ArchiveReader,
+        pushed: &mut Pushed,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<(Digest, u64)> {
+        let Prepared { digest, size, spooled } = ready;
+        let described = format!("{what} {digest} ({size} bytes)");
+        match (self.client.has_blob(&digest, size)?, spooled) {
+            (Blob::Present, _) => {
+                pushed.skipped += 1;
+                progress(&format!("{described}: the registry has it"));
+                Ok((digest, size))
+            }
+            (Blob::Missing, Some(file)) => {
+                self.client.upload(&digest, size, io::BufReader::with_capacity(SPOOL_BUFFER, file))?;
+                pushed.sent += 1;
+                pushed.bytes += size;
+                progress(&format!("{described}: sent"));
+                Ok((digest, size))
+            }
+            (Blob::OtherSize(found), Some(_)) => Err(self.client.registry.failure(
+                &format!("asking for blob {digest}"),
+                Failure::Refused(format!("it holds {found} bytes under that digest, not {size}")),
+            )),
+            // A digest from the cache is sent only once the layer is compressed again: an entry
+            // the registry lacks may be wrong too, and what is sent is then corrected. One the
+            // registry holds another size under is wrong.
+            (found, None) => {
+                let fresh = self.compress(index, layer, archives)?;
+                if (fresh.digest, fresh.size) != (digest, size) {
+                    let said = if found == Blob::Missing { "" } else { ", and the registry disagreed" };
+                    progress(&format!("{described}: the compressed-digest cache was wrong about it{said}; corrected"));
+                }
+                self.send(index, layer, fresh, what, archives, pushed, progress)
+            }
+        }
     }
 }
 
@@ -344,69 +425,47 @@ fn compress_layer(
 const PREPARED_AHEAD: usize = 3;
 
 /// A layer ready to be asked about: its compressed digest and size, and its compressed bytes
-/// when they had to be made to learn the digest.
+/// when they had to be made to learn the digest (none: the digest is the cache's word).
 struct Prepared {
     digest: Digest,
     size: u64,
     spooled: Option<fs::File>,
 }
 
-/// The compressed digest of `layer`: from the cache, or by compressing it once into an unlinked
-/// temporary file, so that the registry is asked for it before anything is sent and the same
-/// bytes are sent if it lacks them.
-fn prepare(
-    index: usize,
-    layer: &PlannedLayer,
-    compressor: Compressor,
-    threads: usize,
-    archives: &mut ArchiveReader,
-) -> Result<Prepared> {
-    if let Some((digest, size)) = cached(layer, compressor) {
-        return Ok(Prepared { digest, size, spooled: None });
-    }
-    let io_err = |e| Error::io("(temporary file for a compressed layer)", e);
-    let file = tempfile::tempfile().map_err(io_err)?;
-    let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(SPOOL_BUFFER, file));
-    compress_layer(index, layer, compressor, threads, archives, &mut hashed)?;
-    let (buffered, digest, size) = hashed.finish();
-    let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?;
-    file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
-    remember(layer, compressor, digest, size);
-    Ok(Prepared { digest, size, spooled: Some(file) })
-}
-
 /// The buffer a temporary file of compressed bytes is written and read through.
 const SPOOL_BUFFER: usize = 1 << 20;
 
-/// Where compressed digests are kept, by diff_id and compressor.
-fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("stowage/blobs"))
+/// A writer that keeps its first error, for the caller to tell it as the output's: deeper down,
+/// the layer's writer reports a failure against the file it was reading.
+struct Watched<'a, W> {
+    inner: W,
+    failed: &'a Cell<Option<io::Error>>,
 }
 
-fn cache_file(layer: &PlannedLayer, compressor: Compressor) -> Option<PathBuf> {
-    let name = match compressor {
-        Compressor::Gzip => "gz1",
-        Compressor::Zstd => "zstd",
-        Compressor::None => return None,
-    };
-    Some(cache_dir()?.join(format!("{}.{name}", layer.digest.hex())))
-}
-
-fn cached(layer: &PlannedLayer, compressor: Compressor) -> Option<(Digest, u64)> {
-    let text = fs::read_to_string(cache_file(layer, compressor)?).ok()?;
-    let (digest, size) = text.trim().split_once(' ')?;
-    Some((Digest::try_from(digest.to_owned()).ok()?, size.parse().ok()?))
-}
-
-/// Notes a compressed digest; a cache that cannot be written only costs a compression later.
-fn remember(layer: &PlannedLayer, compressor: Compressor, digest: Digest, size: u64) {
-    if let Some(file) = cache_file(layer, compressor) {
-        let _ = file.parent().map(fs::create_dir_all);
-        let _ = fs::write(file, format!("{digest} {size}\n"));
+impl<W: Write> Write for Watched<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.keep(e))
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.keep(e))
+    }
+}
+
+impl<W> Watched<'_, W> {
+    fn keep(&self, e: &io::Error) {
+        let first = self.failed.take().unwrap_or_else(|| io::Error::new(e.kind(), e.to_string()));
+        self.failed.set(Some(first));
+    }
+}
+
+/// What a registry holds under a blob's digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blob {
+    Missing,
+    Present,
+    /// A blob of another size than expected (the size it said).
+    OtherSize(u64),
 }
 
 /// One repository of a registry, as a push sees it.
@@ -420,10 +479,15 @@ impl Client {
         self.registry.url(&format!("/v2/{}/{path}", self.dest.repository))
     }
 
-    fn has_blob(&self, digest: &Digest) -> Result<bool> {
+    /// Whether the registry holds the blob `digest`, of `size` bytes (the size, where it says
+    /// it, must be that).
+    fn has_blob(&self, digest: &Digest, size: u64) -> Result<Blob> {
         match self.registry.send("HEAD", &self.url(&format!("blobs/{digest}")), &[], &[]) {
-            Ok(_) => Ok(true),
-            Err(e) if e.status() == Some(404) => Ok(false),
+            Ok(answer) => match answer.header("Content-Length").and_then(|n| n.parse::<u64>().ok()) {
+                Some(found) if found != size => Ok(Blob::OtherSize(found)),
+                _ => Ok(Blob::Present),
+            },
+            Err(e) if e.status() == Some(404) => Ok(Blob::Missing),
             Err(e) => Err(self.registry.failure(&format!("asking for blob {digest}"), e)),
         }
     }
@@ -456,32 +520,9 @@ impl Client {
     }
 
     /// Uploads the blob `digest` of `size` bytes, read from `body`.
-    fn upload_from(&self, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
+    fn upload(&self, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
         let url = self.start_upload(digest)?;
         self.put_blob(&url, digest, size, body)
-    }
-
-    /// Uploads the blob `digest` of `size` bytes, which `write` produces, in one request.
-    fn upload(
-        &self,
-        digest: &Digest,
-        size: u64,
-        write: impl FnOnce(&mut dyn Write) -> Result<()>,
-    ) -> Result<()> {
-        let url = self.start_upload(digest)?;
-        // The body is produced on this thread and sent from another, through a pipe: the
-        // layer is never whole in memory.
-        let (reader, mut writer) = pipe().map_err(|e| Error::io("(pipe)", e))?;
-        std::thread::scope(|scope| {
-            let sending = scope.spawn(|| self.put_blob(&url, digest, size, reader));
-            let written = write(&mut writer);
-            drop(writer);
-            let sent = sending.join().map_err(|_| {
-                self.registry.failure("uploading", Failure::Refused("the sending thread panicked".into()))
-            })?;
-            written?;
-            sent
-        })
     }
 
     fn put_manifest(&self, reference: &str, manifest: &str, media_type: &str) -> Result<()> {

@@ -356,12 +356,29 @@ fn bad_arguments() {
             "argument 'config.Env[0]' \"JUSTNAME\" is not of the form NAME=value",
         ),
         (r#"{ tag = "x"; }"#, "argument 'name' is required"),
+        (
+            r#"{ name = "a"; config.Cmd = [ "sh" (x: x) ]; }"#,
+            "argument 'config.Cmd[1]' is a function, which an image cannot hold",
+        ),
+        (r#""a""#, "the argument is a string while a set was expected"),
+        ("[ ]", "the argument is a list while a set was expected"),
     ] {
         for function in ["streamLayeredImage", "buildLayeredImage"] {
             let stderr = nix.eval_error(&expr(&format!("(s.{function} {args}).drvPath")));
             let message = format!("stowage.{function}: {message}");
             assert!(stderr.contains(&message), "{function} {args}: expected {message:?} in\n{stderr}");
         }
+    }
+    for (function, args, message) in [
+        ("buildImage", r#""a""#, "the argument is a string while a set was expected"),
+        ("buildImageIndex", "1", "the argument is an integer while a set was expected"),
+        ("mergeImages", r#""a""#, "the argument is a string while a set was expected"),
+        ("pullImage", "null", "the argument is null while a set was expected"),
+        ("buildImage", r#"{ name = "a"; config.Env = [ (x: x) ]; }"#, "argument 'config.Env[0]' is a function"),
+    ] {
+        let stderr = nix.eval_error(&expr(&format!("(s.{function} {args}).drvPath")));
+        let message = format!("stowage.{function}: {message}");
+        assert!(stderr.contains(&message), "{function} {args}: expected {message:?} in\n{stderr}");
     }
     let stderr = nix.eval_error(&expr(r#"(s.buildLayeredImage { name = "a"; compressor = "xz"; }).drvPath"#));
     assert!(stderr.contains("stowage.buildLayeredImage: argument 'compressor' is \"xz\""), "{stderr}");

@@ -398,3 +398,125 @@ fn push_to_files_and_into_podman() {
     );
     assert_eq!(fresh.images(), ["team/app:v1"]);
 }
+
+/// The diff_ids of the layers of the stream script `stream`, bottom first.
+fn diff_ids(stream: &Path) -> Vec<stowage::digest::Digest> {
+    let plan = stowage::image::Plan::read(stream).unwrap();
+    plan.images[0].layers.iter().map(|l| l.digest).collect()
+}
+
+/// The manifest's layer blobs.
+fn layer_blobs(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()).collect()
+}
+
+/// An upload that fails is an error, also when the compressed digests are cached (the layers
+/// are then compressed as they are sent): it was a silent exit 0 with nothing tagged.
+#[test]
+fn a_failed_upload_is_never_a_silent_success() {
+    let nix = TestNix::new();
+    let (first, second) = (Registry::start(), Registry::start());
+    let proxy = FaultyProxy::start(second.port);
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    push(&image, &format!("docker://{}/team/app:v1", first.address()), home.path());
+    proxy.fail("PUT", "/blobs/uploads/", 0);
+    let err = fails(&mut push_command(&image, &format!("docker://{}/team/app:v1", proxy.address()), home.path()));
+    assert!(proxy.fired());
+    assert!(err.contains("500 Internal Server Error: UNKNOWN injected by the test's proxy"), "{err}");
+    let direct = format!("docker://{}/team/app:v1", second.address());
+    let inspect = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
+    assert!(!inspect.status.success(), "no manifest was put");
+}
+
+/// A full disk under an image file, an OCI layout or the push's temporary files: an error
+/// naming the file, exit 1, nothing left behind. (`oci:` exited 0 having written nothing; the
+/// others named "(archive output)".)
+#[test]
+fn a_full_disk_is_an_error_naming_the_file() {
+    let nix = TestNix::new();
+    let image = nix.build(&expr(&app("1")));
+    let disk = support::disk::SmallDisk::new(512 << 10);
+    let home = tempfile::tempdir().unwrap();
+    for (dest, named) in [
+        (format!("oci:{}/layout:v1", disk.path().display()), "/.layout.partial: "),
+        (format!("docker-archive:{}/app.tar", disk.path().display()), "/.app.tar.partial: "),
+        (format!("oci-archive:{}/app.oci.tar", disk.path().display()), "/.app.oci.tar.partial: "),
+    ] {
+        let err = fails(&mut push_command(&image, &dest, home.path()));
+        assert!(err.contains("No space left on device"), "{dest}: {err}");
+        assert!(err.contains(&format!("{}{named}", disk.path().display())), "{dest}: {err}");
+        assert_eq!(disk.listing(), Vec::<String>::new(), "{dest}: nothing is left");
+    }
+    // The compressed layers a push prepares in $TMPDIR.
+    let registry = Registry::start();
+    let err = fails(
+        push_command(&image, &format!("docker://{}/team/app:v1", registry.address()), home.path())
+            .env("TMPDIR", disk.path()),
+    );
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(&format!("{}/(temporary file of a compressed layer)", disk.path().display())),
+        "{err}"
+    );
+}
+
+/// The compressed-digest cache is checked wherever it is used: an entry copied from another
+/// layer is ignored (it made a manifest list one blob twice), a wrong digest the registry lacks
+/// is corrected as the layer is sent (it was a silent failure), and two layers said to be one
+/// blob push nothing.
+#[test]
+fn the_compressed_digest_cache_is_checked() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    let diff_ids = diff_ids(&image);
+    assert!(diff_ids.len() >= 3, "the test needs layers of different contents");
+    push(&image, &format!("docker://{}/team/app:v1", registry.address()), home.path());
+    let good = layer_blobs(&inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address())));
+    let entry = |layer: usize| home.path().join(format!("stowage/blobs/{}.gz1", diff_ids[layer].hex()));
+
+    // Layer 0's entry replaced by layer 1's: the push still lists every layer's own blob.
+    std::fs::copy(entry(1), entry(0)).unwrap();
+    push(&image, &format!("docker://{}/team/app:copied", registry.address()), home.path());
+    let pushed = layer_blobs(&inspect_and_copy(&format!("docker://{}/team/app:copied", registry.address())));
+    assert_eq!(pushed, good);
+
+    // A well-formed entry for a blob the registry lacks: the layer is compressed again, the
+    // right blob sent and the entry corrected.
+    let fresh = Registry::start();
+    let cache = stowage::blob_cache::BlobCache::under(home.path());
+    let compressor = stowage::compress::Compressor::Gzip;
+    let bogus = stowage::digest::Digest::of(b"no such blob");
+    cache.put(&diff_ids[1], compressor, &bogus, 1234);
+    let out = push(&image, &format!("docker://{}/team/app:v1", fresh.address()), home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the compressed-digest cache was wrong about it; corrected"), "{stderr}");
+    assert_eq!(layer_blobs(&inspect_and_copy(&format!("docker://{}/team/app:v1", fresh.address()))), good);
+    let (corrected, _) = cache.get(&diff_ids[1], compressor).unwrap();
+    assert_eq!(corrected.to_string(), good[1]);
+
+    // A well-formed entry naming another layer's blob, which the registry has: nothing tagged.
+    let (blob_2, size_2) = cache.get(&diff_ids[2], compressor).unwrap();
+    cache.put(&diff_ids[0], compressor, &blob_2, size_2);
+    let dest = format!("docker://{}/team/app:twice", registry.address());
+    let err = fails(&mut push_command(&image, &dest, home.path()));
+    assert!(err.contains("were both taken for blob"), "{err}");
+    let inspect = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]).output().unwrap();
+    assert!(!inspect.status.success(), "no manifest was put");
+    // The entries are gone, and the next push is right.
+    assert_eq!(cache.get(&diff_ids[0], compressor), None);
+    push(&image, &dest, home.path());
+    assert_eq!(layer_blobs(&inspect_and_copy(&dest)), good);
+}
+
+/// A missing image is named, in words for the command line rather than a Nix builder's.
+#[test]
+fn push_names_a_missing_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(&mut push_command(Path::new("/nonexistent"), "docker://127.0.0.1:9/a:b", dir.path()));
+    assert!(err.contains("/nonexistent: No such file or directory"), "{err}");
+    assert!(err.contains("give an image file"), "{err}");
+    assert!(!err.contains("dependency of the build"), "words for a Nix builder: {err}");
+}

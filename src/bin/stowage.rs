@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage::archive::{write_archive, write_oci_dir};
+use stowage::archive::{first_failure, write_archive, write_oci_dir};
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
@@ -137,33 +137,24 @@ const OUTPUT_BUFFER: usize = 1 << 20;
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        // A consumer that stopped reading ends the stream; that is its business, not an error.
-        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
-        Err(Failure::Error(message)) => {
+        Err(Failure(message)) => {
             eprintln!("stowage: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-enum Failure {
-    BrokenPipe,
-    Error(String),
-}
+/// Why a subcommand failed, as said to the user.
+struct Failure(String);
 
 impl From<stowage::Error> for Failure {
     fn from(e: stowage::Error) -> Self {
-        match &e {
-            stowage::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => {
-                Failure::BrokenPipe
-            }
-            _ => Failure::Error(e.to_string()),
-        }
+        Failure(e.to_string())
     }
 }
 
 fn fail(message: impl Into<String>) -> Failure {
-    Failure::Error(message.into())
+    Failure(message.into())
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -171,9 +162,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stream { plan } => {
             let plan = Plan::read(&plan)?;
             let progress = progress_of(&plan, "stream", Mode::from_env()?);
-            write_archive(&plan, progress.meter(stdout()?), cores()?, |_, _, _| progress.layer_done())?;
-            progress.finish();
-            Ok(())
+            let output = Path::new("(standard output)");
+            match write_archive(&plan, progress.meter(stdout()?), output, cores()?, |_, _, _| progress.layer_done()) {
+                // A consumer that stopped reading (`| head`) ends the stream: its business, not
+                // an error. Only here: anywhere else a broken pipe hides the consumer's failure.
+                Err(e) if e.is_broken_pipe() => Ok(()),
+                written => {
+                    written?;
+                    progress.finish();
+                    Ok(())
+                }
+            }
         }
         Command::BuildStream => {
             let input: BuildInput = read_attrs()?;
@@ -281,7 +280,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let file =
                 compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
             let progress = progress_of(&plan, &path.display().to_string(), Mode::for_builder()?);
-            let file = write_archive(&plan, progress.meter(file), threads, |_, _, _| progress.layer_done())?;
+            let file = write_archive(&plan, progress.meter(file), path, threads, |_, _, _| progress.layer_done())?;
             let file = file.into_inner().finish().map_err(io_err)?;
             progress.finish();
             file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
@@ -307,6 +306,12 @@ struct CopyScript {
 /// (a [`Target`]), layers compressed by `compress` for a registry.
 fn push_image(image: &Path, dest: &str, compress: &str, access: &Access) -> Result<(), Failure> {
     let target = Target::parse(dest)?;
+    if let Err(e) = fs::metadata(image) {
+        return Err(fail(format!(
+            "{}: {e}; give an image file: a stowage stream script (an image's .stream), a docker-archive or an OCI archive",
+            image.display()
+        )));
+    }
     let images = read_images(image)?;
     let tags = |images: &[FoundImage]| -> Vec<String> {
         let mut tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
@@ -385,7 +390,7 @@ fn write_image_file(plan: &Plan, path: &Path) -> Result<(), Failure> {
         write_oci_dir(plan, &partial, threads)
     } else {
         let file = fs::File::create(&partial).map_err(|e| stowage::Error::io(&partial, e))?;
-        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), threads, |_, _, _| {}).and_then(
+        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), &partial, threads, |_, _, _| {}).and_then(
             |out| {
                 let file = out.into_inner().map_err(|e| stowage::Error::io(&partial, e.into_error()))?;
                 file.sync_all().map_err(|e| stowage::Error::io(&partial, e))
@@ -413,12 +418,13 @@ fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
     let stdin = podman.stdin.take().expect("piped");
     let plan =
         Plan { mtime: FILE_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
-    let written = write_archive(&plan, stdin, cores()?, |_, _, _| {}).map(drop);
-    let status = podman.wait().map_err(|e| fail(format!("podman load: {e}")))?;
-    if !status.success() {
-        return Err(fail(format!("podman load failed ({status}); its words are above")));
-    }
-    Ok(written?)
+    let written = write_archive(&plan, stdin, Path::new("(podman load's input)"), cores()?, |_, _, _| {});
+    let status = podman.wait().map_err(|e| stowage::Error::io("podman load", e))?;
+    let loaded = match status.success() {
+        true => Ok(()),
+        false => Err(stowage::Error::io("podman load", io::Error::other(format!("failed ({status}); its words are above")))),
+    };
+    Ok(first_failure(written.map(drop), loaded)?)
 }
 
 /// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),
