@@ -351,6 +351,9 @@ struct Fault {
     path_contains: String,
     /// Matching requests to let through first.
     skip: usize,
+    /// Whether the answer comes after the first bytes of the body, the rest unread, as from a
+    /// registry whose disk filled up; else after the whole body.
+    mid_body: bool,
 }
 
 impl FaultyProxy {
@@ -372,7 +375,14 @@ impl FaultyProxy {
     /// 500, once.
     pub fn fail(&self, method: &str, path_contains: &str, skip: usize) {
         *self.fault.lock().unwrap() =
-            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip });
+            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip, mid_body: false });
+    }
+
+    /// [`FaultyProxy::fail`] for requests whose body is larger than [`MID_BODY`], answering after
+    /// its first [`MID_BODY`] bytes and closing the connection on the rest.
+    pub fn fail_mid_body(&self, method: &str, path_contains: &str, skip: usize) {
+        *self.fault.lock().unwrap() =
+            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip, mid_body: true });
     }
 
     /// Whether the fault has been served.
@@ -384,6 +394,9 @@ impl FaultyProxy {
         format!("127.0.0.1:{}", self.port)
     }
 }
+
+/// How much of a body [`FaultyProxy::fail_mid_body`] reads before it answers.
+pub const MID_BODY: u64 = 64 << 10;
 
 /// Serves one request of a client connection over an upstream connection of its own.
 fn proxy_connection(client: TcpStream, upstream: u16, fault: &Mutex<Option<Fault>>) {
@@ -405,25 +418,32 @@ fn proxy_connection(client: TcpStream, upstream: u16, fault: &Mutex<Option<Fault
             .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0);
+        // Whether to fire, and after how much of the body.
         let fire = {
             let mut fault = fault.lock().unwrap();
             match fault.as_mut() {
-                Some(f) if f.method == method && path.contains(&f.path_contains) => {
+                Some(f)
+                    if f.method == method
+                        && path.contains(&f.path_contains)
+                        && (!f.mid_body || length > MID_BODY) =>
+                {
                     if f.skip == 0 {
+                        let read = if f.mid_body { MID_BODY } else { length };
                         *fault = None;
-                        true
+                        Some(read)
                     } else {
                         f.skip -= 1;
-                        false
+                        None
                     }
                 }
-                _ => false,
+                _ => None,
             }
         };
         let mut body = Vec::new();
-        if (&mut from_client).take(length).read_to_end(&mut body).is_err() {
+        if (&mut from_client).take(fire.unwrap_or(length)).read_to_end(&mut body).is_err() {
             return;
         }
+        let fire = fire.is_some();
         if fire {
             let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;
             let _ = write!(
