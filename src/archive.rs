@@ -86,7 +86,8 @@ pub fn write_oci_dir(plan: &Plan, dir: &Path, threads: usize) -> Result<()> {
 fn with_causes(e: io::Error) -> io::Error {
     let mut text = e.to_string();
     let mut at = &e;
-    while let Some(cause) = at.get_ref().and_then(|c| c.source()).and_then(|s| s.downcast_ref::<io::Error>()) {
+    while let Some(cause) = at.get_ref().and_then(|c| c.source()).and_then(|s| s.downcast_ref::<io::Error>())
+    {
         text = format!("{text}: {cause}");
         at = cause;
     }
@@ -622,12 +623,16 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         // layers of many chunks and of none, beside each other
         let plan = store_of(dir.path(), &[3 * CHUNK + 17, 10, 0, 2 * CHUNK, 5000, CHUNK - 600, 4 * CHUNK]);
-        let first = write_with_budget(&plan, Vec::new(), Path::new("(test)"), 1, CHUNKS_AHEAD, |_, _, _| {}).unwrap();
+        let first =
+            write_with_budget(&plan, Vec::new(), Path::new("(test)"), 1, CHUNKS_AHEAD, |_, _, _| {}).unwrap();
         let mut order = Vec::new();
         for (threads, budget) in [(2, CHUNKS_AHEAD), (4, 1), (3, 2), (8, 0)] {
             order.clear();
             let again =
-                write_with_budget(&plan, Vec::new(), Path::new("(test)"), threads, budget, |i, n, _| order.push((i, n))).unwrap();
+                write_with_budget(&plan, Vec::new(), Path::new("(test)"), threads, budget, |i, n, _| {
+                    order.push((i, n))
+                })
+                .unwrap();
             assert!(again == first, "{threads} threads, {budget} chunks ahead");
             assert_eq!(order, (0..7).map(|i| (i, 7)).collect::<Vec<_>>());
         }
@@ -653,7 +658,8 @@ pub(crate) mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let plan = store_of(dir.path(), &[5 * CHUNK, 5 * CHUNK, 5 * CHUNK]);
-        let err = write_with_budget(&plan, Closing(CHUNK), Path::new("(test)"), 2, 2, |_, _, _| {}).unwrap_err();
+        let err =
+            write_with_budget(&plan, Closing(CHUNK), Path::new("(test)"), 2, 2, |_, _, _| {}).unwrap_err();
         assert!(
             matches!(&err, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe),
             "{err}"

@@ -106,7 +106,8 @@ mod tests {
         assert_eq!(cache.get(&a, Compressor::Gzip), Some((blob, 42)));
         assert_eq!(cache.get(&a, Compressor::Zstd), None);
         // An entry copied under another layer's name is not that layer's.
-        let (path_a, path_b) = (cache.file(&a, Compressor::Gzip).unwrap(), cache.file(&b, Compressor::Gzip).unwrap());
+        let (path_a, path_b) =
+            (cache.file(&a, Compressor::Gzip).unwrap(), cache.file(&b, Compressor::Gzip).unwrap());
         fs::copy(&path_a, &path_b).unwrap();
         assert_eq!(cache.get(&b, Compressor::Gzip), None);
         // Nor is an edited one, or one in the unchecked format of earlier releases.

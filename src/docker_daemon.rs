@@ -40,9 +40,10 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
         )
         .map_err(engine_error)?;
     let plan = Plan { mtime: 1, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
-    let written = write_archive(&plan, Chunked(request), socket, threads, |_, _, _| {}).and_then(|mut body| {
-        body.0.write_all(b"0\r\n\r\n").and_then(|()| body.0.flush()).map_err(engine_error)
-    });
+    let written =
+        write_archive(&plan, Chunked(request), socket, threads, |_, _, _| {}).and_then(|mut body| {
+            body.0.write_all(b"0\r\n\r\n").and_then(|()| body.0.flush()).map_err(engine_error)
+        });
     // An engine that stopped reading says why in its answer; without one, the broken pipe is
     // the error. Either way a broken write is never a success.
     let broken = match written {
@@ -64,7 +65,9 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
                 io::Error::other(format!("the engine answered {}: {text}", status.trim())),
             ))
         }
-        (None, None) => return Err(engine_error(read.err().unwrap_or_else(|| io::Error::other("no answer")))),
+        (None, None) => {
+            return Err(engine_error(read.err().unwrap_or_else(|| io::Error::other("no answer"))))
+        }
     };
     // The body is chunked JSON messages: the stream lines say what was loaded.
     let said: Vec<String> = text

@@ -33,8 +33,8 @@
 #![deny(missing_docs)]
 
 pub mod archive;
-pub mod blob_cache;
 pub mod args;
+pub mod blob_cache;
 pub mod chunks;
 pub mod compress;
 pub mod contents;

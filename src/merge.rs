@@ -123,7 +123,13 @@ mod tests {
 
     /// The archive a stream script would write.
     fn archive(dir: &Path, script: &str) -> String {
-        let bytes = write_archive(&Plan::read(Path::new(script)).unwrap(), Vec::new(), Path::new("(test)"), 2, |_, _, _| {});
+        let bytes = write_archive(
+            &Plan::read(Path::new(script)).unwrap(),
+            Vec::new(),
+            Path::new("(test)"),
+            2,
+            |_, _, _| {},
+        );
         let path = format!("{script}.tar");
         std::fs::write(&path, bytes.unwrap()).unwrap();
         assert!(Path::new(&path).starts_with(dir));

@@ -29,9 +29,9 @@ use crate::reference::ImageName;
 use crate::registry::{Access, Failure, Registry};
 use crate::{Error, Result};
 use serde_json::json;
+use std::cell::Cell;
 use std::fs;
 use std::io::{self, Seek, Write};
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -267,8 +267,10 @@ impl Sender<'_> {
             for (index, layer) in image.layers.iter().enumerate() {
                 let ready = prepared.recv().expect("a layer or its error")?;
                 let what = format!("layer {}/{count}", index + 1);
-                let (digest, size) = self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
-                let same_blob = sent.iter().position(|(diff_id, blob, _)| *blob == digest && *diff_id != layer.digest);
+                let (digest, size) =
+                    self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
+                let same_blob =
+                    sent.iter().position(|(diff_id, blob, _)| *blob == digest && *diff_id != layer.digest);
                 if let Some(other) = same_blob {
                     // Two different layers never compress to one blob: cache entries said so
                     // wrongly, and the manifest would list one layer twice, a wrong image.
@@ -376,7 +378,9 @@ impl Sender<'_> {
                 let fresh = self.compress(index, layer, archives)?;
                 if (fresh.digest, fresh.size) != (digest, size) {
                     let said = if found == Blob::Missing { "" } else { ", and the registry disagreed" };
-                    progress(&format!("{described}: the compressed-digest cache was wrong about it{said}; corrected"));
+                    progress(&format!(
+                        "{described}: the compressed-digest cache was wrong about it{said}; corrected"
+                    ));
                 }
                 self.send(index, layer, fresh, what, archives, pushed, progress)
             }

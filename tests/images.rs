@@ -374,7 +374,11 @@ fn bad_arguments() {
         ("buildImageIndex", "1", "the argument is an integer while a set was expected"),
         ("mergeImages", r#""a""#, "the argument is a string while a set was expected"),
         ("pullImage", "null", "the argument is null while a set was expected"),
-        ("buildImage", r#"{ name = "a"; config.Env = [ (x: x) ]; }"#, "argument 'config.Env[0]' is a function"),
+        (
+            "buildImage",
+            r#"{ name = "a"; config.Env = [ (x: x) ]; }"#,
+            "argument 'config.Env[0]' is a function",
+        ),
     ] {
         let stderr = nix.eval_error(&expr(&format!("(s.{function} {args}).drvPath")));
         let message = format!("stowage.{function}: {message}");

@@ -423,11 +423,13 @@ fn a_failed_upload_is_never_a_silent_success() {
     push(&image, &format!("docker://{}/team/app:v1", first.address()), home.path());
     // busybox's layer is larger than what the proxy reads before it answers.
     proxy.fail_mid_body("PUT", "/blobs/uploads/", 0);
-    let err = fails(&mut push_command(&image, &format!("docker://{}/team/app:v1", proxy.address()), home.path()));
+    let err =
+        fails(&mut push_command(&image, &format!("docker://{}/team/app:v1", proxy.address()), home.path()));
     assert!(proxy.fired());
     assert!(err.contains("uploading blob sha256:"), "{err}");
     let direct = format!("docker://{}/team/app:v1", second.address());
-    let inspect = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
+    let inspect =
+        Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
     assert!(!inspect.status.success(), "no manifest was put");
 }
 
@@ -505,7 +507,8 @@ fn the_compressed_digest_cache_is_checked() {
     let dest = format!("docker://{}/team/app:twice", registry.address());
     let err = fails(&mut push_command(&image, &dest, home.path()));
     assert!(err.contains("were both taken for blob"), "{err}");
-    let inspect = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]).output().unwrap();
+    let inspect =
+        Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]).output().unwrap();
     assert!(!inspect.status.success(), "no manifest was put");
     // The entries are gone, and the next push is right.
     assert_eq!(cache.get(&diff_ids[0], compressor), None);

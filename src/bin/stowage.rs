@@ -163,7 +163,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let plan = Plan::read(&plan)?;
             let progress = progress_of(&plan, "stream", Mode::from_env()?);
             let output = Path::new("(standard output)");
-            match write_archive(&plan, progress.meter(stdout()?), output, cores()?, |_, _, _| progress.layer_done()) {
+            match write_archive(&plan, progress.meter(stdout()?), output, cores()?, |_, _, _| {
+                progress.layer_done()
+            }) {
                 // A consumer that stopped reading (`| head`) ends the stream: its business, not
                 // an error. Only here: anywhere else a broken pipe hides the consumer's failure.
                 Err(e) if e.is_broken_pipe() => Ok(()),
@@ -280,7 +282,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let file =
                 compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
             let progress = progress_of(&plan, &path.display().to_string(), Mode::for_builder()?);
-            let file = write_archive(&plan, progress.meter(file), path, threads, |_, _, _| progress.layer_done())?;
+            let file =
+                write_archive(&plan, progress.meter(file), path, threads, |_, _, _| progress.layer_done())?;
             let file = file.into_inner().finish().map_err(io_err)?;
             progress.finish();
             file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
@@ -390,12 +393,11 @@ fn write_image_file(plan: &Plan, path: &Path) -> Result<(), Failure> {
         write_oci_dir(plan, &partial, threads)
     } else {
         let file = fs::File::create(&partial).map_err(|e| stowage::Error::io(&partial, e))?;
-        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), &partial, threads, |_, _, _| {}).and_then(
-            |out| {
+        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), &partial, threads, |_, _, _| {})
+            .and_then(|out| {
                 let file = out.into_inner().map_err(|e| stowage::Error::io(&partial, e.into_error()))?;
                 file.sync_all().map_err(|e| stowage::Error::io(&partial, e))
-            },
-        )
+            })
     };
     let renamed = written.and_then(|()| fs::rename(&partial, path).map_err(|e| stowage::Error::io(path, e)));
     if renamed.is_err() {
@@ -422,7 +424,10 @@ fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
     let status = podman.wait().map_err(|e| stowage::Error::io("podman load", e))?;
     let loaded = match status.success() {
         true => Ok(()),
-        false => Err(stowage::Error::io("podman load", io::Error::other(format!("failed ({status}); its words are above")))),
+        false => Err(stowage::Error::io(
+            "podman load",
+            io::Error::other(format!("failed ({status}); its words are above")),
+        )),
     };
     Ok(first_failure(written.map(drop), loaded)?)
 }

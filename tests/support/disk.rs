@@ -15,7 +15,11 @@ impl SmallDisk {
     /// A disk of `bytes` bytes.
     pub fn new(bytes: u64) -> SmallDisk {
         let dir = tempfile::Builder::new().prefix("stowage-disk-").tempdir().unwrap();
-        run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"]).arg(dir.path()));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(dir.path()),
+        );
         SmallDisk { dir }
     }
 
@@ -25,7 +29,10 @@ impl SmallDisk {
 
     /// The names of what is on it.
     pub fn listing(&self) -> Vec<String> {
-        std::fs::read_dir(self.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }
 
