@@ -101,7 +101,7 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
         (Some(base), Some(_)) => {
             let (spec, _) = read_base(Path::new(base), image)?;
             eprintln!("stowage: unpacking the {} layer(s) of fromImage for runAsRoot", spec.layers.len());
-            unpack_layers(&root, &spec.layers, &tmp, &mut owners, &mut modes)?;
+            unpack_layers(&root, Path::new(base), &spec.layers, &tmp, &mut owners, &mut modes)?;
             Some(Snapshot::take(&root)?)
         }
         _ => None,

@@ -1,10 +1,10 @@
-//! Content digests: the sha256 of everything written through a writer, named as image formats
-//! name them (`sha256:<hex>`).
+//! Content digests: the sha256 of everything written through a writer or read through a reader,
+//! named as image formats name them (`sha256:<hex>`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// A sha256 digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,6 +84,34 @@ impl<W: Write> Write for DigestWriter<W> {
     }
 }
 
+/// A reader that hashes and counts everything read through it from `inner`.
+pub struct DigestReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> DigestReader<R> {
+    /// Hashes what is read from `inner`.
+    pub fn new(inner: R) -> Self {
+        DigestReader { inner, hasher: Sha256::new(), read: 0 }
+    }
+
+    /// The digest and the number of bytes read.
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest(self.hasher.finalize().into()), self.read)
+    }
+}
+
+impl<R: Read> Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +127,8 @@ mod tests {
         w.write_all(b"c").unwrap();
         let (bytes, digest, n) = w.finish();
         assert_eq!((bytes, digest, n), (b"abc".to_vec(), d, 3));
+        let mut r = DigestReader::new(&b"abc"[..]);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert_eq!(r.finish(), (d, 3));
     }
 }

@@ -13,19 +13,20 @@
 //! [`METADATA_LIMIT`], all together at [`METADATA_TOTAL`], so a hostile archive cannot exhaust
 //! memory. It checks that everything named is there, that names stay inside the archive and that
 //! documents named by a digest have it. The second, [`verify`], reads the chosen image's layers
-//! and checks each against its diff_id; streaming later copies them with [`ArchiveReader`] in one
-//! more pass. Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]):
+//! and checks each against its diff_id, and its entries against the rules of
+//! [`crate::layer_entry`]; streaming later copies them with [`ArchiveReader`] in one more pass. Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]):
 //! a decompression bomb is an error, not a full disk.
 
-use crate::digest::{Digest, DigestWriter};
+use crate::digest::{Digest, DigestReader};
 use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::layer_entry::check_layer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest metadata document (manifest, index, config) read into memory.
 pub const METADATA_LIMIT: u64 = 16 << 20;
@@ -247,9 +248,10 @@ impl FoundImage {
     }
 }
 
-/// Reads every layer of `image` that is not known good, checks it against its diff_id and
-/// returns the image ready to stream. A layer whose digest is in `known` is not read again:
-/// the known one, with the same bytes, takes its place; every layer verified here joins it.
+/// Reads every layer of `image` that is not known good, checks it against its diff_id and its
+/// entries against the rules of [`crate::layer_entry`], and returns the image ready to stream. A
+/// layer whose digest is in `known` is not read again: the known one, with the same bytes, takes
+/// its place; every layer verified here joins it.
 pub fn verify(
     image: FoundImage,
     reader: &mut ArchiveReader,
@@ -262,14 +264,19 @@ pub fn verify(
             FoundLayer::Planned(planned) => Ok(known.entry(planned.digest).or_insert(planned).clone()),
             FoundLayer::Unverified(_, diff_id) if known.contains_key(&diff_id) => Ok(known[&diff_id].clone()),
             FoundLayer::Unverified(layer, diff_id) => {
-                let mut hashed = DigestWriter::new(io::sink());
-                io::copy(&mut reader.layer(&layer)?, &mut hashed).map_err(|e| layer.error(e))?;
-                let (_, digest, size) = hashed.finish();
+                // One pass: the entries are checked as the bytes go by to be hashed.
+                let mut hashed = DigestReader::new(reader.layer(&layer)?);
+                let checked = check_layer(&mut hashed);
+                // what the check left: the blocks after the end of the tarball, or all that
+                // follows an entry it refused
+                io::copy(&mut hashed, &mut io::sink()).map_err(|e| layer.error(e))?;
+                let (digest, size) = hashed.finish();
                 if digest != diff_id {
                     return Err(layer.error(format!(
                         "its content has digest {digest}, but the image config's diff_id for it is {diff_id}"
                     )));
                 }
+                checked.map_err(|problem| layer.error(problem))?;
                 let planned = PlannedLayer { source: LayerSource::Archive(layer), digest, size };
                 known.insert(digest, planned.clone());
                 Ok(planned)
@@ -519,8 +526,11 @@ fn index_entries<R: Read>(
         if !matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
             continue;
         }
-        let raw = entry.path().map_err(not_tar)?.to_string_lossy().into_owned();
-        let Ok(name) = normalise(&raw) else { continue }; // never named by a valid manifest
+        // Never named by a valid manifest: a name `normalise` refuses, or one that is not UTF-8
+        // (manifests are JSON, whose strings are text; read as text, with U+FFFD for each bad
+        // byte, it could pass for a name that is listed).
+        let entry_path = entry.path().map_err(not_tar)?;
+        let Some(Ok(name)) = entry_path.to_str().map(normalise) else { continue };
         let (offset, size) = (entry.raw_file_position(), entry.size());
         let mut head = Vec::with_capacity(4);
         (&mut entry).take(4).read_to_end(&mut head).map_err(not_tar)?;
@@ -546,14 +556,9 @@ fn index_entries<R: Read>(
 
 /// `name` as an entry name inside the archive: relative, without `.` or `..` components.
 fn normalise(name: &str) -> Result<String, String> {
-    let path = PathBuf::from(name);
-    let mut parts = Vec::new();
-    for component in path.components() {
-        match component {
-            std::path::Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
-            std::path::Component::CurDir => {}
-            _ => return Err(format!("{name:?} points outside the archive")),
-        }
+    let parts: Vec<&str> = name.split('/').filter(|part| !matches!(*part, "" | ".")).collect();
+    if name.starts_with('/') || parts.contains(&"..") {
+        return Err(format!("{name:?} points outside the archive"));
     }
     if parts.is_empty() {
         return Err(format!("{name:?} is not a file name"));
@@ -573,8 +578,10 @@ fn strings(value: &Value) -> Option<Vec<String>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::layer_entry::tests::raw_layer;
     use serde_json::json;
     use std::io::Write;
+    use std::path::PathBuf;
 
     /// A tar of `files` (name, bytes).
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -935,5 +942,68 @@ pub(crate) mod tests {
         let images = read_images(&path).unwrap();
         assert_eq!(images[0].repo_tags, ["app:25"]);
         assert_eq!(entry_names(&images[0]), [(layer_blob, diff_id)]);
+    }
+
+    /// Issue 18: a base layer with an entry that could lead out of the image root, or a whiteout
+    /// that names no entry of its directory, was copied into images as it is (only runAsRoot's
+    /// unpacking refused the first).
+    #[test]
+    fn r18_layers_with_entries_that_lead_out_of_the_root_are_refused() {
+        use tar::EntryType::{Link, Regular, Symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&[u8], tar::EntryType, &[u8], &str); 6] = [
+            (b"../x", Regular, b"", "entry \"../x\": its name has \"..\""),
+            (b"a/../../x", Regular, b"", "entry \"a/../../x\": its name has \"..\""),
+            (b"a/../b", Regular, b"", "entry \"a/../b\": its name has \"..\""),
+            (b"h", Link, b"../etc/passwd", "entry \"h\": hard link to \"../etc/passwd\", a name with \"..\""),
+            (b".wh...", Regular, b"", "entry \".wh...\": a whiteout of \"..\""),
+            (b"x/.wh.", Regular, b"", "entry \"x/.wh.\": a whiteout of \"\""),
+        ];
+        for (name, kind, link, needle) in cases {
+            let layer = raw_layer(&[(b"x/", tar::EntryType::Directory, b""), (name, kind, link)]);
+            let path = write(dir.path(), "bad.tar", &archive_of(&[(layer.clone(), Digest::of(&layer))]));
+            let image = read_images(&path).unwrap().remove(0);
+            let err =
+                verify(image, &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap_err().to_string();
+            let expected = format!("image archive {}: layer l0/layer.tar: {needle}", path.display());
+            assert!(err.starts_with(&expected), "{expected}\n{err}");
+        }
+        // What only looks like them is fine, and names that are not UTF-8 are names.
+        let layer = raw_layer(&[
+            (b"./x/", tar::EntryType::Directory, b""),
+            (b"/x/..y", Regular, b""),
+            (b"x/.wh...y", Regular, b""),
+            (b"x/caf\xe9", Symlink, b"../../\xff"),
+            (b"x/h", Link, b"x/caf\xe9"),
+        ]);
+        let path = write(dir.path(), "good.tar", &archive_of(&[(layer.clone(), Digest::of(&layer))]));
+        let image = read_images(&path).unwrap().remove(0);
+        verify(image, &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap();
+    }
+
+    /// Issue 18: an archive entry whose name is not UTF-8 was indexed with U+FFFD in place of each
+    /// bad byte, so a manifest naming that text found it.
+    #[test]
+    fn r18_an_entry_name_that_is_not_utf8_is_no_other_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layer();
+        let config = serde_json::to_vec(&json!({ "rootfs": { "type": "layers",
+            "diff_ids": [Digest::of(&layer).to_string()] } }))
+        .unwrap();
+        let config_file = format!("{}.json", Digest::of(&config).hex());
+        let manifest = json!([{ "Config": config_file, "Layers": ["l\u{FFFD}.tar"] }]).to_string();
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..6].copy_from_slice(b"l\xff.tar");
+        header.set_size(layer.len() as u64);
+        header.set_mode(0o444);
+        header.set_cksum();
+        archive.append(&header, layer.as_slice()).unwrap();
+        let mut archive = archive.into_inner().unwrap();
+        archive.truncate(archive.len() - 1024); // the end-of-archive blocks: more entries follow
+        archive.extend(tar_of(&[(&config_file, &config), ("manifest.json", manifest.as_bytes())]));
+        let path = write(dir.path(), "x.tar", &archive);
+        let err = read_images(&path).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("layer l\u{FFFD}.tar is listed but not in the archive"), "{err}");
     }
 }

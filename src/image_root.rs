@@ -12,24 +12,27 @@ use crate::chunks::to_writer;
 use crate::image::{LayerSource, PlannedLayer};
 use crate::image_reader::ArchiveReader;
 use crate::layer::write_layer;
+use crate::layer_entry::{check, Action, BadEntry, Checked};
 use crate::seccomp::{Inode, Owners};
-use crate::tree::{sorted_names, Modes, OPAQUE, WHITEOUT};
+use crate::tree::{sorted_names, Modes};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// The bits a directory always has on disk while a root is built, so the build user can fill it.
 const DIR_ON_DISK: u32 = 0o700;
 /// The bits the build user may not set (Nix's sandbox refuses them).
 const PRIVILEGED_BITS: u32 = 0o6000;
 
-/// Unpacks `layers` (a base image's, bottom first) into `root`. `scratch` is a folder for a
-/// stowage base's store layers, which are made to be read.
+/// Unpacks `layers` (those of the base image in the file `base`, bottom first) into `root`.
+/// `scratch` is a folder for a stowage base's store layers, which are made to be read. Every
+/// entry is held to the rules of [`crate::layer_entry`].
 pub fn unpack_layers(
     root: &Path,
+    base: &Path,
     layers: &[PlannedLayer],
     scratch: &Path,
     owners: &mut Owners,
@@ -37,7 +40,13 @@ pub fn unpack_layers(
 ) -> Result<()> {
     let mut reader = ArchiveReader::default();
     for (index, layer) in layers.iter().enumerate() {
-        let what = format!("layer {} of fromImage ({})", index + 1, layer.digest);
+        let error = |problem: String| match &layer.source {
+            LayerSource::Archive(archive) => archive.error(problem),
+            LayerSource::Store(_) => Error::BadImage {
+                path: base.into(),
+                problem: format!("layer {} ({}): {problem}", index + 1, layer.digest),
+            },
+        };
         let bytes: Box<dyn Read + '_> = match &layer.source {
             LayerSource::Archive(archive) => reader.layer(archive)?,
             LayerSource::Store(store) => {
@@ -52,12 +61,7 @@ pub fn unpack_layers(
             }
         };
         let mut unpack = Unpack { root, owners, modes, this_layer: HashSet::new() };
-        unpack.layer(bytes).map_err(|e| match e {
-            Error::Io { path, source } => {
-                Error::BadImage { path: path.clone(), problem: format!("{what}: {source}") }
-            }
-            other => other,
-        })?;
+        unpack.layer(bytes).map_err(error)?;
     }
     Ok(())
 }
@@ -70,44 +74,45 @@ struct Unpack<'a> {
     this_layer: HashSet<PathBuf>,
 }
 
+/// What went wrong, without the path on disk it went wrong at: the entry's name says where.
+fn problem(error: Error) -> String {
+    match error {
+        Error::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
 impl Unpack<'_> {
-    fn layer(&mut self, bytes: impl Read) -> Result<()> {
+    /// Unpacks the layer tarball `bytes`; an error says what is wrong, and with which entry.
+    fn layer(&mut self, bytes: impl Read) -> Result<(), String> {
         let mut archive = tar::Archive::new(bytes);
-        let entries = archive.entries().map_err(|e| Error::io(self.root, e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| Error::io(self.root, e))?;
-            let name = entry.path().map_err(|e| Error::io(self.root, e))?.into_owned();
-            let Some(rel) = normalise(&name) else {
-                return Err(Error::io(&name, io::Error::other("climbs out of the image root")));
-            };
-            if rel.as_os_str().is_empty() {
-                continue;
-            }
-            self.entry(&rel, &mut entry).map_err(|e| match e {
-                Error::Io { source, .. } => Error::io(&name, source),
-                other => other,
-            })?;
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| e.to_string())?;
+            let Some(checked) = check(&entry).map_err(|bad| bad.to_string())? else { continue };
+            self.entry(&checked, &mut entry)
+                .map_err(|problem| BadEntry { entry: checked.name, problem }.to_string())?;
         }
         Ok(())
     }
 
-    fn entry(&mut self, rel: &Path, entry: &mut tar::Entry<impl Read>) -> Result<()> {
-        let io_err = |e| Error::io(rel, e);
-        let file_name = rel.file_name().expect("a normalised path has a name").to_string_lossy().into_owned();
-        let parent = self.resolve_dir(rel.parent().unwrap_or(Path::new("")))?;
-        if file_name == OPAQUE {
-            for name in sorted_names(&parent)? {
-                let child = parent.join(&name);
-                if !self.this_layer.contains(&child) {
-                    remove(&child)?;
+    fn entry(&mut self, checked: &Checked, entry: &mut tar::Entry<impl Read>) -> Result<(), String> {
+        let io_err = |e: io::Error| e.to_string();
+        let rel = &checked.path;
+        let parent = self.resolve_dir(rel.parent().unwrap_or(Path::new(""))).map_err(problem)?;
+        match &checked.action {
+            Action::Opaque => {
+                for name in sorted_names(&parent).map_err(problem)? {
+                    let child = parent.join(&name);
+                    if !self.this_layer.contains(&child) {
+                        remove(&child).map_err(problem)?;
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
+            Action::Whiteout(hidden) => return remove(&parent.join(hidden)).map_err(problem),
+            Action::HardLink(_) | Action::Add => {}
         }
-        if let Some(hidden) = file_name.strip_prefix(WHITEOUT) {
-            return remove(&parent.join(hidden));
-        }
-        let path = parent.join(&file_name);
+        let path = parent.join(rel.file_name().expect("a checked path has a name"));
         let header = entry.header();
         let mode = header.mode().map_err(io_err)? & 0o7777;
         // an empty owner field (some writers leave it so) is root's
@@ -116,7 +121,21 @@ impl Unpack<'_> {
         let kind = header.entry_type();
         let existing = fs::symlink_metadata(&path).ok();
         if !(kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir())) && existing.is_some() {
-            remove(&path)?;
+            remove(&path).map_err(problem)?;
+        }
+        if let Action::HardLink(target) = &checked.action {
+            let source = self
+                .resolve_dir(target.parent().unwrap_or(Path::new("")))
+                .map_err(problem)?
+                .join(target.file_name().expect("a checked path has a name"));
+            if fs::symlink_metadata(&source).is_err() {
+                return Err(format!(
+                    "hard link to {target:?}, which is not in the image (missing, or later in the layer)"
+                ));
+            }
+            fs::hard_link(&source, &path).map_err(io_err)?;
+            self.this_layer.insert(path);
+            return Ok(());
         }
         match kind {
             tar::EntryType::Directory => {
@@ -129,25 +148,8 @@ impl Unpack<'_> {
                 io::copy(entry, &mut file).map_err(io_err)?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(io_err)?
-                    .ok_or_else(|| io_err(io::Error::other("has no target")))?;
+                let target = entry.link_name().map_err(io_err)?.ok_or("a symlink without a target")?;
                 symlink(&*target, &path).map_err(io_err)?;
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(io_err)?
-                    .ok_or_else(|| io_err(io::Error::other("has no target")))?;
-                let target = normalise(&target)
-                    .ok_or_else(|| io_err(io::Error::other("links out of the image root")))?;
-                let source = self
-                    .resolve_dir(target.parent().unwrap_or(Path::new("")))?
-                    .join(target.file_name().ok_or_else(|| io_err(io::Error::other("links to the root")))?);
-                fs::hard_link(&source, &path).map_err(io_err)?;
-                self.this_layer.insert(path);
-                return Ok(());
             }
             tar::EntryType::Fifo => {
                 let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
@@ -211,23 +213,6 @@ fn set_mtime(path: &Path, seconds: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// `name` as a path relative to the root (`./etc/`, `/etc` → `etc`), or `None` if it climbs out.
-fn normalise(name: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in name.components() {
-        match component {
-            Component::Normal(c) => out.push(c),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-        }
-    }
-    Some(out)
 }
 
 /// Where `rel` is on disk when `root` is `/`: every symlink on the way is followed as a
@@ -390,6 +375,7 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::layer::{Ownership, StoreLayer};
+    use crate::layer_entry::tests::raw_layer;
 
     /// A layer tarball of (name, kind, contents or link target, uid, mode).
     fn layer(entries: &[(&str, tar::EntryType, &str, u64, u32)]) -> Vec<u8> {
@@ -496,8 +482,8 @@ mod tests {
         h.set_cksum();
         let mut climbing = tar::Builder::new(Vec::new());
         climbing.append(&h, io::empty()).unwrap();
-        let err = u.layer(climbing.into_inner().unwrap().as_slice()).unwrap_err().to_string();
-        assert!(err.contains("climbs out of the image root"), "{err}");
+        let err = u.layer(climbing.into_inner().unwrap().as_slice()).unwrap_err();
+        assert!(err.starts_with("entry \"../x\": its name has \"..\""), "{err}");
     }
 
     #[test]
@@ -551,8 +537,98 @@ mod tests {
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
         let (mut owners, mut modes) = (Owners::default(), Modes::default());
-        unpack_layers(&root, &[layer], dir.path(), &mut owners, &mut modes).unwrap();
+        unpack_layers(&root, Path::new("base"), &[layer], dir.path(), &mut owners, &mut modes).unwrap();
         let inside = root.join(store.strip_prefix("/").unwrap()).join("abc-hello/bin/hello");
         assert_eq!(fs::read_to_string(inside).unwrap(), "hi");
+    }
+
+    fn try_unpack(root: &Path, bytes: &[u8]) -> std::result::Result<(), String> {
+        let (mut owners, mut modes) = (Owners::default(), Modes::default());
+        let mut u = Unpack { root, owners: &mut owners, modes: &mut modes, this_layer: HashSet::new() };
+        u.layer(bytes)
+    }
+
+    /// Issue 18: names and link targets that are not UTF-8 were unpacked with U+FFFD in place of
+    /// each bad byte, so a script saw other names than the image has.
+    #[test]
+    fn r18_names_that_are_not_utf8_are_unpacked_as_they_are() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let lower = raw_layer(&[
+            (b"d\xff/", D, b""),
+            (b"d\xff/caf\xe9", F, b""),
+            (b"d\xff/a\xe9", F, b""),
+            (b"d\xff/a\xe8", F, b""),
+            (b"d\xff/link", L, b"\xff\xfe"),
+            (b"d\xff/hard", H, b"d\xff/caf\xe9"),
+        ]);
+        let upper = raw_layer(&[(b"d\xff/.wh.a\xe8", F, b"")]);
+        unpack(root, &[lower, upper]);
+        let d = root.join(OsStr::from_bytes(b"d\xff"));
+        let names: Vec<Vec<u8>> = sorted_names(&d).unwrap().iter().map(|n| n.as_bytes().to_vec()).collect();
+        assert_eq!(names, [&b"a\xe9"[..], b"caf\xe9", b"hard", b"link"]);
+        assert_eq!(fs::read_link(d.join("link")).unwrap().as_os_str().as_bytes(), b"\xff\xfe");
+    }
+
+    /// Issue 18: the whiteout of `..` removed the root's parent (the build folder, with
+    /// `.attrs.json`); those of `.` and of the empty name removed the root itself.
+    #[test]
+    fn r18_whiteouts_that_name_no_entry_of_their_directory_are_refused() {
+        for (whiteout, hidden) in
+            [(&b".wh..."[..], "\"..\""), (b".wh..", "\".\""), (b".wh.", "\"\""), (b"x/.wh...", "\"..\"")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            fs::create_dir_all(root.join("x")).unwrap();
+            fs::write(dir.path().join(".attrs.json"), "{}").unwrap();
+            let err = try_unpack(&root, &raw_layer(&[(whiteout, F, b"")])).unwrap_err();
+            let name = String::from_utf8_lossy(whiteout);
+            assert!(err.contains(&format!("entry \"{name}\": a whiteout of {hidden}")), "{name}: {err}");
+            assert!(root.join("x").is_dir() && dir.path().join(".attrs.json").exists(), "{name}");
+        }
+    }
+
+    /// Issue 18: a hard link whose target is not there said only "x/y: No such file or
+    /// directory".
+    #[test]
+    fn r18_a_hard_link_to_what_is_not_there_names_the_entry_and_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = try_unpack(dir.path(), &raw_layer(&[(b"x/y", H, b"z")])).unwrap_err();
+        assert_eq!(
+            err,
+            "entry \"x/y\": hard link to \"z\", which is not in the image (missing, or later in the layer)"
+        );
+    }
+
+    /// An error in a layer of an archive names the archive, the layer and the entry.
+    #[test]
+    fn errors_name_the_archive_the_layer_and_the_entry() {
+        use crate::image_reader::{ArchiveLayer, Compression};
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = raw_layer(&[(b"x/", D, b""), (b"x/y", H, b"z")]);
+        let archive = dir.path().join("base.tar");
+        fs::write(&archive, &bytes).unwrap();
+        let layer = ArchiveLayer {
+            archive: archive.to_string_lossy().into_owned(),
+            entry: "l0/layer.tar".into(),
+            offset: 0,
+            stored_size: bytes.len() as u64,
+            compression: Compression::None,
+        };
+        let layer = PlannedLayer { source: LayerSource::Archive(layer), digest: Digest::of(&bytes), size: 0 };
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let (mut owners, mut modes) = (Owners::default(), Modes::default());
+        let err = unpack_layers(&root, &archive, &[layer], dir.path(), &mut owners, &mut modes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image archive {}: layer l0/layer.tar: entry \"x/y\": hard link to \"z\", which is not in \
+                 the image (missing, or later in the layer)",
+                archive.display()
+            )
+        );
     }
 }

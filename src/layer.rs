@@ -6,6 +6,11 @@
 //! when executable, directories 0555, symlinks 0777. Hard links between store files are an
 //! artefact of store optimisation on one machine (a NAR cannot hold them), so store files are
 //! always written whole: an optimised and an unoptimised store give the same layer.
+//!
+//! Names are bytes: a store path may hold any byte but `/` and NUL in a file name or a symlink's
+//! target, and what is not UTF-8 is written as it is — in the GNU headers' name and link fields,
+//! or the GNU long-name records before them, which hold any byte but NUL (as `tar
+//! --format=gnu` writes them; skopeo, podman and umoci read them back byte for byte).
 
 use crate::chunks::{ChunkWriter, CopyError, Emit};
 use crate::digest::Digest;
@@ -13,8 +18,10 @@ use crate::perms::{Perm, Perms};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -40,22 +47,55 @@ pub enum Synthetic {
     /// A directory (mode 0755), relative to the image root.
     Directory {
         /// Its path, without a leading `/`.
-        path: String,
+        #[serde(with = "path_json")]
+        path: PathBuf,
     },
     /// A symbolic link.
     Symlink {
         /// Its path, without a leading `/`.
-        path: String,
+        #[serde(with = "path_json")]
+        path: PathBuf,
         /// Where it points.
-        target: String,
+        #[serde(with = "path_json")]
+        target: PathBuf,
     },
 }
 
 impl Synthetic {
-    fn path(&self) -> &str {
+    fn path(&self) -> &Path {
         match self {
             Synthetic::Directory { path } | Synthetic::Symlink { path, .. } => path,
         }
+    }
+}
+
+/// A path in a plan's JSON: a string if it is UTF-8 (as nearly all are), else the array of its
+/// bytes — JSON strings hold text only.
+mod path_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    pub fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_bytes(path.as_os_str().as_bytes()),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PathBuf, D::Error> {
+        Ok(match Repr::deserialize(deserializer)? {
+            Repr::Text(text) => text.into(),
+            Repr::Bytes(bytes) => OsString::from_vec(bytes).into(),
+        })
     }
 }
 
@@ -90,7 +130,7 @@ pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Res
         let mut ancestors: Vec<&Path> = store_dir.ancestors().filter(|a| a.parent().is_some()).collect();
         ancestors.reverse();
         for dir in ancestors {
-            tar.directory(&relative(dir), 0o755).map_err(|e| Error::io(dir, e))?;
+            tar.directory(relative(dir), 0o755).map_err(|e| Error::io(dir, e))?;
         }
         let mut paths: Vec<&String> = source.store_paths.iter().collect();
         paths.sort();
@@ -103,7 +143,8 @@ pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Res
         }
     }
     let mut synthetic: Vec<&Synthetic> = source.synthetic.iter().collect();
-    synthetic.sort_by(|a, b| a.path().cmp(b.path()));
+    // by bytes (`Path`'s order is by components: `a/b` before `a-b`)
+    synthetic.sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()));
     for entry in synthetic {
         let result = match entry {
             Synthetic::Directory { path } => tar.directory(path, 0o755),
@@ -179,7 +220,7 @@ pub(crate) fn header(
 pub(crate) fn append_file<E: Emit>(
     builder: &mut tar::Builder<&mut ChunkWriter<E>>,
     header: &mut tar::Header,
-    name: &str,
+    name: &Path,
     mut file: fs::File,
     path: &Path,
 ) -> Result<()> {
@@ -200,9 +241,9 @@ pub(crate) fn append_file<E: Emit>(
     out.write_all(&[0; BLOCK][..padding(copied)]).map_err(io_err)
 }
 
-/// `path` without its leading `/`, as tar entries name it.
-fn relative(path: &Path) -> String {
-    path.to_string_lossy().trim_start_matches('/').to_owned()
+/// `path` (absolute) without its leading `/`, as tar entries name it.
+fn relative(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
 }
 
 struct Tar<'a, 'w, E: Emit> {
@@ -213,18 +254,20 @@ struct Tar<'a, 'w, E: Emit> {
 
 impl<E: Emit> Tar<'_, '_, E> {
     /// The header of entry `name`, `perms` applied.
-    fn header(&self, name: &str, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
+    fn header(&self, name: &Path, kind: tar::EntryType, mode: u32, size: u64) -> io::Result<tar::Header> {
         let mut header = header(kind, mode, size, self.owner)?;
-        self.perms.apply(name, &mut header)?;
+        self.perms.apply(name.as_os_str().as_bytes(), &mut header)?;
         Ok(header)
     }
 
-    fn directory(&mut self, path: &str, mode: u32) -> io::Result<()> {
+    fn directory(&mut self, path: &Path, mode: u32) -> io::Result<()> {
         let mut header = self.header(path, tar::EntryType::Directory, mode, 0)?;
-        self.builder.append_data(&mut header, format!("{path}/"), io::empty())
+        let mut name = OsString::from(path);
+        name.push("/");
+        self.builder.append_data(&mut header, name, io::empty())
     }
 
-    fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+    fn symlink(&mut self, path: &Path, target: &Path) -> io::Result<()> {
         let mut header = self.header(path, tar::EntryType::Symlink, 0o777, 0)?;
         self.builder.append_link(&mut header, path, target)
     }
@@ -237,9 +280,9 @@ impl<E: Emit> Tar<'_, '_, E> {
         let kind = meta.file_type();
         if kind.is_symlink() {
             let target = fs::read_link(path).map_err(io_err)?;
-            self.symlink(&name, &target.to_string_lossy()).map_err(io_err)
+            self.symlink(name, &target).map_err(io_err)
         } else if kind.is_dir() {
-            self.directory(&name, 0o555).map_err(io_err)?;
+            self.directory(name, 0o555).map_err(io_err)?;
             let mut children: Vec<PathBuf> = fs::read_dir(path)
                 .map_err(io_err)?
                 .map(|e| e.map(|e| e.path()))
@@ -250,10 +293,10 @@ impl<E: Emit> Tar<'_, '_, E> {
         } else if kind.is_file() {
             let executable = meta.permissions().mode() & 0o100 != 0;
             let mut header = self
-                .header(&name, tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
+                .header(name, tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
                 .map_err(io_err)?;
             let file = fs::File::open(path).map_err(io_err)?;
-            append_file(&mut self.builder, &mut header, &name, file, path)
+            append_file(&mut self.builder, &mut header, name, file, path)
         } else {
             Err(Error::io(path, io::Error::other("not a file, directory or symlink")))
         }
@@ -329,10 +372,10 @@ mod tests {
         let (_dir, store, path) = store();
         let bytes = bytes(&layer(&store, vec![path.clone()], vec![])).unwrap();
         let got = entries(&bytes);
-        let rel = relative(Path::new(&path));
+        let rel = relative(Path::new(&path)).display();
         let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
         // ancestors of the store, then the path, depth first, sorted
-        let store_rel = relative(&store);
+        let store_rel = relative(&store).display();
         assert_eq!(names.last().unwrap(), &format!("{rel}/longlink"));
         assert!(names.contains(&format!("{store_rel}/").as_str()));
         assert!(names.iter().any(|n| n.ends_with(&"d".repeat(120))));
@@ -370,6 +413,91 @@ mod tests {
         let got = entries(&bytes);
         assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bin/", "bin/sh"]);
         assert_eq!(got[0].2, 0o755);
+    }
+
+    /// Layers of ASCII names keep the bytes they had before names were written as bytes (issue
+    /// 18): short and long names (GNU long-name records), directories and links.
+    #[test]
+    fn layers_of_ascii_names_keep_their_bytes() {
+        let long = "l".repeat(150);
+        let source = layer(
+            Path::new("/store"),
+            vec![],
+            vec![
+                Synthetic::Directory { path: "bin".into() },
+                Synthetic::Symlink { path: "bin/sh".into(), target: "/store/x-busybox/bin/sh".into() },
+                Synthetic::Directory { path: format!("bin/{long}").into() },
+                Synthetic::Symlink { path: format!("bin/{long}/{long}").into(), target: long.clone().into() },
+            ],
+        );
+        let (digest, size) = layer_digest(&source).unwrap();
+        assert_eq!(
+            (digest.to_string().as_str(), size),
+            ("sha256:16c32e3312fd7877faae73dc49e814f32ac68dc2ec86bc3cff943162ffb9e2f3", 6144)
+        );
+    }
+
+    /// In a plan's JSON, a path that is not UTF-8 is the array of its bytes; others stay strings.
+    #[test]
+    fn synthetic_paths_in_json() {
+        use std::ffi::OsStr;
+        let entries = vec![
+            Synthetic::Symlink { path: "bin/sh".into(), target: "/store/x/bin/sh".into() },
+            Synthetic::Directory { path: OsStr::from_bytes(b"caf\xe9").into() },
+        ];
+        let json = serde_json::to_string(&entries).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"type":"symlink","path":"bin/sh","target":"/store/x/bin/sh"},{"type":"directory","path":[99,97,102,233]}]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<Synthetic>>(&json).unwrap(), entries);
+    }
+
+    /// (name, link target) of every entry, byte for byte.
+    fn raw_names(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        let entries = archive.entries().unwrap().map(|e| e.unwrap());
+        entries
+            .map(|e| (e.path_bytes().into_owned(), e.link_name_bytes().unwrap_or_default().into_owned()))
+            .collect()
+    }
+
+    /// Issue 18: a name or link target that is not UTF-8 was written with U+FFFD in place of
+    /// each bad byte, so `a\xe9` and `a\xe8` became two entries of one name.
+    #[test]
+    fn r18_names_and_link_targets_that_are_not_utf8_are_written_as_they_are() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let path = store.join("abc-names");
+        let name = |bytes: &[u8]| path.join(OsStr::from_bytes(bytes));
+        fs::create_dir_all(&path).unwrap();
+        for file in [&b"caf\xe9"[..], b"a\xe9", b"a\xe8", &[0xe9; 120]] {
+            fs::write(name(file), file).unwrap();
+        }
+        symlink(OsStr::from_bytes(b"\xff\xfe"), name(b"link")).unwrap();
+        symlink(OsStr::from_bytes(&[0xfe; 150]), name(b"longlink")).unwrap();
+        let source = layer(&store, vec![path.to_string_lossy().into_owned()], vec![]);
+        let got = raw_names(&bytes(&source).unwrap());
+        let prefix = [&path.as_os_str().as_bytes()[1..], b"/"].concat();
+        let ours: Vec<(Vec<u8>, Vec<u8>)> = got
+            .into_iter()
+            .filter_map(|(n, l)| n.strip_prefix(prefix.as_slice()).map(|n| (n.to_vec(), l)))
+            .filter(|(n, _)| !n.is_empty())
+            .collect();
+        let long_name = vec![0xe9; 120];
+        assert_eq!(
+            ours,
+            [
+                (b"a\xe8".to_vec(), vec![]),
+                (b"a\xe9".to_vec(), vec![]),
+                (b"caf\xe9".to_vec(), vec![]),
+                (b"link".to_vec(), b"\xff\xfe".to_vec()),
+                (b"longlink".to_vec(), vec![0xfe; 150]),
+                (long_name, vec![]),
+            ]
+        );
     }
 
     #[test]

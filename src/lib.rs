@@ -13,7 +13,8 @@
 //! - [`image`] is a plan (planned images), [`archive`] writes it as a docker-archive, verifying
 //!   every layer's [`digest`] on the way.
 //! - [`image_reader`] reads existing images — stowage stream scripts and image archives — for
-//!   `fromImage` and for [`merge`] (`mergeImages`).
+//!   `fromImage` and for [`merge`] (`mergeImages`); [`layer_entry`] is the one set of rules their
+//!   layers' entries are held to.
 //! - [`customise`] is the derivation that runs an image's scripts (`extraCommands`,
 //!   `fakeRootCommands`, `runAsRoot`) in a root made by [`image_root`] (base layers unpacked,
 //!   `copyToRoot` copied); [`script`] confines them (namespaces, chroot) and [`seccomp`] records
@@ -52,6 +53,7 @@ pub mod image_reader;
 pub mod image_root;
 pub mod index;
 pub mod layer;
+pub mod layer_entry;
 pub mod layered_image;
 pub mod merge;
 pub mod nar;

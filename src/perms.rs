@@ -177,22 +177,24 @@ impl Perms {
     }
 
     /// Sets what the rules say on `header`, the entry `name` (relative to the image root, as
-    /// tar names it: `etc/passwd`, `nix/store/…/`).
-    pub fn apply(&self, name: &str, header: &mut tar::Header) -> std::io::Result<()> {
+    /// tar names it: `etc/passwd`, `nix/store/…/`; bytes, which need not be UTF-8).
+    pub fn apply(&self, name: &[u8], header: &mut tar::Header) -> std::io::Result<()> {
         if self.rules.is_empty() {
             return Ok(());
         }
-        let path = format!("/{}", name.trim_end_matches('/'));
+        let end = name.iter().rposition(|&b| b != b'/').map_or(0, |last| last + 1);
+        let path = [b"/", &name[..end]].concat();
         for (perm, regex) in &self.rules {
             let applies = match regex {
-                None => path == perm.path,
+                None => path == perm.path.as_bytes(),
                 Some(regex) => {
                     let below = if perm.path == "/" {
-                        path.strip_prefix('/')
+                        path.strip_prefix(b"/")
                     } else {
-                        path.strip_prefix(&format!("{}/", perm.path))
+                        path.strip_prefix(format!("{}/", perm.path).as_bytes())
                     };
-                    below.is_some_and(|rel| !rel.is_empty() && regex.is_match(rel))
+                    // regex-lite matches text: to it, a byte that is not UTF-8 is U+FFFD
+                    below.is_some_and(|rel| !rel.is_empty() && regex.is_match(&String::from_utf8_lossy(rel)))
                 }
             };
             if !applies {
@@ -237,7 +239,7 @@ mod tests {
             h.set_mode(0o444);
             h.set_uid(0);
             h.set_gid(0);
-            perms.apply(name, &mut h).unwrap();
+            perms.apply(name.as_bytes(), &mut h).unwrap();
             (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap())
         };
         assert_eq!(mode("etc/shadow"), (0o640, 0, 42));
@@ -246,6 +248,11 @@ mod tests {
         assert_eq!(mode("store/x-app/bin/sudo"), (0o4755, 0, 0));
         assert_eq!(mode("store/x-app/bin/keep"), (0o555, 7, 0));
         assert_eq!(mode("store/x-app/binary"), (0o444, 0, 0));
+        // names are bytes; a regex sees a byte that is not UTF-8 as U+FFFD
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o444);
+        perms.apply(b"store/x-app/bin/caf\xe9", &mut h).unwrap();
+        assert_eq!(h.mode().unwrap(), 0o4755);
     }
 
     #[test]

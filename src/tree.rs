@@ -5,7 +5,8 @@
 //! Same inputs, same bytes: entries are sorted by name, every mtime is clamped to the image's,
 //! owners are numeric — what a fake root set (recorded by inode, [`Owners`]), else the image's
 //! owner — and modes are the disk's, except where the disk could not hold them ([`Modes`]).
-//! Hard links within the layer stay hard links.
+//! Hard links within the layer stay hard links. Names and link targets are bytes, written as they
+//! are (see [`crate::layer`]).
 
 use crate::chunks::{ChunkWriter, Emit};
 use crate::layer::{append_file, header, Ownership};
@@ -151,7 +152,7 @@ pub fn write_tree(
     let mut entries = Vec::new();
     collect(root, Path::new(""), before, &mut entries)?;
     let mut builder = tar::Builder::new(out);
-    let mut links: HashMap<Inode, String> = HashMap::new();
+    let mut links: HashMap<Inode, PathBuf> = HashMap::new();
     for entry in &entries {
         write_entry(&mut builder, root, entry, owners, &mut links)?;
     }
@@ -238,14 +239,13 @@ fn write_entry<E: Emit>(
     root: &Path,
     entry: &Entry,
     owners: TreeOwners,
-    links: &mut HashMap<Inode, String>,
+    links: &mut HashMap<Inode, PathBuf>,
 ) -> Result<()> {
     let default = owners.default;
     let (rel, meta) = match entry {
         Entry::Whiteout { rel } => {
-            let name = rel.to_string_lossy();
             let mut h = header(tar::EntryType::Regular, 0, 0, default).map_err(|e| Error::io(rel, e))?;
-            return builder.append_data(&mut h, &*name, io::empty()).map_err(|e| Error::io(rel, e));
+            return builder.append_data(&mut h, rel, io::empty()).map_err(|e| Error::io(rel, e));
         }
         Entry::Present { rel, meta } => (rel, meta),
     };
@@ -263,10 +263,14 @@ fn write_entry<E: Emit>(
     let owner = Ownership { uid, gid, uname, gname, mtime };
     let mode = owners.modes.mode(inode, meta.permissions().mode() & 0o7777);
     let kind = meta.file_type();
-    let name = rel.to_string_lossy().into_owned() + if kind.is_dir() { "/" } else { "" };
+    let mut name = rel.as_os_str().to_owned();
+    if kind.is_dir() {
+        name.push("/");
+    }
+    let name = PathBuf::from(name);
     let header = |kind, mode, size, owner: &Ownership| -> io::Result<tar::Header> {
         let mut h = header(kind, mode, size, owner)?;
-        owners.perms.apply(&name, &mut h)?;
+        owners.perms.apply(name.as_os_str().as_bytes(), &mut h)?;
         Ok(h)
     };
     if kind.is_dir() {
@@ -448,5 +452,85 @@ mod tests {
         // nothing changed: nothing written
         let again = Snapshot::take(root).unwrap();
         assert!(listing(root, Some(&again), &Owners::default(), &Modes::default()).is_empty());
+    }
+
+    /// A tree of ASCII names keeps the bytes it had before names were written as bytes (issue
+    /// 18): short and long names, directories, links, hard links, whiteouts.
+    #[test]
+    fn a_tree_of_ascii_names_keeps_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let long = "l".repeat(150);
+        fs::write(root.join("gone"), "").unwrap();
+        let before = Snapshot::take(root).unwrap();
+        fs::remove_file(root.join("gone")).unwrap();
+        fs::create_dir_all(root.join("etc").join(&long)).unwrap();
+        fs::write(root.join("etc").join(&long).join(&long), "long").unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        fs::hard_link(root.join("etc/passwd"), root.join("etc/passwd-")).unwrap();
+        symlink(format!("/store/{long}"), root.join("etc/link")).unwrap();
+        for (path, mode) in [("etc", 0o755), (&format!("etc/{long}"), 0o755), ("etc/passwd", 0o644)] {
+            fs::set_permissions(root.join(path), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        fs::set_permissions(root.join("etc").join(&long).join(&long), fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let mut bytes = Vec::new();
+        let mut out = crate::chunks::to_writer(&mut bytes);
+        let (default, owners, modes, perms) =
+            (owner(), Owners::default(), Modes::default(), Perms::default());
+        let changes = Changes { before: &before, chowned: &owners };
+        let tree_owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
+        write_tree(root, Some(changes), tree_owners, &mut out).unwrap();
+        drop(out.finish().unwrap());
+        assert_eq!(
+            (crate::digest::Digest::of(&bytes).to_string().as_str(), bytes.len()),
+            ("sha256:254cc51ce55469c3203b648cd7022063fd9bf4effff0ef85400e28ed924dcdb0", 8704)
+        );
+    }
+
+    /// Issue 18: names and link targets that are not UTF-8 were written with U+FFFD in place of
+    /// each bad byte, whiteouts too.
+    #[test]
+    fn r18_names_that_are_not_utf8_are_written_as_they_are() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let name = |bytes: &[u8]| root.join(OsStr::from_bytes(bytes));
+        fs::write(name(b"gone\xe9"), "").unwrap();
+        let before = Snapshot::take(root).unwrap();
+        fs::remove_file(name(b"gone\xe9")).unwrap();
+        fs::create_dir(name(b"d\xff")).unwrap();
+        fs::write(name(b"d\xff/a\xe9"), "").unwrap();
+        fs::write(name(b"d\xff/a\xe8"), "").unwrap();
+        fs::hard_link(name(b"d\xff/a\xe8"), name(b"d\xff/hard\xe8")).unwrap();
+        symlink(OsStr::from_bytes(b"\xff\xfe"), name(b"link")).unwrap();
+        let mut bytes = Vec::new();
+        let mut out = crate::chunks::to_writer(&mut bytes);
+        let (default, owners, modes, perms) =
+            (owner(), Owners::default(), Modes::default(), Perms::default());
+        let changes = Changes { before: &before, chowned: &owners };
+        let tree_owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
+        write_tree(root, Some(changes), tree_owners, &mut out).unwrap();
+        drop(out.finish().unwrap());
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let got: Vec<(Vec<u8>, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path_bytes().into_owned(), e.link_name_bytes().unwrap_or_default().into_owned()))
+            .collect();
+        let entry = |name: &[u8], link: &[u8]| (name.to_vec(), link.to_vec());
+        assert_eq!(
+            got,
+            [
+                entry(b".wh.gone\xe9", b""),
+                entry(b"d\xff/", b""),
+                entry(b"d\xff/a\xe8", b""),
+                entry(b"d\xff/a\xe9", b""),
+                entry(b"d\xff/hard\xe8", b"d\xff/a\xe8"),
+                entry(b"link", b"\xff\xfe"),
+            ]
+        );
     }
 }

@@ -4,8 +4,7 @@
 
 mod support;
 
-use sha2::{Digest, Sha256};
-use support::images::{expr, layer_headers, skopeo_config, Podman};
+use support::images::{docker_archive, expr, layer_headers, skopeo_config, Podman};
 use support::{nix_str, TestNix};
 
 /// The entries (name, type, uid) of the last layer of the archive's first image, and how many
@@ -94,23 +93,7 @@ fn repeated_layer_base() -> Vec<u8> {
     let mut link = header(tar::EntryType::Symlink, 0o777, 0);
     layer.append_link(&mut link, "bin/sh", "busybox").unwrap();
     let layer = layer.into_inner().unwrap();
-    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": { "Env": [ "FROM_BASE=1" ] },
-        "rootfs": { "type": "layers", "diff_ids": [ diff_id, diff_id ] },
-    })
-    .to_string();
-    let manifest = serde_json::json!([{ "Config": "config.json", "RepoTags": [ "base:1" ], "Layers": [ "l.tar", "l.tar" ] }]);
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, bytes) in [
-        ("l.tar", layer),
-        ("config.json", config.into_bytes()),
-        ("manifest.json", manifest.to_string().into_bytes()),
-    ] {
-        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-        archive.append_data(&mut h, name, bytes.as_slice()).unwrap();
-    }
-    archive.into_inner().unwrap()
+    docker_archive("base:1", serde_json::json!({ "Env": [ "FROM_BASE=1" ] }), &[&layer, &layer])
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Podman};
+use support::images::{
+    docker_archive, expr, manifest_and_config, raw_layer, skopeo_config, tar_files, Podman,
+};
 use support::{nix_str, run_ok, TestNix};
 
 /// A base image: busybox, fakeNss and a runtime config for derived images to inherit.
@@ -36,6 +38,11 @@ fn derived(from: &str) -> String {
           }};
         }}"#
     )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -228,6 +235,37 @@ fn bases_that_cannot_be_used_are_clear_errors() {
     }
     // With a name, a merged archive works as a base.
     nix.build(&on(&two_bases, "fromImageName = \"base\"; fromImageTag = \"2\";"));
+}
+
+/// Issue 18: a base layer with an entry named `../x` went into buildLayeredImage's and
+/// buildImage's images as it was (only runAsRoot's unpacking refused it, as "climbs out"), and
+/// the whiteout of `..` (`.wh...`) removed the build folder when runAsRoot unpacked it. Every
+/// function refuses both, naming the archive, the layer and the entry.
+#[test]
+fn r18_base_layers_whose_entries_lead_out_of_the_root_are_refused() {
+    let nix = TestNix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 2] = [
+        ("dotdot", b"../x", "entry \"../x\": its name has \"..\""),
+        ("whiteout", b".wh...", "entry \".wh...\": a whiteout of \"..\""),
+    ];
+    for (file, entry, problem) in cases {
+        let layer = raw_layer(&[(entry, tar::EntryType::Regular, b"")]);
+        let base =
+            file_expr(dir.path(), &format!("{file}.tar"), &docker_archive("base:1", json!({}), &[&layer]));
+        let layer_file = format!("{}/layer.tar", sha256_hex(&layer));
+        for image in [
+            format!(r#"s.buildLayeredImage {{ name = "layered"; fromImage = {base}; }}"#),
+            format!(r#"s.buildImage {{ name = "single"; fromImage = {base}; }}"#),
+            format!(
+                r#"s.buildImage {{ name = "scripted"; fromImage = {base}; shell = busybox; runAsRoot = "true"; }}"#
+            ),
+        ] {
+            let err = nix.build_error(&expr(&image));
+            let needle = format!("-{file}.tar: layer {layer_file}: {problem}");
+            assert!(err.contains(&needle), "{image}: {needle}\n{err}");
+        }
+    }
 }
 
 /// Three images, two on a shared base (one an archive, one a stream) and one foreign,

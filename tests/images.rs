@@ -5,7 +5,10 @@ mod support;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::images::{expr, manifest_and_config, skopeo_config, tar_files, Docker, Podman};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use support::images::{expr, manifest_and_config, skopeo_config, tar_files, umoci_unpack, Docker, Podman};
 use support::{run_ok, TestNix};
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -471,4 +474,71 @@ fn a_stream_that_does_not_match_its_plan_stops_before_the_manifest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stowage: layer 0 does not match its plan: expected sha256:0000"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("manifest.json"));
+}
+
+/// The entries of the folder `dir`, byte for byte: (name, link target if a symlink), sorted.
+fn raw_listing(dir: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let path = e.unwrap().path();
+            let link = std::fs::read_link(&path).ok().map(|t| t.as_os_str().as_bytes().to_vec());
+            (path.file_name().unwrap().as_bytes().to_vec(), link)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Issue 18: file names and symlink targets that are not UTF-8 (store paths may hold any byte
+/// but `/` and NUL) were written with U+FFFD in place of each bad byte: `a\xe9` and `a\xe8`
+/// became two entries of one name, and a link to `\xff\xfe` pointed at U+FFFD U+FFFD. Now they
+/// come back byte for byte — from a store layer, from the customisation layer's links, from a
+/// base unpacked for runAsRoot and from what runAsRoot copied — as umoci and podman unpack them.
+#[test]
+fn r18_names_that_are_not_utf8_survive_byte_for_byte() {
+    let nix = TestNix::new();
+    let names = r#"sh "names" "/bin/busybox mkdir -p $out/d && cd $out/d && echo 1 > $(/bin/busybox printf 'caf\\351') && echo 2 > $(/bin/busybox printf 'a\\351') && echo 3 > $(/bin/busybox printf 'a\\350') && /bin/busybox ln -s $(/bin/busybox printf '\\377\\376') link""#;
+    let store_path = nix.build(&expr(names));
+    let layered = format!(
+        r#"s.buildLayeredImage {{ name = "names"; tag = "t"; compressor = "none"; contents = [ busybox ({names}) ]; }}"#
+    );
+    let copied = format!(
+        r#"let names = {names}; in s.buildImage {{ name = "copied"; tag = "t"; compressor = "none"; fromImage = {layered};
+             runAsRoot = "/bin/busybox cp -a /d /e && /bin/busybox cp -a ${{names}}/d /f"; }}"#
+    );
+    let files: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![
+        (b"a\xe8".to_vec(), None),
+        (b"a\xe9".to_vec(), None),
+        (b"caf\xe9".to_vec(), None),
+        (b"link".to_vec(), Some(b"\xff\xfe".to_vec())),
+    ];
+    // the customisation layer links each name to the store path's
+    let links: Vec<(Vec<u8>, Option<Vec<u8>>)> = files
+        .iter()
+        .map(|(name, _)| {
+            let target = store_path.join("d").join(OsStr::from_bytes(name));
+            (name.clone(), Some(target.as_os_str().as_bytes().to_vec()))
+        })
+        .collect();
+    let in_root = |root: &Path, path: &Path| root.join(path.strip_prefix("/").unwrap());
+    let check = |root: &Path, image: &str| {
+        assert_eq!(raw_listing(&in_root(root, &store_path.join("d"))), files, "{image}: the store path");
+        let cafe = in_root(root, &store_path.join("d").join(OsStr::from_bytes(b"caf\xe9")));
+        assert_eq!(std::fs::read(cafe).unwrap(), b"1\n", "{image}");
+        assert_eq!(raw_listing(&root.join("d")), links, "{image}: the customisation layer");
+        if image == "copied:t" {
+            assert_eq!(raw_listing(&root.join("e")), links, "{image}: links runAsRoot copied");
+            assert_eq!(raw_listing(&root.join("f")), files, "{image}: files runAsRoot copied");
+        }
+    };
+    for (expression, image) in [(layered.as_str(), "names:t"), (copied.as_str(), "copied:t")] {
+        let archive = nix.build(&expr(expression));
+        let (_bundle, root) = umoci_unpack(&archive);
+        check(&root, image);
+        let podman = Podman::new();
+        assert_eq!(podman.load(&archive), [image]);
+        check(&podman.mount(image), image);
+        podman.unmount(image);
+    }
 }

@@ -2,8 +2,10 @@
 //! podman (loads into a fresh store, runs with runc), each in a fresh temporary store.
 
 use super::run_ok;
-use serde_json::Value;
-use std::path::Path;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Test derivations: Debian's static busybox as `bin/{busybox,sh}`, and small libraries and
@@ -46,6 +48,27 @@ pub fn skopeo_config(archive: &Path, index: usize) -> Value {
     ]));
     let out = run_ok(Command::new("skopeo").args(["inspect", "--config", &layout]));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `skopeo copy docker-archive:ARCHIVE oci:…` into a fresh layout, which umoci unpacks into a
+/// runtime bundle: the folder holding both (removed when dropped), and the bundle's root.
+pub fn umoci_unpack(archive: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("oci");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", &format!("docker-archive:{}", archive.display())])
+            .arg(format!("oci:{}:img", layout.display())),
+    );
+    let bundle = dir.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:img", layout.display()))
+            .arg(&bundle),
+    );
+    let root = bundle.join("rootfs");
+    (dir, root)
 }
 
 /// A podman with its own fresh store, removed when dropped.
@@ -103,6 +126,17 @@ impl Podman {
     pub fn load(&self, archive: &Path) -> Vec<String> {
         run_ok(self.cmd().args(["load", "-q", "-i"]).arg(archive));
         self.images()
+    }
+
+    /// Where the store holds the files of `image` (as one tree, the layers applied): `podman
+    /// image mount`. Unmount it with [`Podman::unmount`].
+    pub fn mount(&self, image: &str) -> PathBuf {
+        let out = run_ok(self.cmd().args(["image", "mount", image]));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    }
+
+    pub fn unmount(&self, image: &str) {
+        run_ok(self.cmd().args(["image", "unmount", image]));
     }
 
     pub fn image_exists(&self, id: &str) -> bool {
@@ -210,6 +244,52 @@ pub fn tar_files(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
             (name, data)
         })
         .collect()
+}
+
+/// A layer tarball of entries named byte for byte (name, kind, link target): the names go into
+/// the header fields as they are, where tar itself would refuse some (`../x`).
+pub fn raw_layer(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut layer = tar::Builder::new(Vec::new());
+    for &(name, kind, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        header.set_entry_type(kind);
+        header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        header.set_size(0);
+        header.set_mtime(1);
+        header.set_cksum();
+        layer.append(&header, std::io::empty()).unwrap();
+    }
+    layer.into_inner().unwrap()
+}
+
+/// A docker-archive of one amd64 image tagged `tag`, with `runtime` as its config's `config`,
+/// whose layers (bottom first) are `layers`: each stored once as `<diff_id>/layer.tar`, however
+/// often it is listed.
+pub fn docker_archive(tag: &str, runtime: Value, layers: &[&[u8]]) -> Vec<u8> {
+    let hex = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex(l))).collect();
+    let config = json!({ "architecture": "amd64", "os": "linux", "config": runtime,
+        "rootfs": { "type": "layers", "diff_ids": diff_ids } })
+    .to_string();
+    let config_file = format!("{}.json", hex(config.as_bytes()));
+    let files: Vec<String> = layers.iter().map(|l| format!("{}/layer.tar", hex(l))).collect();
+    let manifest = json!([{ "Config": config_file, "RepoTags": [tag], "Layers": files }]).to_string();
+    let mut stored = BTreeSet::new();
+    let mut archive = tar::Builder::new(Vec::new());
+    let layer_files = files.iter().zip(layers).filter(|(file, _)| stored.insert(*file));
+    let entries = layer_files
+        .map(|(file, bytes)| (file.as_str(), *bytes))
+        .chain([(config_file.as_str(), config.as_bytes()), ("manifest.json", manifest.as_bytes())]);
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(bytes.len() as u64);
+        header.set_mtime(1);
+        archive.append_data(&mut header, name, bytes).unwrap();
+    }
+    archive.into_inner().unwrap()
 }
 
 /// A docker-archive's manifest (first image) and config.
