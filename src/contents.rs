@@ -120,7 +120,7 @@ mod tests {
     /// Issue 18: names that are not UTF-8 were merged with U+FFFD in place of each bad byte:
     /// `a\xe9` and `a\xe8` clashed and one was lost.
     #[test]
-    fn r18_names_that_are_not_utf8_are_merged_as_they_are() {
+    fn names_that_are_not_utf8_are_merged_as_they_are() {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");

@@ -948,7 +948,7 @@ pub(crate) mod tests {
     /// that names no entry of its directory, was copied into images as it is (only runAsRoot's
     /// unpacking refused the first).
     #[test]
-    fn r18_layers_with_entries_that_lead_out_of_the_root_are_refused() {
+    fn layers_with_entries_that_lead_out_of_the_root_are_refused() {
         use tar::EntryType::{Link, Regular, Symlink};
         let dir = tempfile::tempdir().unwrap();
         let cases: [(&[u8], tar::EntryType, &[u8], &str); 6] = [
@@ -984,7 +984,7 @@ pub(crate) mod tests {
     /// Issue 18: an archive entry whose name is not UTF-8 was indexed with U+FFFD in place of each
     /// bad byte, so a manifest naming that text found it.
     #[test]
-    fn r18_an_entry_name_that_is_not_utf8_is_no_other_name() {
+    fn an_entry_name_that_is_not_utf8_is_no_other_name() {
         let dir = tempfile::tempdir().unwrap();
         let layer = layer();
         let config = serde_json::to_vec(&json!({ "rootfs": { "type": "layers",

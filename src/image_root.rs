@@ -551,7 +551,7 @@ mod tests {
     /// Issue 18: names and link targets that are not UTF-8 were unpacked with U+FFFD in place of
     /// each bad byte, so a script saw other names than the image has.
     #[test]
-    fn r18_names_that_are_not_utf8_are_unpacked_as_they_are() {
+    fn names_that_are_not_utf8_are_unpacked_as_they_are() {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
@@ -575,7 +575,7 @@ mod tests {
     /// Issue 18: the whiteout of `..` removed the root's parent (the build folder, with
     /// `.attrs.json`); those of `.` and of the empty name removed the root itself.
     #[test]
-    fn r18_whiteouts_that_name_no_entry_of_their_directory_are_refused() {
+    fn whiteouts_that_name_no_entry_of_their_directory_are_refused() {
         for (whiteout, hidden) in
             [(&b".wh..."[..], "\"..\""), (b".wh..", "\".\""), (b".wh.", "\"\""), (b"x/.wh...", "\"..\"")]
         {
@@ -593,7 +593,7 @@ mod tests {
     /// Issue 18: a hard link whose target is not there said only "x/y: No such file or
     /// directory".
     #[test]
-    fn r18_a_hard_link_to_what_is_not_there_names_the_entry_and_its_target() {
+    fn a_hard_link_to_what_is_not_there_names_the_entry_and_its_target() {
         let dir = tempfile::tempdir().unwrap();
         let err = try_unpack(dir.path(), &raw_layer(&[(b"x/y", H, b"z")])).unwrap_err();
         assert_eq!(

@@ -465,7 +465,7 @@ mod tests {
     /// Issue 18: a name or link target that is not UTF-8 was written with U+FFFD in place of
     /// each bad byte, so `a\xe9` and `a\xe8` became two entries of one name.
     #[test]
-    fn r18_names_and_link_targets_that_are_not_utf8_are_written_as_they_are() {
+    fn names_and_link_targets_that_are_not_utf8_are_written_as_they_are() {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();

@@ -491,7 +491,7 @@ mod tests {
     /// Issue 18: names and link targets that are not UTF-8 were written with U+FFFD in place of
     /// each bad byte, whiteouts too.
     #[test]
-    fn r18_names_that_are_not_utf8_are_written_as_they_are() {
+    fn names_that_are_not_utf8_are_written_as_they_are() {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();

@@ -242,7 +242,7 @@ fn bases_that_cannot_be_used_are_clear_errors() {
 /// the whiteout of `..` (`.wh...`) removed the build folder when runAsRoot unpacked it. Every
 /// function refuses both, naming the archive, the layer and the entry.
 #[test]
-fn r18_base_layers_whose_entries_lead_out_of_the_root_are_refused() {
+fn base_layers_whose_entries_lead_out_of_the_root_are_refused() {
     let nix = TestNix::new();
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], &str); 2] = [

@@ -496,7 +496,7 @@ fn raw_listing(dir: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 /// come back byte for byte — from a store layer, from the customisation layer's links, from a
 /// base unpacked for runAsRoot and from what runAsRoot copied — as umoci and podman unpack them.
 #[test]
-fn r18_names_that_are_not_utf8_survive_byte_for_byte() {
+fn names_that_are_not_utf8_survive_byte_for_byte() {
     let nix = TestNix::new();
     let names = r#"sh "names" "/bin/busybox mkdir -p $out/d && cd $out/d && echo 1 > $(/bin/busybox printf 'caf\\351') && echo 2 > $(/bin/busybox printf 'a\\351') && echo 3 > $(/bin/busybox printf 'a\\350') && /bin/busybox ln -s $(/bin/busybox printf '\\377\\376') link""#;
     let store_path = nix.build(&expr(names));
