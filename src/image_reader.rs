@@ -14,8 +14,9 @@
 //! memory. It checks that everything named is there, that names stay inside the archive and that
 //! documents named by a digest have it. The second, [`verify`], reads the chosen image's layers
 //! and checks each against its diff_id, and its entries against the rules of
-//! [`crate::layer_entry`]; streaming later copies them with [`ArchiveReader`] in one more pass. Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]):
-//! a decompression bomb is an error, not a full disk.
+//! [`crate::layer_entry`]; streaming later copies them with [`ArchiveReader`] in one more pass.
+//! Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]): a
+//! decompression bomb is an error, not a full disk.
 
 use crate::digest::{Digest, DigestReader};
 use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
