@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod hostile;
 pub mod images;
 pub mod registry;
 
