@@ -16,6 +16,9 @@ in
 stowageDerivation "build-pull" (image // {
   outputHashAlgo = "sha256";
   outputHashMode = "flat";
+  # the registry timeouts (src/timeouts.rs), as the caller's environment (or the daemon's) sets
+  # them: a fixed-output build may hear these
+  impureEnvVars = [ "STOWAGE_REGISTRY_TIMEOUT" "STOWAGE_REGISTRY_MIN_RATE" ];
 })
 // {
   imageName = image.finalImageName;

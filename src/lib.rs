@@ -23,7 +23,7 @@
 //! - [`push`] sends images to registries, image files, Docker and podman, asking its
 //!   [`blob_cache`] for the compressed digests of layers; [`pull`] is
 //!   `pullImage`'s builder; both reach registries through [`registry`] (TLS, credentials,
-//!   authentication). [`index`] is `buildImageIndex`: one image for several platforms.
+//!   authentication), which holds every request to [`timeouts`]. [`index`] is `buildImageIndex`: one image for several platforms.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`progress`] is the progress line on stderr while an image is streamed or written.
@@ -67,6 +67,7 @@ pub mod reference;
 pub mod registry;
 pub mod script;
 pub mod seccomp;
+pub mod timeouts;
 pub mod tree;
 
 pub use error::{Error, Result};

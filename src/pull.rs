@@ -14,16 +14,14 @@ use crate::digest::{Digest, DigestWriter};
 use crate::goarch::Platform;
 use crate::layer::padding;
 use crate::reference::{check_tag, ImageName};
-use crate::registry::{Access, Failure, Registry, MANIFEST_TYPES};
+use crate::registry::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT, MANIFEST_TYPES};
+use crate::timeouts::Timeouts;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-
-/// The largest manifest or config accepted.
-const DOCUMENT_LIMIT: u64 = 16 << 20;
 
 /// The mtime of the layout's entries.
 const PULLED_MTIME: u64 = 1;
@@ -149,16 +147,18 @@ pub fn pull(args: &PullArgs, out: &Path, progress: impl FnMut(&str)) -> Result<(
 fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Result<()> {
     let (host, repository) = ImageName::parse_argument("imageName", &args.image_name)?.locate();
     let image = format!("{}@{}", args.image_name, args.image_digest);
-    let access = Access { tls_verify: args.tls_verify, ..Access::default() };
+    let access =
+        Access { tls_verify: args.tls_verify, timeouts: Timeouts::new(None, None)?, ..Access::default() };
     let source = Source { registry: Registry::connect(&host, &access)?, repository, image };
     let wanted = Digest::try_from(args.image_digest.clone()).map_err(|e| source.error(e))?;
-    let mut manifest = source.manifest(&wanted, None)?;
+    let mut manifest = source.manifest(&wanted, None, DOCUMENT_LIMIT)?;
     if manifest.json.get("manifests").is_some() {
         let chosen = choose_platform(&manifest.json, args).map_err(|e| source.error(e))?;
         let digest = Digest::try_from(chosen["digest"].as_str().unwrap_or_default().to_owned())
             .map_err(|e| source.error(format!("its index lists a manifest with a bad digest: {e}")))?;
         progress(&format!("{} is an index; chose {digest} for {}", source.image, chosen["platform"]));
-        manifest = source.manifest(&digest, chosen["mediaType"].as_str())?;
+        let size = chosen["size"].as_u64().unwrap_or(DOCUMENT_LIMIT).min(DOCUMENT_LIMIT);
+        manifest = source.manifest(&digest, chosen["mediaType"].as_str(), size)?;
     }
     if manifest.json.get("manifests").is_some() {
         return Err(source.error("an index lists another index for the platform; that is not supported"));
@@ -178,6 +178,13 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         return Err(
             source.error(format!("layer {} is {} and cannot be pulled", foreign.digest, foreign.media_type))
         );
+    }
+    // The config is held in memory: one larger than a document may be is refused unfetched.
+    if config.size > DOCUMENT_LIMIT {
+        return Err(source.error(format!(
+            "its config {} has {} bytes; a config may have at most {DOCUMENT_LIMIT}",
+            config.digest, config.size
+        )));
     }
     let mut config_bytes = Vec::new();
     source.blob(&config, &mut config_bytes)?;
@@ -342,8 +349,9 @@ impl Source {
         Error::Pull { image: self.image.clone(), problem: problem.to_string() }
     }
 
-    /// The manifest `digest`, checked against it. `media_type` is what the index said it is.
-    fn manifest(&self, digest: &Digest, media_type: Option<&str>) -> Result<Manifest> {
+    /// The manifest `digest`, checked against it, of at most `limit` bytes. `media_type` is
+    /// what the index said it is.
+    fn manifest(&self, digest: &Digest, media_type: Option<&str>, limit: u64) -> Result<Manifest> {
         let url = self.registry.url(&format!("/v2/{}/manifests/{digest}", self.repository));
         let accept = MANIFEST_TYPES.join(", ");
         let what = format!("fetching the manifest {digest} of {}", self.image);
@@ -352,13 +360,9 @@ impl Source {
             .send("GET", &url, &[("Accept", &accept)], &[])
             .map_err(|e| self.registry.failure(&what, e))?;
         let header_type = response.content_type().to_owned();
-        let mut bytes = Vec::new();
-        response.into_reader().take(DOCUMENT_LIMIT + 1).read_to_end(&mut bytes).map_err(|e| {
-            self.registry.failure(&what, Failure::Refused(format!("the transfer broke off: {e}")))
-        })?;
-        if bytes.len() as u64 > DOCUMENT_LIMIT {
-            return Err(self.error(format!("the manifest {digest} is larger than {DOCUMENT_LIMIT} bytes")));
-        }
+        let bytes = read_document(response, limit)
+            .map_err(|e| self.registry.failure(&what, Failure::Transfer(e)))?
+            .ok_or_else(|| self.error(format!("the manifest {digest} is larger than {limit} bytes")))?;
         let found = Digest::of(&bytes);
         if found != *digest {
             return Err(self.error(format!("the registry sent a manifest with digest {found} for {digest}")));
@@ -378,15 +382,13 @@ impl Source {
     fn blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<()> {
         let url = self.registry.url(&format!("/v2/{}/blobs/{}", self.repository, blob.digest));
         let what = format!("fetching blob {} of {}", blob.digest, self.image);
-        let response =
-            self.registry.send("GET", &url, &[], &[]).map_err(|e| self.registry.failure(&what, e))?;
-        let mut reader = response.into_reader().take(blob.size);
+        let response = self.registry.get_blob(&url).map_err(|e| self.registry.failure(&what, e))?;
+        let mut reader = self.registry.pace(response.into_reader()).take(blob.size);
         let mut hashed = DigestWriter::new(out);
         let mut buffer = vec![0; 1 << 16];
         loop {
-            let n = reader.read(&mut buffer).map_err(|e| {
-                self.registry.failure(&what, Failure::Refused(format!("the transfer broke off: {e}")))
-            })?;
+            let n =
+                reader.read(&mut buffer).map_err(|e| self.registry.failure(&what, Failure::Transfer(e)))?;
             if n == 0 {
                 break;
             }

@@ -56,6 +56,12 @@ impl Destination {
                 format!("{text:?} is not a docker:// reference; the form is docker://HOST[:PORT]/REPOSITORY[:TAG]"),
             )
         })?;
+        if let Some((_, digest)) = rest.split_once('@') {
+            return Err(Error::argument(
+                "DEST",
+                format!("{text:?} names a digest (@{digest}); a push needs a tag to put the image under: docker://HOST[:PORT]/REPOSITORY[:TAG]"),
+            ));
+        }
         let (name, tag) = match rest.rsplit_once(':') {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (rest, "latest"),
@@ -515,10 +521,10 @@ impl Client {
     /// upload's POST earned the authorization the PUT needs, so it is not sent twice.
     fn put_blob(&self, url: &str, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
         self.registry
-            .request("PUT", url)
+            .blob_request("PUT", url)
             .set("Content-Type", "application/octet-stream")
             .set("Content-Length", &size.to_string())
-            .send(body)
+            .send(self.registry.pace(body))
             .map(drop)
             .map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
     }
@@ -564,6 +570,12 @@ mod tests {
         }
         for bad in ["registry.example.com/app", "docker://", "docker://host/app:-x", "docker://Host_/app"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
+        }
+        // r18: a digest is no place to push to
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for by_digest in [format!("docker://host/a@{digest}"), format!("docker://host:5000/a:1@{digest}")] {
+            let err = Destination::parse(&by_digest).unwrap_err().to_string();
+            assert!(err.contains(&format!("names a digest (@{digest}); a push needs a tag")), "{err}");
         }
     }
 

@@ -13,7 +13,12 @@
 //! - **Authentication**: the registry's `401` names the scheme (`WWW-Authenticate`): `Basic`
 //!   sends the credentials; `Bearer realm=…,service=…,scope=…` fetches a token from the realm
 //!   (with the credentials, if any) and sends that.
+//! - **Time**: every request is held to [`Timeouts`]: a deadline for requests without a large
+//!   body, a stall timeout and a minimum rate for blobs.
+//! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
+//!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
 
+use crate::timeouts::Timeouts;
 use crate::{Error, Result};
 use base64::Engine as _;
 use rustls::pki_types::pem::PemObject;
@@ -35,13 +40,32 @@ pub struct Access {
     pub cert_dir: Option<PathBuf>,
     /// Speak plain HTTP to any host.
     pub plain_http: bool,
+    /// How long requests may take.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Access {
     fn default() -> Self {
-        Access { creds: None, auth_file: None, tls_verify: true, cert_dir: None, plain_http: false }
+        Access {
+            creds: None,
+            auth_file: None,
+            tls_verify: true,
+            cert_dir: None,
+            plain_http: false,
+            timeouts: Timeouts::default(),
+        }
     }
 }
+
+/// The largest document (a manifest, a config, a token service's answer) read into memory.
+pub const DOCUMENT_LIMIT: u64 = 16 << 20;
+
+/// The most of an error answer's body read, for its messages.
+const ERROR_BODY_LIMIT: u64 = 4096;
+
+/// The most redirects a request takes (ureq's default, named here for messages): a registry
+/// redirects a blob to its storage once.
+const MAX_REDIRECTS: u32 = 5;
 
 /// Media types a manifest may be fetched as.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -57,7 +81,11 @@ pub struct Registry {
     host: String,
     /// `https://host[:port]` or `http://…`.
     origin: String,
+    /// For requests with a deadline; keeps connections for the next.
     agent: ureq::Agent,
+    /// For blobs' requests (see [`Registry::blob_request`]); keeps no connection.
+    blob_agent: ureq::Agent,
+    timeouts: Timeouts,
     credentials: Option<Credentials>,
     /// The `Authorization` header the last handshake earned.
     authorization: Mutex<Option<String>>,
@@ -76,17 +104,28 @@ impl Registry {
     /// plain HTTP is allowed) and finds the credentials for it.
     pub fn connect(host: &str, access: &Access) -> Result<Registry> {
         let fail = |problem: String| Error::Registry { registry: host.to_owned(), problem };
-        let tls = tls_config(host, access).map_err(fail)?;
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(tls))
-            .timeout_connect(std::time::Duration::from_secs(30))
-            .timeout_read(std::time::Duration::from_secs(300))
-            .build();
+        let tls = Arc::new(tls_config(host, access).map_err(fail)?);
+        let timeout = access.timeouts.timeout;
+        // A blob has no deadline: its sockets' timeouts are the stall timeout (a request with
+        // a deadline shortens them to what is left of it).
+        let agent = || {
+            ureq::AgentBuilder::new()
+                .tls_config(tls.clone())
+                .redirects(MAX_REDIRECTS)
+                .timeout_connect(timeout)
+                .timeout_read(timeout)
+                .timeout_write(timeout)
+        };
         let credentials = credentials(host, access).map_err(fail)?;
         let mut registry = Registry {
             host: host.to_owned(),
             origin: format!("https://{host}"),
-            agent,
+            agent: agent().build(),
+            // ureq clears a connection's socket timeouts when it returns to the pool, and a
+            // request without a deadline does not set them again: a blob goes over a
+            // connection of its own.
+            blob_agent: agent().max_idle_connections(0).build(),
+            timeouts: access.timeouts,
             credentials,
             authorization: Mutex::new(None),
         };
@@ -94,18 +133,36 @@ impl Registry {
             registry.origin = format!("http://{host}");
         } else if is_loopback(host) {
             // Docker's rule for a registry on this machine: HTTPS if it speaks it, else HTTP.
-            match registry.agent.get(&format!("{}/v2/", registry.origin)).call() {
+            match registry.request("GET", &registry.url("/v2/")).call() {
                 Ok(_) | Err(ureq::Error::Status(..)) => {}
-                Err(tls_error) => {
-                    let plain = format!("http://{host}");
-                    match registry.agent.get(&format!("{plain}/v2/")).call() {
-                        Ok(_) | Err(ureq::Error::Status(401, _)) => registry.origin = plain,
-                        Err(_) => return Err(registry.failure("connecting", tls_error)),
-                    }
-                }
+                Err(tls_error) => registry.origin = registry.plain_origin(tls_error)?,
             }
         }
         Ok(registry)
+    }
+
+    /// The origin of a registry on this machine whose HTTPS failed (`tls_error` says how):
+    /// plain HTTP, if it answers there as a registry does.
+    fn plain_origin(&self, tls_error: ureq::Error) -> Result<String> {
+        let plain = format!("http://{}", self.host);
+        let probe = format!("{plain}/v2/");
+        let not_registry = |answer: String| Error::Registry {
+            registry: self.host.clone(),
+            problem: format!("connecting: it does not speak HTTPS, and over plain HTTP GET {probe} {answer}"),
+        };
+        match self.request("GET", &probe).call() {
+            Ok(r) if (200..300).contains(&r.status()) => Ok(plain),
+            Err(ureq::Error::Status(401, _)) => Ok(plain),
+            // It speaks HTTP, but not as a registry does. (An HTTPS server answers plain HTTP
+            // with an error too: then the handshake's error is the one to say.)
+            Ok(response) | Err(ureq::Error::Status(_, response)) if !spoke_tls(&tls_error) => {
+                Err(not_registry(format!("answered {}", self.status_problem(response))))
+            }
+            Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::TooManyRedirects => Err(
+                not_registry(format!("redirects in a loop (stowage gives up at {MAX_REDIRECTS} redirects)")),
+            ),
+            _ => Err(self.failure("connecting", tls_error)),
+        }
     }
 
     /// The URL of `path` (`/v2/…`).
@@ -113,13 +170,30 @@ impl Registry {
         format!("{}{path}", self.origin)
     }
 
-    /// A request for `url` carrying the authorization earned so far.
+    /// A request for `url` without a large body, carrying the authorization earned so far:
+    /// it has the deadline of [`Timeouts::timeout`].
     pub fn request(&self, method: &str, url: &str) -> ureq::Request {
-        let request = self.agent.request(method, url);
+        self.authorized(self.agent.request(method, url).timeout(self.timeouts.timeout))
+    }
+
+    /// A request for `url` that sends or fetches a blob, carrying the authorization earned so
+    /// far: it has no deadline, but fails when it stalls; its body goes through
+    /// [`Registry::pace`].
+    pub fn blob_request(&self, method: &str, url: &str) -> ureq::Request {
+        self.authorized(self.blob_agent.request(method, url))
+    }
+
+    /// `request` with the authorization earned so far.
+    fn authorized(&self, request: ureq::Request) -> ureq::Request {
         match self.authorization.lock().expect("not poisoned").as_deref() {
             Some(authorization) => request.set("Authorization", authorization),
             None => request,
         }
+    }
+
+    /// `body`, a blob's, sent or fetched, held to the minimum rate.
+    pub fn pace<R: Read>(&self, body: R) -> crate::timeouts::Paced<R> {
+        self.timeouts.pace(body)
     }
 
     /// Sends `method url` with `headers` and `body`; a `401` is answered by the handshake the
@@ -131,22 +205,38 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::result::Result<ureq::Response, Failure> {
-        let attempt = || {
+        self.authenticated(|| {
             let request = headers.iter().fold(self.request(method, url), |r, (k, v)| r.set(k, v));
-            if body.is_empty() && method != "PUT" && method != "POST" {
+            let answer = if body.is_empty() && method != "PUT" && method != "POST" {
                 request.call()
             } else {
                 request.send_bytes(body)
-            }
-        };
-        match attempt() {
-            Err(ureq::Error::Status(401, response)) => {
+            };
+            answer.map_err(Failure::from)
+        })
+    }
+
+    /// GETs the blob at `url` (see [`Registry::blob_request`]), authenticating as
+    /// [`Registry::send`] does.
+    pub fn get_blob(&self, url: &str) -> std::result::Result<ureq::Response, Failure> {
+        self.authenticated(|| self.blob_request("GET", url).call().map_err(Failure::from))
+    }
+
+    /// What `attempt` gets; a `401` is answered by the handshake the registry asks for, and
+    /// `attempt` made again.
+    fn authenticated(
+        &self,
+        attempt: impl Fn() -> std::result::Result<ureq::Response, Failure>,
+    ) -> std::result::Result<ureq::Response, Failure> {
+        let first = attempt();
+        if let Err(Failure::Http(e)) = &first {
+            if let ureq::Error::Status(401, response) = &**e {
                 let challenge = response.header("WWW-Authenticate").unwrap_or_default().to_owned();
                 self.authenticate(&challenge)?;
-                attempt().map_err(|e| Failure::Http(Box::new(e)))
+                return attempt();
             }
-            other => other.map_err(|e| Failure::Http(Box::new(e))),
         }
+        first
     }
 
     /// Earns the authorization `challenge` (a `WWW-Authenticate` header) asks for.
@@ -165,7 +255,7 @@ impl Registry {
             let realm = param("realm").ok_or_else(|| {
                 Failure::Refused(format!("its Bearer challenge names no realm: {challenge}"))
             })?;
-            let mut request = self.agent.get(realm);
+            let mut request = self.agent.get(realm).timeout(self.timeouts.timeout);
             for name in ["service", "scope"] {
                 if let Some(value) = param(name) {
                     request = request.query(name, value);
@@ -174,15 +264,22 @@ impl Registry {
             if let Some(basic) = &basic {
                 request = request.set("Authorization", basic);
             }
+            let asking = |e: &(dyn std::error::Error + 'static)| {
+                let problem = self.timeouts.ran_out(e).unwrap_or_else(|| e.to_string());
+                Failure::Refused(format!("asking {realm} for a token: {problem}"))
+            };
             let token = match request.call() {
                 Ok(response) => {
-                    let body: serde_json::Value = response
-                        .into_string()
-                        .ok()
-                        .and_then(|text| serde_json::from_str(&text).ok())
+                    let bytes = read_document(response, DOCUMENT_LIMIT)
+                        .map_err(|e| asking(&e))?
                         .ok_or_else(|| {
-                            Failure::Refused(format!("the token service {realm} answered no JSON"))
+                            Failure::Refused(format!(
+                                "the token service {realm} answered more than {DOCUMENT_LIMIT} bytes; a token is a few kilobytes"
+                            ))
                         })?;
+                    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+                        Failure::Refused(format!("the token service {realm} answered no JSON"))
+                    })?;
                     body["token"]
                         .as_str()
                         .or(body["access_token"].as_str())
@@ -201,7 +298,7 @@ impl Registry {
                         ),
                     }))
                 }
-                Err(e) => return Err(Failure::Refused(format!("asking {realm} for a token: {e}"))),
+                Err(e) => return Err(asking(&e)),
             };
             format!("Bearer {token}")
         } else {
@@ -211,6 +308,15 @@ impl Registry {
         };
         *self.authorization.lock().expect("not poisoned") = Some(authorization);
         Ok(())
+    }
+
+    /// What an answer with an error status says: `CODE STATUS: REGISTRY ERRORS`.
+    fn status_problem(&self, response: ureq::Response) -> String {
+        let (code, status) = (response.status(), response.status_text().to_owned());
+        let mut body = String::new();
+        // A blob's answer has no deadline: its error body is held to the minimum rate.
+        let _ = self.pace(response.into_reader()).take(ERROR_BODY_LIMIT).read_to_string(&mut body);
+        format!("{code} {status}{}", registry_errors(&body))
     }
 
     fn no_credentials(&self) -> String {
@@ -232,13 +338,14 @@ impl Registry {
                     }
                     None => format!("{what}: {}", self.no_credentials()),
                 },
-                ureq::Error::Status(code, response) => {
-                    let status = response.status_text().to_owned();
-                    let mut body = String::new();
-                    let _ = response.into_reader().take(4096).read_to_string(&mut body);
-                    format!("{what}: {code} {status}{}", registry_errors(&body))
+                ureq::Error::Status(_, response) => format!("{what}: {}", self.status_problem(response)),
+                ureq::Error::Transport(t) => {
+                    format!("{what}: {}", self.timeouts.ran_out(&t).unwrap_or_else(|| t.to_string()))
                 }
-                ureq::Error::Transport(t) => format!("{what}: {t}"),
+            },
+            Failure::Transfer(e) => match self.timeouts.ran_out(&e) {
+                Some(ran_out) => format!("{what}: {ran_out}"),
+                None => format!("{what}: the transfer broke off: {e}"),
             },
         };
         Error::Registry { registry: self.host.clone(), problem }
@@ -252,6 +359,8 @@ pub enum Failure {
     Http(Box<ureq::Error>),
     /// An authentication handshake failed, as said.
     Refused(String),
+    /// The body of an answer broke off, or took too long.
+    Transfer(std::io::Error),
 }
 
 impl From<ureq::Error> for Failure {
@@ -268,9 +377,17 @@ impl Failure {
                 ureq::Error::Status(code, _) => Some(code),
                 ureq::Error::Transport(_) => None,
             },
-            Failure::Refused(_) => None,
+            Failure::Refused(_) | Failure::Transfer(_) => None,
         }
     }
+}
+
+/// The body of `response`, if it has at most `limit` bytes (`None` if it has more): no more
+/// than one byte past the limit is read.
+pub fn read_document(response: ureq::Response, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    response.into_reader().take(limit + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// The messages of a registry's JSON error body (`{"errors":[{"code","message"}]}`), as
@@ -314,6 +431,22 @@ fn challenge_params(text: &str) -> Vec<(String, String)> {
         rest = after.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
     }
     params
+}
+
+/// Whether `error`, of a request over HTTPS, came from a server that speaks TLS (and refused
+/// the handshake, or was refused, as for a certificate not trusted), not from one that does not.
+fn spoke_tls(error: &ureq::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        // ureq hands rustls's error on inside an I/O error.
+        let io = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        if let Some(tls) = io.and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            // what rustls says of bytes that are not TLS at all
+            return !matches!(tls, rustls::Error::InvalidMessage(_));
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Whether `host` (`host[:port]`) is this machine, where plain HTTP is allowed.

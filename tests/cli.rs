@@ -48,3 +48,18 @@ fn a_build_cores_value_that_is_not_a_number_is_named() {
         }
     }
 }
+
+/// The defaults `push --help` states are the registry timeouts' own.
+#[test]
+fn push_help_states_the_registry_timeout_defaults() {
+    let help = String::from_utf8(stowage(&["push", "--help"]).stdout).unwrap();
+    // clap wraps lines at its own width
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let timeouts = stowage::timeouts::Timeouts::default();
+    for said in [
+        format!("$STOWAGE_REGISTRY_TIMEOUT, else {}", timeouts.timeout.as_secs()),
+        format!("$STOWAGE_REGISTRY_MIN_RATE, else {}", timeouts.min_rate),
+    ] {
+        assert!(help.contains(&said), "{said}:\n{help}");
+    }
+}

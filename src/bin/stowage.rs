@@ -25,6 +25,7 @@ use stowage::progress::{Mode, Progress};
 use stowage::pull::{pull, PullArgs};
 use stowage::push::{push, Target};
 use stowage::registry::Access;
+use stowage::timeouts::Timeouts;
 
 /// Container images from the Nix store.
 ///
@@ -117,17 +118,26 @@ struct AccessArgs {
     /// addresses, and only if they do not speak HTTPS).
     #[arg(long)]
     plain_http: bool,
+    /// The deadline of a registry request without a large body (a manifest, a token), and how
+    /// long a blob may stall (default: $STOWAGE_REGISTRY_TIMEOUT, else 60).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// The slowest a blob may move over a span of the timeout, 0 for no minimum (default:
+    /// $STOWAGE_REGISTRY_MIN_RATE, else 1024).
+    #[arg(long, value_name = "BYTES_PER_SECOND")]
+    min_rate: Option<u64>,
 }
 
 impl AccessArgs {
-    fn access(self) -> Access {
-        Access {
+    fn access(self) -> Result<Access, Failure> {
+        Ok(Access {
             creds: self.creds,
             auth_file: self.authfile,
             tls_verify: self.tls_verify,
             cert_dir: self.cert_dir,
             plain_http: self.plain_http,
-        }
+            timeouts: Timeouts::new(self.timeout, self.min_rate)?,
+        })
     }
 }
 
@@ -183,7 +193,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             write_script(&plan, &input.outputs)
         }
         Command::Push { image, dest, compress, access } => {
-            push_image(&image, &dest, &compress, &access.access())
+            push_image(&image, &dest, &compress, &access.access()?)
         }
         Command::Copy { script, dest, compress, access } => {
             let text = fs::read_to_string(&script).map_err(|e| stowage::Error::io(&script, e))?;
@@ -194,7 +204,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
-            push_image(Path::new(&copy.image), &dest, &compress, &access.access())
+            push_image(Path::new(&copy.image), &dest, &compress, &access.access()?)
         }
         Command::BuildCopyScript => {
             #[derive(serde::Deserialize)]

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod disk;
+pub mod hostile;
 pub mod images;
 pub mod registry;
 

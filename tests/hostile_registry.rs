@@ -1,0 +1,359 @@
+//! Issue 18, a hostile-input probe: registries that drip, stall, fall silent, redirect in a
+//! loop, answer `/v2/` with an error, send a token without end or a config that claims 3 GiB.
+//! `stowage push` and `pullImage`'s builder (run directly, and once through Nix) each fail
+//! with an error that says what went wrong, within a bounded time (the tests set the registry
+//! timeout to a few seconds), in bounded memory, and write nothing.
+
+mod support;
+
+use sha2::{Digest as _, Sha256};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::hostile::{Answer, HostileRegistry};
+use support::TestNix;
+
+/// The registry timeout the tests set, in seconds.
+const TIMEOUT: &str = "3";
+
+/// How long a command given [`TIMEOUT`] may take to fail, on a loaded machine.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The most address space a command may take: a pull that held a 3 GiB config would need more.
+const MEMORY_LIMIT: libc::rlim_t = 1 << 30;
+
+/// The largest document stowage reads from a registry (`registry::DOCUMENT_LIMIT`).
+const DOCUMENT_LIMIT: u64 = 16 << 20;
+
+fn stowage() -> PathBuf {
+    PathBuf::from(std::env::var_os("STOWAGE_BUILDER").expect("STOWAGE_BUILDER names the built stowage"))
+}
+
+/// Limits the address space of `cmd` to [`MEMORY_LIMIT`].
+fn limit_memory(cmd: &mut Command) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: MEMORY_LIMIT, rlim_max: MEMORY_LIMIT };
+            match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+    }
+}
+
+/// Runs `cmd`, which must fail within [`BOUND`] (it is killed after that) without a word on
+/// stdout; returns its stderr.
+fn fails_in_bounded_time(cmd: &mut Command) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still ran after {BOUND:?}; its stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    eprintln!("failed after {:.1} s: {stderr}", started.elapsed().as_secs_f64());
+    assert!(!status.success(), "{cmd:?} should fail:\n{stderr}");
+    assert!(std::fs::read(&out).unwrap().is_empty(), "stdout stays quiet");
+    stderr
+}
+
+/// A docker-archive of one image with one small layer, made here (no Nix needed).
+fn image_archive(dir: &Path) -> PathBuf {
+    let tar = |entries: &[(&str, &[u8])]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, bytes) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, name, *bytes).unwrap();
+        }
+        builder.into_inner().unwrap()
+    };
+    let layer = tar(&[("hello", b"hostile\n")]);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{:x}", Sha256::digest(&layer))] },
+    })
+    .to_string();
+    let manifest = r#"[{"Config":"config.json","RepoTags":["hostile/app:1"],"Layers":["layer.tar"]}]"#;
+    let path = dir.join("image.tar");
+    std::fs::write(
+        &path,
+        tar(&[
+            ("layer.tar", &layer),
+            ("config.json", config.as_bytes()),
+            ("manifest.json", manifest.as_bytes()),
+        ]),
+    )
+    .unwrap();
+    path
+}
+
+/// `stowage push` of a small image to `registry`, the registry timeout [`TIMEOUT`] (from the
+/// environment), its cache and home in `home`.
+fn push_to(registry: &HostileRegistry, home: &Path) -> Command {
+    let mut cmd = Command::new(stowage());
+    limit_memory(&mut cmd)
+        .arg("push")
+        .arg(image_archive(home))
+        .arg(format!("docker://{}/team/app:1", registry.address()))
+        .env("XDG_CACHE_HOME", home)
+        .env("HOME", home)
+        .env("STOWAGE_REGISTRY_TIMEOUT", TIMEOUT)
+        .env_remove("STOWAGE_REGISTRY_MIN_RATE");
+    for var in ["REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The requests that would have written into the registry.
+fn writes(registry: &HostileRegistry) -> Vec<String> {
+    registry.requests().into_iter().filter(|r| r.starts_with("POST") || r.starts_with("PUT")).collect()
+}
+
+/// A registry whose `/v2/` and blobs ask for a bearer token, which its `/token` answers with
+/// `token`.
+fn with_token_service(token: impl Fn() -> Answer + Send + Sync + 'static) -> HostileRegistry {
+    HostileRegistry::start(
+        move |_, path| if path.starts_with("/token") { token() } else { Answer::TokenChallenge },
+    )
+}
+
+#[test]
+fn r18_a_token_service_that_drips_fails_the_push_in_bounded_time() {
+    let registry = with_token_service(|| Answer::Drip { length: 1000, interval: Duration::from_secs(1) });
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    let realm = format!("http://{}/token", registry.address());
+    assert!(err.contains(&format!("asking {realm} for a token: timed out after {TIMEOUT} s")), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+/// (`--timeout` given, ahead of the environment's.)
+#[test]
+fn r18_a_token_service_that_never_answers_fails_the_push_in_bounded_time() {
+    let registry = with_token_service(|| Answer::Silence);
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(
+        push_to(&registry, home.path()).args(["--timeout", TIMEOUT]).env("STOWAGE_REGISTRY_TIMEOUT", "600"),
+    );
+    let realm = format!("http://{}/token", registry.address());
+    assert!(err.contains(&format!("asking {realm} for a token: timed out after {TIMEOUT} s")), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+#[test]
+fn r18_a_token_answer_without_end_is_too_large() {
+    let registry = with_token_service(|| Answer::Endless(b"token"));
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    let realm = format!("http://{}/token", registry.address());
+    assert!(
+        err.contains(&format!("the token service {realm} answered more than {DOCUMENT_LIMIT} bytes")),
+        "{err}"
+    );
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+/// A loopback registry that does not speak TLS, and whose plain HTTP `/v2/` answers what no
+/// registry does: the error says what it answered.
+#[test]
+fn r18_a_plain_http_answer_that_is_no_registry_is_said() {
+    plain_http_answer_is_said(|| Answer::Status(404), "answered 404 Hostile");
+    plain_http_answer_is_said(|| Answer::Status(500), "answered 500 Hostile");
+    plain_http_answer_is_said(|| Answer::RedirectLoop, "redirects in a loop");
+}
+
+/// A push to a registry that answers every request with `answer` fails saying that, over
+/// plain HTTP, its `/v2/` `said` so.
+fn plain_http_answer_is_said(answer: fn() -> Answer, said: &str) {
+    let registry = HostileRegistry::start(move |_, _| answer());
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    let expected = format!(
+        "registry {0}: connecting: it does not speak HTTPS, and over plain HTTP GET http://{0}/v2/ {said}",
+        registry.address()
+    );
+    assert!(err.contains(&expected), "{expected}:\n{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+/// An image whose registry serves `manifest` (a document) as `team/app@DIGEST` and answers
+/// every blob with `blob`; the digest.
+fn serving(manifest: serde_json::Value, blob: fn() -> Answer) -> (HostileRegistry, String) {
+    let bytes = manifest.to_string().into_bytes();
+    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let at = format!("/v2/team/app/manifests/{digest}");
+    let registry = HostileRegistry::start(move |_, path| match path {
+        "/v2/" => Answer::Status(200),
+        _ if path == at => Answer::Bytes(bytes.clone()),
+        _ if path.starts_with("/v2/team/app/blobs/") => blob(),
+        _ => Answer::Status(404),
+    });
+    (registry, digest)
+}
+
+/// A manifest whose config has `size` bytes, and no layers.
+fn manifest_with_config(size: u64) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", "c".repeat(64)),
+            "size": size,
+        },
+        "layers": [],
+    })
+}
+
+/// A pull of `team/app@digest` from `registry` by `pullImage`'s builder, run as Nix runs it
+/// (structured attributes in `NIX_ATTRS_JSON_FILE`), the registry timeout [`TIMEOUT`]; the
+/// command and the output path.
+fn pull_from(registry: &HostileRegistry, digest: &str, dir: &Path) -> (Command, PathBuf) {
+    let out = dir.join("out.oci.tar");
+    let attrs = serde_json::json!({
+        "name": "app.oci.tar", "imageName": format!("{}/team/app", registry.address()),
+        "imageDigest": digest, "finalImageName": "team/app", "finalImageTag": "1",
+        "os": "linux", "arch": "amd64", "tlsVerify": true, "outputHash": "0",
+        "outputs": { "out": out },
+    });
+    let file = dir.join(".attrs.json");
+    std::fs::write(&file, attrs.to_string()).unwrap();
+    let mut cmd = Command::new(stowage());
+    limit_memory(&mut cmd)
+        .arg("build-pull")
+        .current_dir(dir)
+        .env("NIX_ATTRS_JSON_FILE", &file)
+        .env("STOWAGE_REGISTRY_TIMEOUT", TIMEOUT)
+        .env_remove("STOWAGE_REGISTRY_MIN_RATE");
+    (cmd, out)
+}
+
+#[test]
+fn r18_a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
+    let size = 3 << 30;
+    let (registry, digest) = serving(manifest_with_config(size), || Answer::Endless(&[0]));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(
+        err.contains(&format!(
+            "its config sha256:{} has {size} bytes; a config may have at most {DOCUMENT_LIMIT}",
+            "c".repeat(64)
+        )),
+        "{err}"
+    );
+    let blobs: Vec<String> = registry.requests().into_iter().filter(|r| r.contains("/blobs/")).collect();
+    assert_eq!(blobs, Vec::<String>::new(), "the config is not asked for");
+    assert!(!out.exists());
+}
+
+#[test]
+fn r18_a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
+    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("fetching blob sha256:{}", "c".repeat(64))), "{err}");
+    assert!(err.contains(&format!("nothing arrived for {TIMEOUT} s")), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn r18_a_blob_that_drips_fails_the_pull_in_bounded_time() {
+    let (registry, digest) = serving(manifest_with_config(1000), || Answer::Drip {
+        length: 1000,
+        interval: Duration::from_millis(200),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("fetching blob sha256:{}", "c".repeat(64))), "{err}");
+    assert!(err.contains("under the minimum of 1024 bytes/s"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn r18_a_manifest_that_drips_fails_the_pull_in_bounded_time() {
+    let registry = HostileRegistry::start(|_, path| match path {
+        "/v2/" => Answer::Status(200),
+        _ => Answer::Drip { length: 1000, interval: Duration::from_millis(500) },
+    });
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("fetching the manifest {digest}")), "{err}");
+    assert!(err.contains(&format!("timed out after {TIMEOUT} s")), "{err}");
+    assert!(!out.exists());
+}
+
+/// `pullImage` through Nix: the builder hears `STOWAGE_REGISTRY_TIMEOUT` from the caller's
+/// environment, and no output is left.
+#[test]
+fn r18_pull_image_takes_the_registry_timeout_from_the_environment() {
+    let nix = TestNix::new();
+    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let expr = format!(
+        r#"builtins.stowage.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}";
+           sha256 = "0000000000000000000000000000000000000000000000000000"; }}"#,
+        registry.address()
+    );
+    let sandbox = ["--option", "sandbox", "true"];
+    let err = fails_in_bounded_time(
+        nix.cmd("nix-build")
+            .arg("--no-out-link")
+            .args(sandbox)
+            .args(["-E", &expr])
+            .env("STOWAGE_REGISTRY_TIMEOUT", TIMEOUT),
+    );
+    assert!(err.contains(&format!("nothing arrived for {TIMEOUT} s")), "{err}");
+    let out = nix.eval_raw(&format!("({expr}).outPath"));
+    assert!(!Path::new(&out).exists(), "{out} was left behind");
+}
+
+/// The registry timeouts must be numbers (a timeout at least 1), and are named when they are
+/// not.
+#[test]
+fn r18_registry_timeouts_that_are_not_numbers_are_named() {
+    let registry = HostileRegistry::start(|_, _| Answer::Status(200));
+    let home = tempfile::tempdir().unwrap();
+    for value in ["soon", "0"] {
+        let err =
+            fails_in_bounded_time(push_to(&registry, home.path()).env("STOWAGE_REGISTRY_TIMEOUT", value));
+        assert!(
+            err.contains(&format!(
+                "environment variable STOWAGE_REGISTRY_TIMEOUT is {value:?}; it must be a whole number of seconds, at least 1"
+            )),
+            "{err}"
+        );
+    }
+    let err = fails_in_bounded_time(push_to(&registry, home.path()).args(["--timeout", "0"]));
+    assert!(err.contains("argument '--timeout' must be at least 1 (second)"), "{err}");
+    let (mut cmd, _) = pull_from(&registry, &format!("sha256:{}", "d".repeat(64)), home.path());
+    let err = fails_in_bounded_time(cmd.env("STOWAGE_REGISTRY_MIN_RATE", "fast"));
+    assert!(err.contains(r#"environment variable STOWAGE_REGISTRY_MIN_RATE is "fast""#), "{err}");
+    assert_eq!(registry.requests(), Vec::<String>::new(), "nothing is asked of the registry");
+}
