@@ -571,7 +571,7 @@ mod tests {
         for bad in ["registry.example.com/app", "docker://", "docker://host/app:-x", "docker://Host_/app"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
-        // r18: a digest is no place to push to
+        // A digest is no place to push to.
         let digest = format!("sha256:{}", "a".repeat(64));
         for by_digest in [format!("docker://host/a@{digest}"), format!("docker://host:5000/a:1@{digest}")] {
             let err = Destination::parse(&by_digest).unwrap_err().to_string();

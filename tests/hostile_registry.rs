@@ -141,7 +141,7 @@ fn with_token_service(token: impl Fn() -> Answer + Send + Sync + 'static) -> Hos
 }
 
 #[test]
-fn r18_a_token_service_that_drips_fails_the_push_in_bounded_time() {
+fn a_token_service_that_drips_fails_the_push_in_bounded_time() {
     let registry = with_token_service(|| Answer::Drip { length: 1000, interval: Duration::from_secs(1) });
     let home = tempfile::tempdir().unwrap();
     let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
@@ -152,7 +152,7 @@ fn r18_a_token_service_that_drips_fails_the_push_in_bounded_time() {
 
 /// (`--timeout` given, ahead of the environment's.)
 #[test]
-fn r18_a_token_service_that_never_answers_fails_the_push_in_bounded_time() {
+fn a_token_service_that_never_answers_fails_the_push_in_bounded_time() {
     let registry = with_token_service(|| Answer::Silence);
     let home = tempfile::tempdir().unwrap();
     let err = fails_in_bounded_time(
@@ -164,7 +164,7 @@ fn r18_a_token_service_that_never_answers_fails_the_push_in_bounded_time() {
 }
 
 #[test]
-fn r18_a_token_answer_without_end_is_too_large() {
+fn a_token_answer_without_end_is_too_large() {
     let registry = with_token_service(|| Answer::Endless(b"token"));
     let home = tempfile::tempdir().unwrap();
     let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
@@ -179,7 +179,7 @@ fn r18_a_token_answer_without_end_is_too_large() {
 /// A loopback registry that does not speak TLS, and whose plain HTTP `/v2/` answers what no
 /// registry does: the error says what it answered.
 #[test]
-fn r18_a_plain_http_answer_that_is_no_registry_is_said() {
+fn a_plain_http_answer_that_is_no_registry_is_said() {
     plain_http_answer_is_said(|| Answer::Status(404), "answered 404 Hostile");
     plain_http_answer_is_said(|| Answer::Status(500), "answered 500 Hostile");
     plain_http_answer_is_said(|| Answer::RedirectLoop, "redirects in a loop");
@@ -252,7 +252,7 @@ fn pull_from(registry: &HostileRegistry, digest: &str, dir: &Path) -> (Command, 
 }
 
 #[test]
-fn r18_a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
+fn a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
     let size = 3 << 30;
     let (registry, digest) = serving(manifest_with_config(size), || Answer::Endless(&[0]));
     let dir = tempfile::tempdir().unwrap();
@@ -271,7 +271,7 @@ fn r18_a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
 }
 
 #[test]
-fn r18_a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
+fn a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
     let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
@@ -282,7 +282,7 @@ fn r18_a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
 }
 
 #[test]
-fn r18_a_blob_that_drips_fails_the_pull_in_bounded_time() {
+fn a_blob_that_drips_fails_the_pull_in_bounded_time() {
     let (registry, digest) = serving(manifest_with_config(1000), || Answer::Drip {
         length: 1000,
         interval: Duration::from_millis(200),
@@ -296,7 +296,7 @@ fn r18_a_blob_that_drips_fails_the_pull_in_bounded_time() {
 }
 
 #[test]
-fn r18_a_manifest_that_drips_fails_the_pull_in_bounded_time() {
+fn a_manifest_that_drips_fails_the_pull_in_bounded_time() {
     let registry = HostileRegistry::start(|_, path| match path {
         "/v2/" => Answer::Status(200),
         _ => Answer::Drip { length: 1000, interval: Duration::from_millis(500) },
@@ -313,7 +313,7 @@ fn r18_a_manifest_that_drips_fails_the_pull_in_bounded_time() {
 /// `pullImage` through Nix: the builder hears `STOWAGE_REGISTRY_TIMEOUT` from the caller's
 /// environment, and no output is left.
 #[test]
-fn r18_pull_image_takes_the_registry_timeout_from_the_environment() {
+fn pull_image_takes_the_registry_timeout_from_the_environment() {
     let nix = TestNix::new();
     let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
     let expr = format!(
@@ -337,7 +337,7 @@ fn r18_pull_image_takes_the_registry_timeout_from_the_environment() {
 /// The registry timeouts must be numbers (a timeout at least 1), and are named when they are
 /// not.
 #[test]
-fn r18_registry_timeouts_that_are_not_numbers_are_named() {
+fn registry_timeouts_that_are_not_numbers_are_named() {
     let registry = HostileRegistry::start(|_, _| Answer::Status(200));
     let home = tempfile::tempdir().unwrap();
     for value in ["soon", "0"] {
