@@ -430,7 +430,9 @@ fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
     let stdin = podman.stdin.take().expect("piped");
     let plan =
         Plan { mtime: FILE_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
-    let written = write_archive(&plan, stdin, Path::new("(podman load's input)"), cores()?, |_, _, _| {});
+    // Dropping our end of the pipe (in `map`) is podman's end of input.
+    let written =
+        write_archive(&plan, stdin, Path::new("(podman load's input)"), cores()?, |_, _, _| {}).map(drop);
     let status = podman.wait().map_err(|e| stowage::Error::io("podman load", e))?;
     let loaded = match status.success() {
         true => Ok(()),
@@ -439,7 +441,7 @@ fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
             io::Error::other(format!("failed ({status}); its words are above")),
         )),
     };
-    Ok(first_failure(written.map(drop), loaded)?)
+    Ok(first_failure(written, loaded)?)
 }
 
 /// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),

@@ -24,6 +24,14 @@ pub struct Registry {
     _tokens: Option<TokenService>,
 }
 
+impl Drop for Registry {
+    /// Stops the registry, also when its test panicked: `make test` leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
