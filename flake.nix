@@ -8,6 +8,17 @@
     # evaluating `lib` fails with a message that says so.
     lib = import ./nix;
 
+    # pkgs.dockerTools with stowage's functions in place of those it has (bound to that pkgs:
+    # scripts run by its bash with stdenv's tools, as dockerTools runs them); nixpkgs' own stay for
+    # the rest (streamNixShellImage, exportImage, fakeNss, binSh, caCertificates, …). Needs the
+    # plugin loaded, as `lib` does.
+    overlays.default = final: prev: {
+      dockerTools = prev.dockerTools // {
+        inherit (self.lib.withPkgs final)
+          streamLayeredImage buildLayeredImage buildImage mergeImages pullImage;
+      };
+    };
+
     # `nix flake init -t <stowage>`: a flake with an image (its `nixpkgs` input gives the
     # packages).
     templates.default = {

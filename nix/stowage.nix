@@ -34,9 +34,14 @@ let
   buildImageIndex =
     takesSet "buildImageIndex" (import ./build-image-index.nix { inherit prims stowageDerivation archive copies; });
   pullImage = import ./pull-image.nix { inherit prims stowageDerivation; };
+  stowage = {
+    inherit (prims) version goarch fakeNss;
+    inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
+    inherit (merges) mergeImages streamMergedImages;
+  };
 in
-{
-  inherit (prims) version goarch fakeNss;
-  inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
-  inherit (merges) mergeImages streamMergedImages;
+stowage // {
+  # the same functions, their scripts run as dockerTools runs them: with the shell and tools of
+  # the nixpkgs given
+  withPkgs = pkgs: import ./with-pkgs.nix { inherit stowage pkgs; };
 }

@@ -167,9 +167,11 @@ impl ImageArgs {
             if !shell && !may_have_shell && nix.sandbox_shell().is_none() {
                 return Err(Error::argument(
                     "shell",
-                    "is needed to run runAsRoot: the image has neither fromImage nor copyToRoot, so \
-                     it has no /bin/sh of its own, and this Nix puts no shell into its sandbox. Pass \
-                     a store path with bin/sh, such as `shell = pkgs.bash;`",
+                    format!(
+                        "is needed to run runAsRoot: the image has neither fromImage nor copyToRoot, \
+                         so it has no /bin/sh of its own, and this Nix puts no shell into its sandbox. \
+                         Pass a store path with bin/sh, such as `shell = pkgs.bash;`, {BIND_PKGS}"
+                    ),
                 ));
             }
             scripts = Some(scripts.flatten().or(if shell { None } else { nix.sandbox_shell() }));
@@ -256,6 +258,10 @@ impl ImageArgs {
     }
 }
 
+/// How to have scripts run as dockerTools runs them, for the errors that ask for a shell.
+const BIND_PKGS: &str = "or bind stowage to your nixpkgs to run scripts as dockerTools does, with its \
+     bash and stdenv's tools: `(builtins.stowage.withPkgs pkgs).buildLayeredImage { … }`";
+
 /// Checks the customisation scripts named in `scripts` and what runs them (`shell`,
 /// `nativeBuildInputs`). `None` when no script is given; else the sandbox shell, if `shell` was
 /// not given and one is what will run them.
@@ -284,7 +290,8 @@ pub fn check_scripts(args: &Args, scripts: &[&str], nix: &Evaluator) -> Result<O
             format!(
                 "is needed to run {script}: this Nix puts no shell into its sandbox (its \
                  sandbox-paths has no /bin/sh). Pass a store path with bin/sh, such as \
-                 `shell = pkgs.bash;` (its tools, such as pkgs.coreutils, go in nativeBuildInputs)"
+                 `shell = pkgs.bash;` (its tools, such as pkgs.coreutils, go in nativeBuildInputs), \
+                 {BIND_PKGS}"
             ),
         )),
     }
