@@ -23,7 +23,8 @@ fn builtins_has_stowage_only_with_the_plugin() {
             "pullImage",
             "streamLayeredImage",
             "streamMergedImages",
-            "version"
+            "version",
+            "withPkgs"
         ])
     );
     assert_eq!(nix.eval_json("builtins.stowage.version"), json!(env!("CARGO_PKG_VERSION")));
