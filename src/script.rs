@@ -22,6 +22,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,8 +141,8 @@ struct MountPoints {
     sys: Option<CString>,
     /// (what, where) of the store's bind mounts.
     store_binds: Vec<(CString, CString)>,
-    /// Mount points this run made, and whether each is a directory.
-    made: Vec<(PathBuf, bool)>,
+    /// Mount points this run made, and the mode each was made with (`None`: a file).
+    made: Vec<(PathBuf, Option<u32>)>,
 }
 
 impl MountPoints {
@@ -163,7 +164,7 @@ impl MountPoints {
             missing.reverse();
             for m in missing {
                 fs::create_dir(&m).map_err(|e| Error::io(&m, e))?;
-                made.push((m, true));
+                made.push((m.clone(), Some(mode_of(&m)?)));
             }
         }
         let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path");
@@ -185,10 +186,11 @@ impl MountPoints {
                 let is_dir = fs::metadata(&source).map_err(|e| Error::io(&source, e))?.is_dir();
                 if is_dir {
                     fs::create_dir(&target).map_err(|e| Error::io(&target, e))?;
+                    made.push((target.clone(), Some(mode_of(&target)?)));
                 } else {
                     fs::File::create(&target).map_err(|e| Error::io(&target, e))?;
+                    made.push((target.clone(), None));
                 }
-                made.push((target.clone(), is_dir));
                 binds.push((c(&source), c(&target)));
             }
             binds
@@ -202,14 +204,29 @@ impl MountPoints {
         })
     }
 
-    /// Removes the mount points this run made (empty again once the namespace is gone).
+    /// Removes the mount points this run made (empty again once the namespace is gone), but for
+    /// the folders the script made its own: one it put something into or changed the mode of
+    /// (`mkdir -p /nix/var`, `chmod 1777 /tmp` where the store's folders are) stays, as the
+    /// script left it.
     fn remove(self) -> Result<()> {
-        for (path, is_dir) in self.made.iter().rev() {
-            let removed = if *is_dir { fs::remove_dir(path) } else { fs::remove_file(path) };
+        for (path, made_with) in self.made.iter().rev() {
+            let removed = match made_with {
+                None => fs::remove_file(path),
+                Some(mode) if mode_of(path)? != *mode => continue,
+                Some(_) => match fs::remove_dir(path) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => continue,
+                    removed => removed,
+                },
+            };
             removed.map_err(|e| Error::io(path, e))?;
         }
         Ok(())
     }
+}
+
+/// The permission bits of `path` (sticky and set-id bits included).
+fn mode_of(path: &Path) -> Result<u32> {
+    Ok(fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?.permissions().mode() & 0o7777)
 }
 
 /// What the child failed at, reported to the parent before the script could start.
@@ -516,7 +533,7 @@ pub fn search_path(inputs: &[String], shell: &Path) -> String {
 mod tests {
     use super::*;
     use crate::seccomp::Inode;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
 
     const BUSYBOX: &str = "/bin/busybox";
 
@@ -566,6 +583,26 @@ mod tests {
         let mut left: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
         left.sort();
         assert_eq!(left, ["etc"]);
+    }
+
+    #[test]
+    fn folders_of_the_store_that_the_script_made_its_own_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("nix/store");
+        fs::create_dir_all(&store).unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap());
+        let top = store.ancestors().find(|a| a.parent() == Some(Path::new("/"))).unwrap();
+        let nix = store.parent().unwrap();
+        // what images do: a world-writable /tmp, Nix's state beside its store
+        let text = format!("chmod 1777 {} && mkdir -p {}/var/nix", top.display(), nix.display());
+        let chroot = Confinement::Chroot { store_dir: store.clone() };
+        run(&script("runAsRoot", &text, &[]), &root, &chroot).unwrap();
+        assert!(inside(&nix.join("var/nix")).is_dir());
+        assert_eq!(fs::metadata(inside(top)).unwrap().permissions().mode() & 0o7777, 0o1777);
+        // the store's own mount point is gone
+        assert!(!inside(&store).exists());
     }
 
     #[test]
