@@ -9,6 +9,8 @@
   # a nixpkgs, or anything with `bash` and `stdenv.initialPath`
   pkgs,
 }:
+assert builtins.isAttrs pkgs && pkgs ? bash && pkgs ? stdenv.initialPath
+  || throw "stowage.withPkgs: the argument is not a nixpkgs: it must have bash and stdenv.initialPath (withPkgs pkgs, where pkgs = import <nixpkgs> { })";
 let
   scripts = [ "extraCommands" "fakeRootCommands" "runAsRoot" ];
   hasScript = args: builtins.any (name: (args.${name} or null) != null) scripts;

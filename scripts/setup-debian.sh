@@ -26,6 +26,8 @@ demo_packages=(
 test_packages=(
   # the image tools the tests check images with
   skopeo umoci jq
+  # mount and umount: the small tmpfs disks of the full-disk tests
+  mount
   # a registry to push to and pull from (distribution)
   docker-registry
   # htpasswd (bcrypt) for the registry tests with basic auth; openssl makes their CA

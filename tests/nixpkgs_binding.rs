@@ -80,6 +80,12 @@ fn scripts_run_with_the_tools_of_the_nixpkgs_given() {
     assert!(err.contains("argument 'shell' is needed to run extraCommands"), "{err}");
     assert!(err.contains("(builtins.stowage.withPkgs pkgs).buildLayeredImage"), "{err}");
 
+    // Anything but a nixpkgs is refused, saying what was expected.
+    for not_pkgs in ["3", "{ bash = busybox; }"] {
+        let err = nix.eval_error(&bound(&format!("(s.withPkgs {not_pkgs}).buildImage")));
+        assert!(err.contains("stowage.withPkgs: the argument is not a nixpkgs"), "{err}");
+    }
+
     // An image without scripts does not depend on the nixpkgs given: the same derivation.
     let plain = |f: &str| {
         nix.eval_json(&bound(&format!(
