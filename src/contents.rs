@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(clashes, vec![format!("/bin/sh: keeping {a_s}/bin/sh, ignoring {b_s}/bin/sh")]);
     }
 
-    /// Issue 18: names that are not UTF-8 were merged with U+FFFD in place of each bad byte:
+    /// Regression: names that are not UTF-8 were merged with U+FFFD in place of each bad byte:
     /// `a\xe9` and `a\xe8` clashed and one was lost.
     #[test]
     fn names_that_are_not_utf8_are_merged_as_they_are() {

@@ -945,7 +945,7 @@ pub(crate) mod tests {
         assert_eq!(entry_names(&images[0]), [(layer_blob, diff_id)]);
     }
 
-    /// Issue 18: a base layer with an entry that could lead out of the image root, or a whiteout
+    /// Regression: a base layer with an entry that could lead out of the image root, or a whiteout
     /// that names no entry of its directory, was copied into images as it is (only runAsRoot's
     /// unpacking refused the first).
     #[test]
@@ -982,7 +982,7 @@ pub(crate) mod tests {
         verify(image, &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap();
     }
 
-    /// Issue 18: an archive entry whose name is not UTF-8 was indexed with U+FFFD in place of each
+    /// Regression: an archive entry whose name is not UTF-8 was indexed with U+FFFD in place of each
     /// bad byte, so a manifest naming that text found it.
     #[test]
     fn an_entry_name_that_is_not_utf8_is_no_other_name() {

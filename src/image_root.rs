@@ -548,7 +548,7 @@ mod tests {
         u.layer(bytes)
     }
 
-    /// Issue 18: names and link targets that are not UTF-8 were unpacked with U+FFFD in place of
+    /// Regression: names and link targets that are not UTF-8 were unpacked with U+FFFD in place of
     /// each bad byte, so a script saw other names than the image has.
     #[test]
     fn names_that_are_not_utf8_are_unpacked_as_they_are() {
@@ -572,7 +572,7 @@ mod tests {
         assert_eq!(fs::read_link(d.join("link")).unwrap().as_os_str().as_bytes(), b"\xff\xfe");
     }
 
-    /// Issue 18: the whiteout of `..` removed the root's parent (the build folder, with
+    /// Regression: the whiteout of `..` removed the root's parent (the build folder, with
     /// `.attrs.json`); those of `.` and of the empty name removed the root itself.
     #[test]
     fn whiteouts_that_name_no_entry_of_their_directory_are_refused() {
@@ -590,7 +590,7 @@ mod tests {
         }
     }
 
-    /// Issue 18: a hard link whose target is not there said only "x/y: No such file or
+    /// Regression: a hard link whose target is not there said only "x/y: No such file or
     /// directory".
     #[test]
     fn a_hard_link_to_what_is_not_there_names_the_entry_and_its_target() {

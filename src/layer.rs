@@ -415,8 +415,8 @@ mod tests {
         assert_eq!(got[0].2, 0o755);
     }
 
-    /// Layers of ASCII names keep the bytes they had before names were written as bytes (issue
-    /// 18): short and long names (GNU long-name records), directories and links.
+    /// Layers of ASCII names keep the bytes they had before names were written as bytes:
+    /// short and long names (GNU long-name records), directories and links.
     #[test]
     fn layers_of_ascii_names_keep_their_bytes() {
         let long = "l".repeat(150);
@@ -462,7 +462,7 @@ mod tests {
             .collect()
     }
 
-    /// Issue 18: a name or link target that is not UTF-8 was written with U+FFFD in place of
+    /// Regression: a name or link target that is not UTF-8 was written with U+FFFD in place of
     /// each bad byte, so `a\xe9` and `a\xe8` became two entries of one name.
     #[test]
     fn names_and_link_targets_that_are_not_utf8_are_written_as_they_are() {

@@ -454,8 +454,21 @@ mod tests {
         assert!(listing(root, Some(&again), &Owners::default(), &Modes::default()).is_empty());
     }
 
-    /// A tree of ASCII names keeps the bytes it had before names were written as bytes (issue
-    /// 18): short and long names, directories, links, hard links, whiteouts.
+    /// The layer of what changed in `root` since `before`, owned by the test's owner.
+    fn changes_since(root: &Path, before: &Snapshot) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut out = crate::chunks::to_writer(&mut bytes);
+        let (default, owners, modes, perms) =
+            (owner(), Owners::default(), Modes::default(), Perms::default());
+        let changes = Changes { before, chowned: &owners };
+        let tree_owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
+        write_tree(root, Some(changes), tree_owners, &mut out).unwrap();
+        drop(out.finish().unwrap());
+        bytes
+    }
+
+    /// A tree of ASCII names keeps the bytes it had before names were written as bytes:
+    /// short and long names, directories, links, hard links, whiteouts.
     #[test]
     fn a_tree_of_ascii_names_keeps_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
@@ -474,21 +487,14 @@ mod tests {
         }
         fs::set_permissions(root.join("etc").join(&long).join(&long), fs::Permissions::from_mode(0o600))
             .unwrap();
-        let mut bytes = Vec::new();
-        let mut out = crate::chunks::to_writer(&mut bytes);
-        let (default, owners, modes, perms) =
-            (owner(), Owners::default(), Modes::default(), Perms::default());
-        let changes = Changes { before: &before, chowned: &owners };
-        let tree_owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
-        write_tree(root, Some(changes), tree_owners, &mut out).unwrap();
-        drop(out.finish().unwrap());
+        let bytes = changes_since(root, &before);
         assert_eq!(
             (crate::digest::Digest::of(&bytes).to_string().as_str(), bytes.len()),
             ("sha256:254cc51ce55469c3203b648cd7022063fd9bf4effff0ef85400e28ed924dcdb0", 8704)
         );
     }
 
-    /// Issue 18: names and link targets that are not UTF-8 were written with U+FFFD in place of
+    /// Regression: names and link targets that are not UTF-8 were written with U+FFFD in place of
     /// each bad byte, whiteouts too.
     #[test]
     fn names_that_are_not_utf8_are_written_as_they_are() {
@@ -505,14 +511,7 @@ mod tests {
         fs::write(name(b"d\xff/a\xe8"), "").unwrap();
         fs::hard_link(name(b"d\xff/a\xe8"), name(b"d\xff/hard\xe8")).unwrap();
         symlink(OsStr::from_bytes(b"\xff\xfe"), name(b"link")).unwrap();
-        let mut bytes = Vec::new();
-        let mut out = crate::chunks::to_writer(&mut bytes);
-        let (default, owners, modes, perms) =
-            (owner(), Owners::default(), Modes::default(), Perms::default());
-        let changes = Changes { before: &before, chowned: &owners };
-        let tree_owners = TreeOwners { default: &default, owners: &owners, modes: &modes, perms: &perms };
-        write_tree(root, Some(changes), tree_owners, &mut out).unwrap();
-        drop(out.finish().unwrap());
+        let bytes = changes_since(root, &before);
         let mut archive = tar::Archive::new(bytes.as_slice());
         let got: Vec<(Vec<u8>, Vec<u8>)> = archive
             .entries()

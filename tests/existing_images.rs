@@ -237,7 +237,7 @@ fn bases_that_cannot_be_used_are_clear_errors() {
     nix.build(&on(&two_bases, "fromImageName = \"base\"; fromImageTag = \"2\";"));
 }
 
-/// Issue 18: a base layer with an entry named `../x` went into buildLayeredImage's and
+/// Regression: a base layer with an entry named `../x` went into buildLayeredImage's and
 /// buildImage's images as it was (only runAsRoot's unpacking refused it, as "climbs out"), and
 /// the whiteout of `..` (`.wh...`) removed the build folder when runAsRoot unpacked it. Every
 /// function refuses both, naming the archive, the layer and the entry.

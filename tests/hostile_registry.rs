@@ -1,4 +1,4 @@
-//! Issue 18, a hostile-input probe: registries that drip, stall, fall silent, redirect in a
+//! What a hostile-input probe found: registries that drip, stall, fall silent, redirect in a
 //! loop, answer `/v2/` with an error, send a token without end or a config that claims 3 GiB.
 //! `stowage push` and `pullImage`'s builder (run directly, and once through Nix) each fail
 //! with an error that says what went wrong, within a bounded time (the tests set the registry

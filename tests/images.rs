@@ -490,7 +490,7 @@ fn raw_listing(dir: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     entries
 }
 
-/// Issue 18: file names and symlink targets that are not UTF-8 (store paths may hold any byte
+/// Regression: file names and symlink targets that are not UTF-8 (store paths may hold any byte
 /// but `/` and NUL) were written with U+FFFD in place of each bad byte: `a\xe9` and `a\xe8`
 /// became two entries of one name, and a link to `\xff\xfe` pointed at U+FFFD U+FFFD. Now they
 /// come back byte for byte — from a store layer, from the customisation layer's links, from a
