@@ -1,23 +1,19 @@
 {
   description = "stowage: container images from the Nix store, built by a Nix plugin";
 
-  # No inputs: the plugin is built by `make` (against the Nix it is loaded into), not by this flake.
+  # No inputs: the plugin and the image builder are built by `make`, not by this flake.
   outputs = { self }: {
-    # The functions of builtins.stowage. Using them needs the plugin loaded
-    # (`nix --option plugin-files …/libstowage.so`, or `plugin-files` in nix.conf); without it,
-    # evaluating `lib` fails with a message that says so.
+    # The functions of builtins.stowage. With the plugin loaded
+    # (`nix --option plugin-files …/libstowage.so`, or `plugin-files` in nix.conf), `lib` is
+    # builtins.stowage. Without it, on any Nix, `lib { builder = ./stowage; system = "x86_64-linux"; }`
+    # gives the same functions, built by the stowage executable given (see nix/default.nix).
     lib = import ./nix;
 
     # pkgs.dockerTools with stowage's functions in place of those it has (bound to that pkgs:
     # scripts run by its bash with stdenv's tools, as dockerTools runs them); nixpkgs' own stay for
-    # the rest (streamNixShellImage, exportImage, fakeNss, binSh, caCertificates, …). Needs the
-    # plugin loaded, as `lib` does.
-    overlays.default = final: prev: {
-      dockerTools = prev.dockerTools // {
-        inherit (self.lib.withPkgs final)
-          streamLayeredImage buildLayeredImage buildImage mergeImages pullImage;
-      };
-    };
+    # the rest (streamNixShellImage, exportImage, fakeNss, binSh, caCertificates, …). This one
+    # needs the plugin loaded; without it, use `(lib { builder = …; system = …; }).overlay`.
+    overlays.default = final: prev: self.lib.overlay final prev;
 
     # `nix flake init -t <stowage>`: a flake with an image (its `nixpkgs` input gives the
     # packages).

@@ -27,7 +27,8 @@
 //!
 //! The synthetic store also gets an image on a base archive of the whole store (streamed ÷
 //! `tar | cat`), merges of 1, 4 and 16 images on it, and planning alone for a 10,000-path
-//! graph. The report (Markdown) goes to stdout; progress to stderr.
+//! graph. The real files also make an image through `nix-build` in library mode ÷ with the
+//! plugin (the same builder, so about 1). The report (Markdown) goes to stdout; progress to stderr.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -259,16 +260,28 @@ fn attrs(dir: &Path, set: &DataSet, closure: &[PathInfo], out: &Path, from_image
         .iter()
         .map(|p| serde_json::json!({ "path": p.path, "narSize": p.nar_size, "references": p.references }))
         .collect();
+    // (the base, outside the store here, is not among the arguments the builder checks)
     let attrs = serde_json::json!({
-        "image": {
-            "name": "bench", "baseName": "bench", "tag": tag, "architecture": "amd64", "variant": null,
-            "created": "1970-01-01T00:00:01Z", "mtime": "1970-01-01T00:00:01Z", "uid": 0, "gid": 0,
-            "uname": "root", "gname": "root", "maxLayers": max_layers, "includeStorePaths": true,
+        "function": "streamLayeredImage",
+        "arguments": {
+            "name": "bench", "tag": tag, "architecture": "amd64", "created": "1970-01-01T00:00:01Z",
+            "maxLayers": max_layers,
         },
+        "system": "x86_64-linux",
         "contents": [], "config": {}, "storeDir": set.store, "closure": closure, "outputs": { "out": out },
         "fromImage": from_image,
     });
     write_attrs(dir, out, attrs)
+}
+
+/// The attributes `stowage build-merge-stream` reads, merging `images` (in `dir`, which stands
+/// for the store the check wants them in) into `out`.
+fn merge_attrs(dir: &Path, images: &[impl AsRef<Path>], out: &Path) -> serde_json::Value {
+    let images: Vec<&Path> = images.iter().map(AsRef::as_ref).collect();
+    serde_json::json!({
+        "function": "streamMergedImages", "arguments": { "images": images }, "system": "x86_64-linux",
+        "storeDir": dir, "images": images, "outputs": { "out": out },
+    })
 }
 
 /// Writes the attributes of a derivation whose output is `out`; returns their file.
@@ -437,8 +450,7 @@ fn measure(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         })
         .collect();
     let merged = dir.join("merged");
-    let merged_attrs =
-        write_attrs(&dir, &merged, serde_json::json!({ "images": derived, "outputs": { "out": merged } }));
+    let merged_attrs = write_attrs(&dir, &merged, merge_attrs(&dir, &derived, &merged));
     let merged_archive = dir.join("merged.gz");
     let merged_archive_attrs = write_attrs(
         &dir,
@@ -572,8 +584,7 @@ fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     for n in [1, 4, 16] {
         let out = dir.join(format!("merged-{n}"));
         let images: Vec<_> = streams[..n].iter().collect();
-        let attrs =
-            write_attrs(&dir, &out, serde_json::json!({ "images": images, "outputs": { "out": out } }));
+        let attrs = write_attrs(&dir, &out, merge_attrs(&dir, &images, &out));
         run_builder(stowage, "build-merge-stream", &attrs);
         let time = time_shell(&format!("{stowage} stream {} 2>/dev/null | cat >/dev/null", out.display()));
         let bytes = Command::new("bash")
@@ -640,6 +651,93 @@ fn planning(rows: &mut Vec<Row>) {
     });
 }
 
+/// `buildLayeredImage` as a user runs it — `nix-build`: evaluation, the plan, the gz archive —
+/// of `set`'s files (copied into one store path of a throw-away Nix store), in library mode ÷
+/// with the plugin. Both modes make the same derivations, so each run first deletes the image's
+/// outputs (in both, alike) to build them again.
+fn library_mode(set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    let (Some(plugin), Some(builder)) =
+        (std::env::var_os("STOWAGE_PLUGIN"), std::env::var_os("STOWAGE_BUILDER"))
+    else {
+        eprintln!("bench: library mode skipped: STOWAGE_PLUGIN and STOWAGE_BUILDER name no plugin and builder (run `make bench`)");
+        return;
+    };
+    eprintln!("bench: nix-build of an image of the {} files, in library mode and with the plugin", set.name);
+    let bin = PathBuf::from(std::env::var_os("STOWAGE_NIX_BIN").unwrap_or_else(|| "/usr/bin".into()));
+    let dir = work.join("nix");
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::write(dir.join("etc/nix.conf"), "substituters =\nbuild-users-group =\nsandbox = false\n").unwrap();
+    let env = format!(
+        "NIX_STORE_DIR={0}/store NIX_STATE_DIR={0}/state NIX_LOG_DIR={0}/log NIX_CONF_DIR={0}/etc \
+         NIX_USER_CONF_FILES={0}/etc/none HOME={0} NIX_PATH=",
+        dir.display()
+    );
+    let image = dir.join("image.nix");
+    fs::write(
+        &image,
+        format!(
+            r#"{{ stowage }}: stowage.buildLayeredImage {{
+                 name = "bench"; tag = "1";
+                 contents = [ (derivation {{ name = "files"; system = builtins.currentSystem; builder = "/bin/sh";
+                                             args = [ "-c" "cp -r {} $out" ]; }}) ];
+               }}"#,
+            set.store.display()
+        ),
+    )
+    .unwrap();
+    let plugin_mode = format!(
+        "{env} {}/nix-build --option plugin-files {} --arg stowage builtins.stowage",
+        bin.display(),
+        Path::new(&plugin).display()
+    );
+    let library = format!(
+        "{env} {}/nix-build --arg stowage '(import {}/nix {{ builder = {}; }})'",
+        bin.display(),
+        env!("CARGO_MANIFEST_DIR"),
+        Path::new(&builder).display()
+    );
+    let build = |mode: &str| format!("{mode} --no-out-link {} 2>/dev/null", image.display());
+    let archive =
+        String::from_utf8(Command::new("bash").args(["-c", &build(&plugin_mode)]).output().unwrap().stdout)
+            .unwrap();
+    let archive = archive.trim();
+    assert!(archive.ends_with("-bench.tar.gz"), "the image did not build: {archive:?}");
+    let paths = String::from_utf8(
+        Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "{env} {}/nix-store -q --references $({env} {}/nix-store -q --deriver {archive})",
+                    bin.display(),
+                    bin.display()
+                ),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(paths.contains("-stream-bench.drv"), "{paths}");
+    // the archive and the stream (the plan), deleted before every build
+    let stream = format!(
+        "$({env} {}/nix-store -q --outputs {})",
+        bin.display(),
+        paths.lines().find(|p| p.ends_with("-stream-bench.drv")).unwrap()
+    );
+    let again = |mode: &str| {
+        format!(
+            "{env} {}/nix-store --delete {archive} {stream} >/dev/null 2>&1; {} >/dev/null",
+            bin.display(),
+            build(mode)
+        )
+    };
+    rows.push(timed_row(
+        format!("nix-build of buildLayeredImage (gz, {} files), library mode ÷ plugin", set.name),
+        pair(&again(&library), &again(&plugin_mode)),
+        "≈ 1 (the same builder)",
+    ));
+}
+
 fn main() {
     let stowage = env!("CARGO_BIN_EXE_stowage");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-store");
@@ -662,6 +760,7 @@ fn main() {
     if !pushes_only {
         base_images(stowage, &sets[0], work.path(), &mut rows);
         planning(&mut rows);
+        library_mode(&sets[1], work.path(), &mut rows);
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -160,22 +160,6 @@ inline void mkStorePathString(nix::EvalState & state, nix::Value & v, const nix:
 #endif
 }
 
-// Makes `v` a list of `size` fresh values, filled by `fill(index, value)`.
-template<typename Fill>
-inline void mkList(nix::EvalState & state, nix::Value & v, size_t size, Fill && fill)
-{
-#if STOWAGE_NIX_MODERN
-    auto list = state.buildList(size);
-    for (size_t i = 0; i < size; ++i)
-        fill(i, *(list[i] = state.allocValue()));
-    v.mkList(list);
-#else
-    state.mkList(v, size);
-    for (size_t i = 0; i < size; ++i)
-        fill(i, *(v.listElems()[i] = state.allocValue()));
-#endif
-}
-
 // Parses Nix code that comes with the plugin (its Nix library); `/` is its base path.
 inline nix::Expr * parseBundled(nix::EvalState & state, std::string text)
 {
@@ -184,41 +168,6 @@ inline nix::Expr * parseBundled(nix::EvalState & state, std::string text)
 #else
     return state.parseExprFromString(std::move(text), "/");
 #endif
-}
-
-// The store paths a string context refers to, each with the context element that names it:
-// plain paths as they are, derivation outputs as the paths the derivation assigns them (known
-// without building, for input-addressed derivations; the element keeps the dependency on the
-// derivation).
-inline std::vector<std::pair<std::string, Context>> contextStorePaths(nix::EvalState & state, const Context & context)
-{
-    auto & store = *state.store;
-    std::vector<std::pair<std::string, Context>> paths;
-    auto outputPath = [&](const nix::StorePath & drvPath, const std::string & output) {
-        auto outputs = store.queryPartialDerivationOutputMap(drvPath);
-        auto found = outputs.find(output);
-        if (found == outputs.end() || !found->second)
-            throw nix::Error("cannot tell the path of output '%s' of %s", output, store.printStorePath(drvPath));
-        return store.printStorePath(*found->second);
-    };
-    for (auto & elem : context) {
-#if STOWAGE_NIX_MODERN
-        std::string path = std::visit(
-            nix::overloaded{
-                [&](const nix::NixStringContextElem::Opaque & o) { return store.printStorePath(o.path); },
-                [&](const nix::NixStringContextElem::DrvDeep & d) { return store.printStorePath(d.drvPath); },
-                [&](const nix::NixStringContextElem::Built & b) {
-                    return outputPath(b.drvPath->getBaseStorePath(), b.output);
-                },
-            },
-            elem.raw);
-#else
-        auto [storePath, output] = nix::decodeContext(store, elem);
-        std::string path = output.empty() ? store.printStorePath(storePath) : outputPath(storePath, output);
-#endif
-        paths.emplace_back(std::move(path), Context{elem});
-    }
-    return paths;
 }
 
 } // namespace stowage::compat

@@ -183,16 +183,6 @@ void primBuilder(EvalState & state, compat::PosArg pos, Value **, Value & v)
     compat::mkStorePathString(state, v, path);
 }
 
-// The store paths the strings in a value refer to (deeply), each carrying its context: what
-// the image config mentions joins the image's closure, as in dockerTools.
-void primReferencedPaths(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
-{
-    compat::Context context;
-    compat::toJSON(state, pos, *args[0], context);
-    auto paths = compat::contextStorePaths(state, context);
-    compat::mkList(state, v, paths.size(), [&](size_t i, Value & item) { item.mkString(paths[i].first, paths[i].second); });
-}
-
 Value & primOpValue(EvalState & state, const char * name, std::vector<std::string> args, const char * doc, compat::PrimOpFun fun)
 {
     auto v = state.allocValue();
@@ -204,7 +194,7 @@ Value & primOpValue(EvalState & state, const char * name, std::vector<std::strin
 // primitives it builds on. Evaluated the first time builtins.stowage is used.
 void primStowage(EvalState & state, compat::PosArg pos, Value **, Value & v)
 {
-    auto prims = state.buildBindings(7);
+    auto prims = state.buildBindings(6);
     auto version = ffi::version();
     prims.alloc("version").mkString(std::string(version.data(), version.size()));
     prims.alloc("system").mkString(settings.thisSystem.get());
@@ -223,8 +213,6 @@ void primStowage(EvalState & state, compat::PosArg pos, Value **, Value & v)
             primCheckArgs));
     prims.insert(state.symbols.create("builder"),
         &primOpValue(state, "builder", {"ignored"}, "The store path of the image builder.", primBuilder));
-    prims.insert(state.symbols.create("referencedPaths"),
-        &primOpValue(state, "referencedPaths", {"value"}, "The store paths a value refers to.", primReferencedPaths));
     auto vPrims = state.allocValue();
     vPrims->mkAttrs(prims.finish());
 

@@ -2,8 +2,10 @@
 # platforms (`architecture`) — as an OCI image layout; its stream is the `stream` attribute,
 # and copyToRegistry pushes it as a manifest list.
 {
-  # the plugin's primitives: argument checks
-  prims,
+  # ./names.nix
+  names,
+  # the call of a public function, for its derivations (./stowage.nix)
+  call,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
   # ./archive.nix, applied
@@ -14,27 +16,29 @@
 {
   # "none" (default), "gz" or "zstd" for the layout's tarball
   compressor ? null,
+  # "oci-archive" or "oci-dir"
+  format ? "oci-archive",
   passthru ? { },
   meta ? { },
-  # name, tag, images, format: checked by the plugin (prims.checkArgs)
+  # name, tag, images: checked by the core
   ...
 }@args:
 let
-  index = prims.checkArgs "buildImageIndex" (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
-  stream = stowageDerivation "build-index-stream" {
-    name = "stream-${index.baseName}";
-    inherit (args) images;
-    reference = "${index.name}:${index.tag}";
-    inherit (index) format;
-  };
-  named = stream // { imageName = index.name; imageTag = index.tag; };
+  called = call "buildImageIndex" (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
+  name = builtins.seq called (names.imageName (args.name or null));
+  tag = args.tag or "latest";
+  stream = stowageDerivation "build-index-stream" (called // {
+    name = "stream-${names.baseName name}";
+    images = args.images or [ ];
+  });
+  named = stream // { imageName = name; imageTag = tag; };
 in
-archive "buildImageIndex" { stream = named; inherit compressor; default = "none"; inherit (index) format; name = index.baseName; }
+archive "buildImageIndex" { stream = named; inherit compressor format; default = "none"; name = names.baseName name; }
 # a registry or an OCI layout takes an image for several platforms; Docker and podman do not
 // { inherit (copies named) copyToRegistry copyTo; }
 // passthru
 // {
   inherit meta passthru;
-  imageName = index.name;
-  imageTag = index.tag;
+  imageName = name;
+  imageTag = tag;
 }

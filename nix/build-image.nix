@@ -2,10 +2,14 @@
 # as root chrooted in the unpacked image (no VM), extraCommands as the build user — as the
 # image archive, with its stream as the `stream` attribute.
 {
-  # the plugin's primitives: argument checks, store paths a value refers to
-  prims,
+  # ./names.nix
+  names,
+  # the call of a public function, for its derivations (./stowage.nix)
+  call,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
+  # the derivation listing what a runtime config refers to, if anything (./stowage.nix)
+  configReferences,
   # ./archive.nix, applied
   archive,
   # ./copy-to.nix, applied
@@ -27,7 +31,7 @@
   passthru ? { },
   meta ? { },
   # name, tag, fromImageName, fromImageTag, architecture, created, uid, gid,
-  # includeStorePaths, diskSize, buildVMMemorySize: checked by the plugin (prims.checkArgs)
+  # includeStorePaths, diskSize, buildVMMemorySize: checked by the core
   ...
 }@args:
 let
@@ -38,30 +42,31 @@ let
         (toList copyToRoot ++ toList contents)
     else
       toList copyToRoot;
-  image = prims.checkArgs "buildImage"
+  called = call "buildImage"
     (builtins.removeAttrs args [ "passthru" "meta" "compressor" "contents" ] // { copyToRoot = roots; });
+  name = builtins.seq called (names.imageName (args.name or null));
+  baseName = names.baseName name;
+  references = configReferences baseName config;
   # the layer's root: copyToRoot and what the scripts changed
-  layer = stowageDerivation "build-customisation" {
-    name = "layer-${image.baseName}";
-    inherit image fromImage runAsRoot extraCommands nativeBuildInputs keepContentsDirlinks;
+  layer = stowageDerivation "build-customisation" (called // {
+    name = "layer-${baseName}";
+    inherit fromImage runAsRoot extraCommands nativeBuildInputs keepContentsDirlinks;
     copyToRoot = roots;
     shell = if shell != null then "${shell}/bin/sh" else null;
-    storeDir = builtins.storeDir;
-  };
-  stream = stowageDerivation "build-stream" {
-    name = "stream-${image.baseName}";
-    inherit image config fromImage;
+  });
+  stream = stowageDerivation "build-stream" (called // {
+    name = "stream-${baseName}";
+    inherit config fromImage;
     customisation = layer;
-    storeDir = builtins.storeDir;
-    exportReferencesGraph.closure = [ layer ] ++ prims.referencedPaths config;
-  };
-  imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
-  named = stream // { imageName = image.name; inherit imageTag; };
+    exportReferencesGraph.closure = [ layer ] ++ (if references != null then [ references ] else [ ]);
+  } // (if references != null then { configReferences = references; } else { }));
+  imageTag = if (args.tag or null) != null then args.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+  named = stream // { imageName = name; inherit imageTag; };
 in
-archive "buildImage" { stream = named; inherit compressor format; name = image.baseName; }
+archive "buildImage" { stream = named; inherit compressor format; name = baseName; }
 // copies named
 // passthru
 // {
   inherit meta passthru imageTag;
-  imageName = image.name;
+  imageName = name;
 }

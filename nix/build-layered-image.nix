@@ -1,6 +1,8 @@
 # buildLayeredImage: a derivation whose output is the image archive (docker-archive), plain or
 # compressed; its `stream` attribute is the matching streamLayeredImage.
 {
+  # ./names.nix
+  names,
   # ./stream-layered-image.nix, applied (its errors name buildLayeredImage)
   streamLayeredImage,
   # ./archive.nix, applied
@@ -19,9 +21,9 @@
   ...
 }@args:
 let
-  stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ] // { inherit format; });
+  stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
 in
-archive "buildLayeredImage" { inherit stream compressor format; name = baseNameOf stream.imageName; }
+archive "buildLayeredImage" { inherit stream compressor format; name = names.baseName stream.imageName; }
 // copies stream
 // passthru
 // {

@@ -2,8 +2,10 @@
 # other docker-archives or OCI archives — as one docker-archive holding all of them.
 # The argument: a list of images, or { images; name ? "merged-images"; compressor ? "none"; }.
 {
-  # the plugin's primitives: argument checks
+  # the plugin's primitives, or the library's: argument checks
   prims,
+  # the call of a public function, for its derivations (./stowage.nix)
+  call,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
   # ./archive.nix, applied
@@ -17,22 +19,21 @@ let
       # (anything else is refused by the core's check, naming the function)
       args = if builtins.isList arg then { images = arg; } else if builtins.isAttrs arg then arg else prims.checkArgs function arg;
       # compressor is the archive's business (./archive.nix checks it)
-      checked = prims.checkArgs function
-        (builtins.removeAttrs args (if function == "mergeImages" then [ "compressor" ] else [ ]));
-      stream = stowageDerivation "build-merge-stream" ({
-        name = "stream-${checked.name}";
-        inherit (args) images;
-      } // (if checked ? format then { inherit (checked) format; } else { }));
+      called = call function (builtins.removeAttrs args (if function == "mergeImages" then [ "compressor" ] else [ ]));
+      name = builtins.seq called (if builtins.isString (args.name or null) then args.name else "merged-images");
+      stream = stowageDerivation "build-merge-stream" (called // {
+        name = "stream-${name}";
+        images = args.images or [ ];
+      });
     in
     {
       inherit stream;
       # plain, as dockerTools.mergeImages writes it, unless `compressor` says otherwise
       archive = archive function {
-        inherit stream;
+        inherit stream name;
         compressor = args.compressor or null;
         default = "none";
-        format = checked.format or "docker-archive";
-        inherit (checked) name;
+        format = args.format or "docker-archive";
       };
     };
 in

@@ -2,18 +2,25 @@
 # fixed-output derivation whose output is an OCI image layout in a tarball, holding the
 # registry's manifest, config and layers byte for byte; fromImage and mergeImages take it.
 {
-  # the plugin's primitives: argument checks
-  prims,
+  # ./names.nix
+  names,
+  # the call of a public function, for its derivations (./stowage.nix)
+  call,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
 }:
 # imageName, imageDigest, sha256 or hash, finalImageName, finalImageTag, os, arch, variant,
-# tlsVerify, name: checked by the plugin (prims.checkArgs)
+# tlsVerify, name: checked by the core
 args:
 let
-  image = prims.checkArgs "pullImage" args;
+  called = call "pullImage" args;
+  imageName = builtins.seq called (names.imageName (args.finalImageName or args.imageName or null));
+  imageTag = args.finalImageTag or "latest";
 in
-stowageDerivation "build-pull" (image // {
+stowageDerivation "build-pull" (called // {
+  name = args.name or "${names.baseName imageName}-${imageTag}.oci.tar";
+  # (one of the two, the core's check says)
+  outputHash = args.sha256 or args.hash or "";
   outputHashAlgo = "sha256";
   outputHashMode = "flat";
   # the registry timeouts (src/timeouts.rs), as the caller's environment (or the daemon's) sets
@@ -21,7 +28,6 @@ stowageDerivation "build-pull" (image // {
   impureEnvVars = [ "STOWAGE_REGISTRY_TIMEOUT" "STOWAGE_REGISTRY_MIN_RATE" ];
 })
 // {
-  imageName = image.finalImageName;
-  imageTag = image.finalImageTag;
-  inherit (image) imageDigest;
+  inherit imageName imageTag;
+  imageDigest = args.imageDigest or null;
 }

@@ -1,10 +1,14 @@
 # streamLayeredImage: a derivation whose output is an executable that writes a docker-archive
 # to stdout (for `docker load`, `podman load`; skopeo reads docker-archives from files only).
 {
-  # the plugin's primitives: argument checks, store paths a value refers to
-  prims,
+  # ./names.nix
+  names,
+  # the call of a public function, for its derivations (./stowage.nix)
+  call,
   # derivations built by the stowage executable (./stowage.nix)
   stowageDerivation,
+  # the derivation listing what a runtime config refers to, if anything (./stowage.nix)
+  configReferences,
   # ./copy-to.nix, applied
   copies,
 }:
@@ -29,38 +33,41 @@ function:
   shell ? null,
   nativeBuildInputs ? [ ],
   # name, tag, architecture, created, mtime, uid, gid, uname, gname, maxLayers,
-  # includeStorePaths, fromImageName, fromImageTag: checked by the plugin (prims.checkArgs)
+  # includeStorePaths, fromImageName, fromImageTag, perms, format: checked by the core
   ...
 }@args:
 let
   contentsList = if builtins.isList contents then contents else [ contents ];
   # (a list given is passed as it is, so that an error about it points at the caller's code)
-  image = prims.checkArgs function (builtins.removeAttrs args [ "passthru" "meta" ]
+  called = call function (builtins.removeAttrs args [ "passthru" "meta" ]
     // (if builtins.isList contents then { } else { contents = contentsList; }));
+  name = builtins.seq called (names.imageName (args.name or null));
+  baseName = names.baseName name;
+  references = configReferences baseName config;
   # the customisation layer's entries, when scripts make it
   customisation =
-    if image.customise or false then
-      stowageDerivation "build-customisation" {
-        name = "customisation-${image.baseName}";
-        inherit image extraCommands fakeRootCommands enableFakechroot nativeBuildInputs;
+    if names.isScript extraCommands || names.isScript fakeRootCommands then
+      stowageDerivation "build-customisation" (called // {
+        name = "customisation-${baseName}";
+        inherit extraCommands fakeRootCommands enableFakechroot nativeBuildInputs;
         contents = contentsList;
-        shell = if shell != null then "${shell}/bin/sh" else image.sandboxShell;
-        storeDir = builtins.storeDir;
-      }
+        # null: the shell Nix puts into the sandbox
+        shell = if shell != null then "${shell}/bin/sh" else null;
+      })
     else
       null;
-  stream = stowageDerivation "build-stream" ({
-    name = "stream-${image.baseName}";
-    inherit image config fromImage;
+  internal = builtins.filter (drv: drv != null) [ customisation references ];
+  stream = stowageDerivation "build-stream" (called // {
+    name = "stream-${baseName}";
+    inherit config fromImage;
     contents = contentsList;
-    storeDir = builtins.storeDir;
-    exportReferencesGraph.closure =
-      contentsList ++ prims.referencedPaths config ++ (if customisation != null then [ customisation ] else [ ]);
-  } // (if customisation != null then { inherit customisation; } else { }));
+    exportReferencesGraph.closure = contentsList ++ internal;
+  } // (if customisation != null then { inherit customisation; } else { })
+    // (if references != null then { configReferences = references; } else { }));
   named = stream // {
-    imageName = image.name;
+    imageName = name;
     # without a tag, the derivation's hash (what the archive's RepoTags carry too)
-    imageTag = if image.tag != null then image.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
+    imageTag = if (args.tag or null) != null then args.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
   };
 in
 named

@@ -6,11 +6,12 @@
 //! joins the image's closure, as in dockerTools, and what only ran the scripts — the shell,
 //! `nativeBuildInputs` — does not.
 
+use crate::checks::Call;
 use crate::contents::merge_contents;
 use crate::image_root::{copy_to_root, resolve_in_root, unpack_layers};
 use crate::layer::{Ownership, Synthetic};
 use crate::layered_image::read_base;
-use crate::layered_image::{resolve_time, ImageArgs, Outputs};
+use crate::layered_image::{is_script, resolve_time, Outputs};
 use crate::perms::Perms;
 use crate::script::{self, Confinement, Script, Shell, IMAGE_SHELL};
 use crate::seccomp::Owners;
@@ -30,8 +31,9 @@ pub const LAYER_FILE: &str = "layer.tar";
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomisationInput {
-    /// The checked image arguments (owner, mtime, base selection).
-    pub image: ImageArgs,
+    /// The call that made the derivation: the image's arguments, checked before anything runs.
+    #[serde(flatten)]
+    pub call: Call,
     /// The layered functions' contents, merged into the root as symlinks.
     #[serde(default)]
     pub contents: Vec<String>,
@@ -62,26 +64,24 @@ pub struct CustomisationInput {
     /// Store paths whose `bin` goes on the scripts' `PATH`.
     #[serde(default)]
     pub native_build_inputs: Vec<String>,
-    /// The store root.
-    pub store_dir: String,
     /// The derivation's outputs.
     pub outputs: Outputs,
 }
 
 fn script_text(text: &Option<String>) -> Option<&str> {
-    text.as_deref().filter(|t| !t.trim().is_empty())
+    text.as_deref().filter(|t| is_script(t))
 }
 
 /// Builds the customisation layer's entries of `input` into `$out`; `build_dir` is where the
 /// root is made.
 pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTime) -> Result<()> {
-    let image = &input.image;
+    let image = &input.call.image()?;
     let (_, mtime) = resolve_time("mtime", &image.mtime, now)?;
     let root = build_dir.join("root");
     fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
     let tmp = build_dir.join("tmp");
     fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let store_dir = PathBuf::from(&input.store_dir);
+    let store_dir = PathBuf::from(&input.call.store_dir);
     let given_shell = input.shell.as_deref().map(Path::new);
     // what runs a script outside the image: the shell given, else Nix's sandbox shell
     let outer_shell = given_shell.or(image.sandbox_shell.as_deref().map(Path::new));

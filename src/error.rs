@@ -118,6 +118,17 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A library function's arguments were wrong (checked at build time).
+    #[error("stowage.{function}: {source}")]
+    InCall {
+        /// The public function called.
+        function: String,
+        /// What is wrong.
+        source: Box<Error>,
+    },
+    /// A function name that the library does not have.
+    #[error("no library function is called {0:?}")]
+    UnknownFunction(String),
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -5,14 +5,10 @@
 //! would abort the user's `nix` — and puts the builtin's name in front of every error. The shim
 //! turns an `Err` into a Nix evaluation error.
 
-use crate::args::{Args, Evaluator};
+use crate::args::Evaluator;
 use crate::goarch::Platform;
-use crate::index::IndexArgs;
-use crate::layered_image::ImageArgs;
-use crate::merge::MergeArgs;
 use crate::nar::Node;
 use crate::nss::FakeNss;
-use crate::pull::PullArgs;
 use std::panic::{self, AssertUnwindSafe};
 
 #[cxx::bridge(namespace = "stowage::ffi")]
@@ -52,7 +48,7 @@ mod bridge {
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
         /// The arguments of the library function `function`, checked.
         fn check_args(function: &str, args_json: &str, nix: &NixContext) -> CheckedArgs;
-        /// The NAR of the image builder (`bin/stowage`), for the shim to add to the store.
+        /// The NAR of the image builder (the executable alone), for the shim to add to the store.
         fn builder_nar() -> Result<Vec<u8>>;
         /// The plugin's Nix library (nix/stowage.nix with its imports inlined).
         fn library_nix() -> &'static str;
@@ -116,12 +112,7 @@ fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
 }
 
 fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>, String> {
-    Ok(entry("fakeNss", || {
-        let args = Args::parse(args_json, &["extraPasswdLines", "extraGroupLines"])?;
-        let nss =
-            FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)?;
-        Ok(nss.tree().to_nar())
-    })?)
+    Ok(entry("fakeNss", || Ok(FakeNss::from_nix(args_json)?.tree().to_nar()))?)
 }
 
 fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> bridge::CheckedArgs {
@@ -131,15 +122,7 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> brid
             store_dir: nix.store_dir.clone(),
             sandbox_paths: nix.sandbox_paths.clone(),
         };
-        let checked = match function {
-            "mergeImages" | "streamMergedImages" => {
-                serde_json::to_value(MergeArgs::from_nix(args_json, &evaluator.store_dir)?)
-            }
-            "buildImage" => serde_json::to_value(ImageArgs::single_layer_from_nix(args_json, &evaluator)?),
-            "buildImageIndex" => serde_json::to_value(IndexArgs::from_nix(args_json, &evaluator.store_dir)?),
-            "pullImage" => serde_json::to_value(PullArgs::from_nix(args_json, &evaluator)?),
-            _ => serde_json::to_value(ImageArgs::from_nix(args_json, &evaluator)?),
-        };
+        let checked = serde_json::to_value(crate::checks::check(function, args_json, &evaluator)?);
         Ok(checked.expect("arguments serialise").to_string())
     });
     match checked {
@@ -163,8 +146,9 @@ fn builder_nar() -> Result<Vec<u8>, String> {
                 "this libstowage.so was built without its image builder (STOWAGE_BUILDER); build it with `make`",
             ));
         }
-        let exe = Node::File { contents: BUILDER.to_vec(), executable: true };
-        Ok(Node::directory([("bin", Node::directory([("stowage", exe)]))]).to_nar())
+        // The file alone, as `builtins.path` adds the executable in library mode (nix/library.nix):
+        // the same bytes get the same store path, so both modes make the same derivations.
+        Ok(Node::File { contents: BUILDER.to_vec(), executable: true }.to_nar())
     })?)
 }
 

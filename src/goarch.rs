@@ -2,10 +2,11 @@
 //!
 //! Docker (through containerd) and the OCI image spec expect an image's `architecture` to be a
 //! Go `GOARCH` value and 32-bit ARM's version in `variant`; Nix names CPUs differently
-//! (`x86_64-linux`, `armv7l-linux`). [`CPUS`] is the one table that maps them; a CPU Go has no
+//! (`x86_64-linux`, `armv7l-linux`). `nix/platforms.json` is the one table that maps them; a CPU Go has no
 //! name for is an error rather than a guess.
 
 use crate::{Error, Result};
+use std::sync::OnceLock;
 
 /// An image platform's CPU, as the image config's `architecture` and `variant` fields hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,52 +18,43 @@ pub struct Platform {
     pub variant: Option<&'static str>,
 }
 
-/// Nix CPU names (the part of a system before the first `-`) with their GOARCH and variant.
+/// One row of the table: a Nix CPU name (the part of a system before the first `-`), its GOARCH
+/// and its variant.
+pub type Cpu = (&'static str, &'static str, Option<&'static str>);
+
+/// The table, `nix/platforms.json`, which the Nix library reads too (without the plugin, it
+/// answers `goarch` itself): Nix CPU names with their GOARCH and variant, and the
+/// operating-system parts of the Nix systems `nixpkgs` knows (`lib.systems.doubles`), so a
+/// misspelt system (`x86_64-linx`) is caught instead of silently accepted.
 ///
 /// Go's names are those of `go/build/syslist.go` (`knownArch`); variants follow the OCI image
-/// index spec (`arm64` → `v8`, 32-bit `arm` → its architecture version).
-pub const CPUS: &[(&str, &str, Option<&str>)] = &[
-    ("x86_64", "amd64", None),
-    ("i686", "386", None),
-    ("i586", "386", None),
-    ("i486", "386", None),
-    ("i386", "386", None),
-    ("aarch64", "arm64", Some("v8")),
-    ("aarch64_be", "arm64be", Some("v8")),
-    // Nix's bare "arm" names no architecture version, so there is no variant to give.
-    ("arm", "arm", None),
-    ("armv5tel", "arm", Some("v5")),
-    ("armv6l", "arm", Some("v6")),
-    ("armv6m", "arm", Some("v6")),
-    ("armv7l", "arm", Some("v7")),
-    ("armv7a", "arm", Some("v7")),
-    ("armv7r", "arm", Some("v7")),
-    ("armv7m", "arm", Some("v7")),
-    // 32-bit ARMv8: the OCI spec lists `arm` + `v8` for it.
-    ("armv8a", "arm", Some("v8")),
-    ("powerpc", "ppc", None),
-    ("powerpc64", "ppc64", None),
-    ("powerpc64le", "ppc64le", None),
-    ("s390", "s390", None),
-    ("s390x", "s390x", None),
-    ("riscv32", "riscv", None),
-    ("riscv64", "riscv64", None),
-    ("mips", "mips", None),
-    ("mipsel", "mipsle", None),
-    ("mips64", "mips64", None),
-    ("mips64el", "mips64le", None),
-    ("loongarch64", "loong64", None),
-    ("sparc", "sparc", None),
-    ("sparc64", "sparc64", None),
-    ("wasm32", "wasm", None),
-];
+/// index spec (`arm64` → `v8`, 32-bit `arm` → its architecture version; Nix's bare `arm` names
+/// no version, so it has no variant; 32-bit ARMv8 is `arm` + `v8`).
+struct Table {
+    cpus: Vec<Cpu>,
+    kernels: Vec<&'static str>,
+}
 
-/// The operating-system parts of the Nix systems `nixpkgs` knows (`lib.systems.doubles`), so a
-/// misspelt system (`x86_64-linx`) is caught instead of silently accepted.
-const KERNELS: &[&str] = &[
-    "linux", "darwin", "freebsd", "netbsd", "openbsd", "windows", "cygwin", "genode", "solaris", "redox",
-    "wasi", "none", "ghcjs", "mmixware",
-];
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        #[derive(serde::Deserialize)]
+        struct Json<'a> {
+            #[serde(borrow)]
+            cpus: Vec<(&'a str, &'a str, Option<&'a str>)>,
+            #[serde(borrow)]
+            kernels: Vec<&'a str>,
+        }
+        let json: Json =
+            serde_json::from_str(include_str!("../nix/platforms.json")).expect("nix/platforms.json is valid");
+        Table { cpus: json.cpus, kernels: json.kernels }
+    })
+}
+
+/// Every CPU the table knows.
+pub fn cpus() -> &'static [Cpu] {
+    &table().cpus
+}
 
 impl Platform {
     /// The platform of a Nix system name such as `aarch64-linux`.
@@ -71,13 +63,15 @@ impl Platform {
         let Some((cpu, kernel)) = system.split_once('-') else {
             return Err(unknown("a Nix system is <cpu>-<os>, like x86_64-linux".into()));
         };
-        if !KERNELS.contains(&kernel) {
+        let kernels = &table().kernels;
+        if !kernels.contains(&kernel) {
             return Err(unknown(format!(
                 "'{kernel}' is not an operating system Nix knows (one of: {})",
-                KERNELS.join(", ")
+                kernels.join(", ")
             )));
         }
-        CPUS.iter()
+        cpus()
+            .iter()
             .find(|(nix_cpu, ..)| *nix_cpu == cpu)
             .map(|&(_, architecture, variant)| Platform { architecture, variant })
             .ok_or_else(|| unknown(format!("Go has no GOARCH name for the CPU '{cpu}'")))
@@ -112,10 +106,10 @@ mod tests {
 
     #[test]
     fn every_cpu_once() {
-        let mut names: Vec<_> = CPUS.iter().map(|(cpu, ..)| *cpu).collect();
+        let mut names: Vec<_> = cpus().iter().map(|(cpu, ..)| *cpu).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), CPUS.len(), "a CPU is listed twice");
+        assert_eq!(names.len(), cpus().len(), "a CPU is listed twice");
     }
 
     #[test]

@@ -63,6 +63,26 @@ impl Kind {
     }
 }
 
+/// The store paths under `store_dir` that strings in `config` mention (`"${pkgs.hello}/bin/hello"`
+/// mentions the path of hello), sorted, once each: written into a derivation's output, they
+/// become its references, and so the image's closure gains them, as in dockerTools. (Nix finds
+/// references by the paths' hashes, so a path mentioned but not an input is not one.)
+pub fn referenced_store_paths(config: &Value, store_dir: &str) -> Vec<String> {
+    let pattern = format!(r"{}/[0-9a-z]{{32}}-[A-Za-z0-9+\-._?=]+", regex_lite::escape(store_dir));
+    let store_path = regex_lite::Regex::new(&pattern).expect("a valid pattern");
+    let mut found = std::collections::BTreeSet::new();
+    let mut pending = vec![config];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(s) => found.extend(store_path.find_iter(s).map(|m| m.as_str().to_owned())),
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => pending.extend(fields.values()),
+            _ => {}
+        }
+    }
+    found.into_iter().collect()
+}
+
 /// Checks the runtime `config` object (the `config` argument) and returns it normalised: `Env`
 /// with one entry per variable, where the last value wins and the first position is kept.
 pub fn normalise_runtime_config(config: &Value) -> Result<Map<String, Value>> {
@@ -173,6 +193,25 @@ pub fn image_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_paths_a_config_mentions() {
+        let hash = "0123456789abcdfghijklmnpqrsvwxyz";
+        let config = json!({
+            "Cmd": [format!("/s/store/{hash}-hello-2.12/bin/hello"), "--greeting"],
+            "Env": [format!("A=/s/store/{hash}-a:/s/store/{hash}-b.d"), format!("B=/other/{hash}-c")],
+            "Labels": {"x": format!("/s/store/{hash}-hello-2.12")},
+            "User": format!("/s/store/{hash}"),
+        });
+        assert_eq!(
+            referenced_store_paths(&config, "/s/store"),
+            [
+                format!("/s/store/{hash}-a"),
+                format!("/s/store/{hash}-b.d"),
+                format!("/s/store/{hash}-hello-2.12")
+            ]
+        );
+    }
 
     fn env(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -9,10 +9,11 @@
 //! [`ImageSpec`] that streaming replays.
 
 use crate::args::{Args, Evaluator};
+use crate::checks::Call;
 use crate::contents::merge_contents;
 use crate::cores::{cores, map_parallel};
 use crate::customise::LAYER_FILE;
-use crate::goarch::{Platform, CPUS};
+use crate::goarch::{cpus, Platform};
 use crate::image::{Format, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
@@ -159,7 +160,7 @@ impl ImageArgs {
         for (i, path) in args.string_list("copyToRoot")?.iter().enumerate() {
             check_in_store(format!("copyToRoot[{i}]"), path, &nix.store_dir)?;
         }
-        if args.string("runAsRoot")?.is_some_and(|t| !t.trim().is_empty()) {
+        if args.string("runAsRoot")?.is_some_and(|t| is_script(&t)) {
             // The image's own /bin/sh may run it, if the image can have one.
             let may_have_shell =
                 args.value("fromImage").is_some() || !args.string_list("copyToRoot")?.is_empty();
@@ -262,13 +263,20 @@ impl ImageArgs {
 const BIND_PKGS: &str = "or bind stowage to your nixpkgs to run scripts as dockerTools does, with its \
      bash and stdenv's tools: `(builtins.stowage.withPkgs pkgs).buildLayeredImage { … }`";
 
+/// Whether `text` is a script rather than blanks: the Nix library decides by the same rule
+/// (nix/names.nix) whether an image has a customisation derivation, before the core has seen the
+/// arguments, so blanks are exactly Nix's string escapes' (space, tab, newline, return).
+pub fn is_script(text: &str) -> bool {
+    text.chars().any(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// Checks the customisation scripts named in `scripts` and what runs them (`shell`,
 /// `nativeBuildInputs`). `None` when no script is given; else the sandbox shell, if `shell` was
 /// not given and one is what will run them.
 pub fn check_scripts(args: &Args, scripts: &[&str], nix: &Evaluator) -> Result<Option<Option<&'static str>>> {
     let mut given = None;
     for name in scripts {
-        if args.string(name)?.is_some_and(|text| !text.trim().is_empty()) {
+        if args.string(name)?.is_some_and(|text| is_script(&text)) {
             given.get_or_insert(*name);
         }
     }
@@ -312,7 +320,7 @@ fn platform_of(arch: &str) -> Result<Platform> {
     if arch.contains('-') {
         return Platform::from_nix_system(arch).map_err(|e| Error::argument("architecture", e.to_string()));
     }
-    match CPUS.iter().find(|(_, goarch, _)| *goarch == arch) {
+    match cpus().iter().find(|(_, goarch, _)| *goarch == arch) {
         // A bare GOARCH names no ARM version, except arm64, which is always v8.
         Some(&(_, architecture, _)) => {
             Ok(Platform { architecture, variant: (architecture == "arm64").then_some("v8") })
@@ -344,23 +352,24 @@ fn check_time(arg: &str, value: &str) -> Result<()> {
 /// What the build gets: Nix's structured attributes.
 #[derive(Debug, Deserialize)]
 pub struct BuildInput {
-    /// The checked arguments.
-    pub image: ImageArgs,
+    /// The call that made the derivation (its arguments are checked before anything is planned).
+    #[serde(flatten)]
+    pub call: Call,
     /// The contents, as store paths.
     #[serde(default)]
     pub contents: Vec<String>,
     /// The runtime config, as given.
     #[serde(default = "empty_object")]
     pub config: Value,
-    /// The store root.
-    #[serde(rename = "storeDir")]
-    pub store_dir: String,
     /// The base image file (`fromImage`), if any.
     #[serde(rename = "fromImage", default)]
     pub from_image: Option<String>,
     /// The customisation derivation's output, when scripts made the customisation layer.
     #[serde(default)]
     pub customisation: Option<String>,
+    /// The output listing the store paths `config` mentions, when it mentions any.
+    #[serde(rename = "configReferences", default)]
+    pub config_references: Option<String>,
     /// The closure Nix exported (`exportReferencesGraph.closure`).
     #[serde(default)]
     pub closure: Vec<ClosureEntry>,
@@ -395,7 +404,7 @@ pub struct Outputs {
 /// Plans the image `input` describes: layers, their digests, the config and the tags.
 /// `warn` hears about clashes between contents.
 pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(&str)) -> Result<Plan> {
-    let image = &input.image;
+    let image = &input.call.image()?;
     // Without a tag, the stream derivation's own hash is the tag: stable for the same inputs,
     // and known to the evaluator too (`imageTag`), with no cycle.
     let tag = match &image.tag {
@@ -433,24 +442,27 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         store_budget(image.max_layers, base_layers)?
     };
 
-    // The customisation output is not itself in the image: what it refers to is.
-    let not_customisation = |p: &&String| Some(*p) != input.customisation.as_ref();
+    // The customisation output and the config's references are not themselves in the image:
+    // what they refer to is.
+    let in_image = |p: &&String| {
+        Some(*p) != input.customisation.as_ref() && Some(*p) != input.config_references.as_ref()
+    };
     let closure: Vec<PathInfo> = if image.include_store_paths {
         input
             .closure
             .iter()
-            .filter(|e| not_customisation(&&e.path))
+            .filter(|e| in_image(&&e.path))
             .map(|e| PathInfo {
                 path: e.path.clone(),
                 nar_size: e.nar_size,
-                references: e.references.iter().filter(not_customisation).cloned().collect(),
+                references: e.references.iter().filter(in_image).cloned().collect(),
             })
             .collect()
     } else {
         Vec::new()
     };
     let store_layer = |store_paths, synthetic| StoreLayer {
-        store_dir: input.store_dir.clone(),
+        store_dir: input.call.store_dir.clone(),
         owner: owner.clone(),
         store_paths,
         synthetic,

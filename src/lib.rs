@@ -27,7 +27,9 @@
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`progress`] is the progress line on stderr while an image is streamed or written.
-//! - [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
+//! - [`checks`] is every library function's argument checks by name, run by the plugin while
+//!   evaluating and by the builder before it writes anything (the only place in library mode);
+//!   [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
 //!   [`error`] is the one error type.
 //!
 //! The plugin's side of the bridge lives in `ffi` (only with the `plugin` feature).
@@ -36,6 +38,7 @@
 pub mod archive;
 pub mod args;
 pub mod blob_cache;
+pub mod checks;
 pub mod chunks;
 pub mod compress;
 pub mod contents;

@@ -7,6 +7,9 @@
 //! byte-wise; only the executable bit of a file's mode is kept.
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// The first token of every NAR.
 pub const MAGIC: &str = "nix-archive-1";
@@ -42,6 +45,24 @@ impl Node {
     /// A directory holding `entries`.
     pub fn directory<'a>(entries: impl IntoIterator<Item = (&'a str, Node)>) -> Node {
         Node::Directory(entries.into_iter().map(|(name, node)| (name.to_owned(), node)).collect())
+    }
+
+    /// Writes this tree at `path` (which must not exist): what Nix restores from its NAR, for
+    /// a builder that makes the tree as a derivation's output.
+    pub fn write_to(&self, path: &Path) -> crate::Result<()> {
+        let io = |e| crate::Error::io(path, e);
+        match self {
+            Node::File { contents, executable } => {
+                fs::write(path, contents).map_err(io)?;
+                let mode = if *executable { 0o555 } else { 0o444 };
+                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io)
+            }
+            Node::Symlink { target } => std::os::unix::fs::symlink(target, path).map_err(io),
+            Node::Directory(entries) => {
+                fs::create_dir(path).map_err(io)?;
+                entries.iter().try_for_each(|(name, node)| node.write_to(&path.join(name)))
+            }
+        }
     }
 
     /// This tree as a NAR.

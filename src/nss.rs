@@ -7,6 +7,7 @@
 //! order given. Extra lines are checked, since a malformed line makes libc skip the entry
 //! silently at run time.
 
+use crate::args::Args;
 use crate::nar::Node;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -52,6 +53,13 @@ pub struct FakeNss {
 }
 
 impl FakeNss {
+    /// The files `fakeNss` makes of its arguments (`extraPasswdLines`, `extraGroupLines`), as
+    /// the plugin hands them over (JSON).
+    pub fn from_nix(args_json: &str) -> Result<FakeNss> {
+        let args = Args::parse(args_json, &["extraPasswdLines", "extraGroupLines"])?;
+        FakeNss::new(&args.string_list("extraPasswdLines")?, &args.string_list("extraGroupLines")?)
+    }
+
     /// A fakeNss with `extra_passwd_lines` and `extra_group_lines` (without trailing newlines)
     /// between the built-in root and nobody entries. A malformed line is an error naming it.
     pub fn new(extra_passwd_lines: &[String], extra_group_lines: &[String]) -> Result<FakeNss> {

@@ -272,3 +272,63 @@ fn the_template_makes_a_flake_whose_image_builds() {
     assert_eq!(podman.load(&plain), vec!["hello:latest".to_string()]);
     assert_eq!(podman.run("hello:latest"), "Hello, world!\n");
 }
+
+/// Library mode in a flake, on a Nix without the plugin: stowage's flake as an input, its `lib`
+/// given the image builder as a file inside the project (`./stowage`) and the system. The image
+/// builds in pure evaluation, runs, and is the same derivation — the same bytes — as the one
+/// the plugin makes of the same flake (which ignores the builder given).
+#[test]
+fn a_flake_builds_images_in_library_mode_without_the_plugin() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project_flake = r#"{
+  inputs.stowage.url = "@STOWAGE@";
+  outputs = { self, stowage }:
+    let
+      system = "@SYSTEM@";
+      s = stowage.lib { builder = ./stowage; inherit system; };
+      @SH@
+      busybox = sh system "busybox" "/bin/busybox mkdir -p $out/bin && /bin/busybox cp /bin/busybox $out/bin/ && /bin/busybox ln -s busybox $out/bin/sh";
+    in
+    {
+      packages.${system}.image = s.buildLayeredImage {
+        name = "library-app";
+        contents = [ busybox ];
+        config.Cmd = [ "/bin/sh" "-c" "echo built without the plugin" ];
+      };
+    };
+}"#;
+    let root = tempfile::Builder::new().prefix("stowage-flake-modes-").tempdir().unwrap();
+    let build = |plugin: bool| {
+        let nix = TestNix::new_with_root(root.path());
+        // stowage's flake: what `lib` reads (not the build folders)
+        let stowage = nix.root().join("stowage");
+        std::fs::create_dir(&stowage).unwrap();
+        let files = ["flake.nix", "nix", "Cargo.toml"].map(|f| repo.join(f));
+        run_ok(Command::new("cp").arg("-r").args(files).arg(&stowage));
+        let project = nix.root().join("project");
+        std::fs::create_dir(&project).unwrap();
+        let text = project_flake
+            .replace("@STOWAGE@", &format!("path:{}", stowage.display()))
+            .replace("@SYSTEM@", &system())
+            .replace("@SH@", SH);
+        std::fs::write(project.join("flake.nix"), text).unwrap();
+        std::fs::copy(support::builder(), project.join("stowage")).unwrap();
+        let mut cmd = if plugin { nix.with_plugin("nix") } else { nix.bare("nix") };
+        cmd.args(["--extra-experimental-features", "flakes"])
+            .args(["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"])
+            .args(["build", "--no-link", "--json", &format!("path:{}#image", project.display())]);
+        let built: Value = serde_json::from_slice(&run_ok(&mut cmd).stdout).unwrap();
+        let archive = PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap());
+        let plain = run_ok(Command::new("gzip").arg("-dc").arg(&archive)).stdout;
+        (archive, plain)
+    };
+    let (library_archive, library_plain) = build(false);
+    let (plugin_archive, plugin_plain) = build(true);
+    assert_eq!(library_archive, plugin_archive, "the same derivation in both modes");
+    assert!(library_plain == plugin_plain, "the same bytes in both modes");
+    let plain = root.path().join("library-app.tar");
+    std::fs::write(&plain, library_plain).unwrap();
+    let podman = Podman::new();
+    let loaded = podman.load(&plain);
+    assert_eq!(podman.run(&loaded[0]), "built without the plugin\n");
+}

@@ -234,10 +234,13 @@ fn manifest_with_config(size: u64) -> serde_json::Value {
 fn pull_from(registry: &HostileRegistry, digest: &str, dir: &Path) -> (Command, PathBuf) {
     let out = dir.join("out.oci.tar");
     let attrs = serde_json::json!({
-        "name": "app.oci.tar", "imageName": format!("{}/team/app", registry.address()),
-        "imageDigest": digest, "finalImageName": "team/app", "finalImageTag": "1",
-        "os": "linux", "arch": "amd64", "tlsVerify": true, "outputHash": "0",
-        "outputs": { "out": out },
+        "function": "pullImage",
+        "arguments": {
+            "name": "app.oci.tar", "imageName": format!("{}/team/app", registry.address()),
+            "imageDigest": digest, "finalImageName": "team/app", "finalImageTag": "1", "arch": "amd64",
+            "sha256": "0",
+        },
+        "system": "x86_64-linux", "storeDir": "/store", "outputs": { "out": out },
     });
     let file = dir.join(".attrs.json");
     std::fs::write(&file, attrs.to_string()).unwrap();

@@ -11,18 +11,21 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage::archive::{first_failure, write_archive, write_oci_dir};
+use stowage::checks::Call;
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
 use stowage::docker_daemon;
 use stowage::image::{Format, ImageSpec, Plan};
+use stowage::image_config::referenced_store_paths;
 use stowage::image_reader::{read_images, verify, ArchiveReader, FoundImage};
 use stowage::index::plan_index;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
+use stowage::nss::FakeNss;
 use stowage::progress::{Mode, Progress};
-use stowage::pull::{pull, PullArgs};
+use stowage::pull::pull;
 use stowage::push::{push, Target};
 use stowage::registry::Access;
 use stowage::timeouts::Timeouts;
@@ -92,6 +95,12 @@ enum Command {
     },
     /// Derivation builder: writes a copy script (copyToRegistry, copyTo) to $out/bin.
     BuildCopyScript,
+    /// Derivation builder: lists the store paths an image's runtime config mentions, so that
+    /// they are the output's references and join the image's closure.
+    BuildReferences,
+    /// Derivation builder: `fakeNss` without the plugin (the tree the plugin adds to the store
+    /// from the evaluator).
+    BuildFakeNss,
     /// Derivation builder (fixed-output): pulls an image by digest from its registry into an
     /// OCI layout tarball at $out.
     BuildPull,
@@ -147,6 +156,12 @@ const OUTPUT_BUFFER: usize = 1 << 20;
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // An argument error already names the function (`stowage.buildImage: …`), as the
+        // plugin's does.
+        Err(Failure(message)) if message.starts_with("stowage.") => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
         Err(Failure(message)) => {
             eprintln!("stowage: {message}");
             ExitCode::FAILURE
@@ -232,11 +247,41 @@ fn run(cli: Cli) -> Result<(), Failure> {
             #[derive(serde::Deserialize)]
             struct Attrs {
                 #[serde(flatten)]
-                args: PullArgs,
+                call: Call,
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            pull(&attrs.args, Path::new(&attrs.outputs.out), |line| eprintln!("stowage: {line}"))?;
+            pull(&attrs.call.pull()?, Path::new(&attrs.outputs.out), |line| eprintln!("stowage: {line}"))?;
+            Ok(())
+        }
+        Command::BuildReferences => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                config: serde_json::Value,
+                #[serde(rename = "storeDir")]
+                store_dir: String,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            let mut list = String::new();
+            for path in referenced_store_paths(&attrs.config, &attrs.store_dir) {
+                list.push_str(&path);
+                list.push('\n');
+            }
+            let out = Path::new(&attrs.outputs.out);
+            fs::write(out, list).map_err(|e| stowage::Error::io(out, e))?;
+            Ok(())
+        }
+        Command::BuildFakeNss => {
+            #[derive(serde::Deserialize)]
+            struct Attrs {
+                arguments: serde_json::Value,
+                outputs: Outputs,
+            }
+            let attrs: Attrs = read_attrs()?;
+            let nss = FakeNss::from_nix(&attrs.arguments.to_string())
+                .map_err(|e| stowage::Error::InCall { function: "fakeNss".into(), source: Box::new(e) })?;
+            nss.tree().write_to(Path::new(&attrs.outputs.out))?;
             Ok(())
         }
         Command::BuildCustomisation => {
@@ -248,25 +293,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::BuildMergeStream => {
             #[derive(serde::Deserialize)]
             struct Attrs {
+                #[serde(flatten)]
+                call: Call,
                 images: Vec<String>,
-                #[serde(default)]
-                format: Format,
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            let plan = Plan { format: attrs.format, ..merge_images(&attrs.images)? };
+            let merge = attrs.call.merge()?;
+            let plan = Plan { format: merge.format, ..merge_images(&attrs.images)? };
             write_script(&plan, &attrs.outputs)
         }
         Command::BuildIndexStream => {
             #[derive(serde::Deserialize)]
             struct Attrs {
+                #[serde(flatten)]
+                call: Call,
                 images: Vec<String>,
-                reference: String,
-                format: Format,
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            write_script(&plan_index(&attrs.reference, &attrs.images, attrs.format)?, &attrs.outputs)
+            let index = attrs.call.index()?;
+            let reference = format!("{}:{}", index.name, index.tag);
+            write_script(&plan_index(&reference, &attrs.images, index.format)?, &attrs.outputs)
         }
         Command::BuildArchive => {
             #[derive(serde::Deserialize)]

@@ -10,9 +10,10 @@ use std::process::Command;
 
 /// Test derivations: Debian's static busybox as `bin/{busybox,sh}`, and small libraries and
 /// applications that refer to each other.
-pub const PRELUDE: &str = r#"
+/// `@STOWAGE@` is stowage's library, as the mode under test gives it ([`super::stowage`]).
+const PRELUDE: &str = r#"
   let
-    s = builtins.stowage;
+    s = @STOWAGE@;
     sh = name: script: derivation {
       inherit name;
       system = builtins.currentSystem;
@@ -32,7 +33,12 @@ pub const PRELUDE: &str = r#"
 
 /// `body` evaluated after [`PRELUDE`].
 pub fn expr(body: &str) -> String {
-    format!("{PRELUDE} {body}")
+    expr_with(&super::stowage(), body)
+}
+
+/// `body` evaluated after [`PRELUDE`], where `s` is `stowage` (an expression).
+pub fn expr_with(stowage: &str, body: &str) -> String {
+    format!("{} {body}", PRELUDE.replace("@STOWAGE@", stowage))
 }
 
 /// `skopeo copy docker-archive:ARCHIVE[:@index] oci:…` into a fresh layout, then the config

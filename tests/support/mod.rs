@@ -3,7 +3,10 @@
 //!
 //! `STOWAGE_PLUGIN` names the plugin and `STOWAGE_NIX_BIN` the folder of the Nix commands to
 //! test it with (the Makefile sets both, once per supported Nix); by default, the release
-//! build and the commands on `PATH`.
+//! build and the commands on `PATH`. With `STOWAGE_MODE=library`, the same tests run without
+//! the plugin: stowage is the Nix library of this checkout given the image builder
+//! (`STOWAGE_BUILDER`), and what the plugin reports while evaluating, the builder reports at
+//! build time.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -23,6 +26,43 @@ pub fn plugin() -> PathBuf {
     assert!(path.exists(), "the plugin {} does not exist: run `make build` first", path.display());
     // absolute, for commands run in other folders
     path.canonicalize().unwrap()
+}
+
+/// Whether the tests run in library mode (`STOWAGE_MODE=library`): without the plugin.
+pub fn library_mode() -> bool {
+    match std::env::var("STOWAGE_MODE").as_deref() {
+        Ok("library") => true,
+        Ok("plugin") | Err(_) => false,
+        Ok(other) => panic!("STOWAGE_MODE is {other:?}: it must be \"plugin\" or \"library\""),
+    }
+}
+
+/// The image builder library mode is given: `$STOWAGE_BUILDER`, or the one `make` builds.
+pub fn builder() -> PathBuf {
+    let path = std::env::var_os("STOWAGE_BUILDER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/builder/stowage"));
+    assert!(path.exists(), "the image builder {} does not exist: run `make builder` first", path.display());
+    path.canonicalize().unwrap()
+}
+
+/// A Nix expression for stowage's functions in the mode under test: builtins.stowage, or this
+/// checkout's library given the builder.
+pub fn stowage() -> String {
+    if library_mode() {
+        library_expr()
+    } else {
+        "builtins.stowage".into()
+    }
+}
+
+/// This checkout's library in library mode, given the image builder.
+pub fn library_expr() -> String {
+    format!(
+        "(import {}/nix {{ builder = {}; }})",
+        Path::new(env!("CARGO_MANIFEST_DIR")).display(),
+        builder().display()
+    )
 }
 
 /// The Nix command `name`, from `$STOWAGE_NIX_BIN` if set.
@@ -114,8 +154,16 @@ impl TestNix {
     }
 
     /// `program` with the plugin loaded through `--option plugin-files` (which must come before
-    /// a `nix` subcommand, so it goes first).
+    /// a `nix` subcommand, so it goes first); in library mode, without it.
     pub fn cmd(&self, program: &str) -> Command {
+        if library_mode() {
+            return self.bare(program);
+        }
+        self.with_plugin(program)
+    }
+
+    /// `program` with the plugin loaded, whatever the mode.
+    pub fn with_plugin(&self, program: &str) -> Command {
         let mut cmd = self.bare(program);
         cmd.arg("--option").arg("plugin-files").arg(plugin());
         cmd
@@ -160,8 +208,13 @@ impl TestNix {
         stderr
     }
 
-    /// Evaluates `expr`, which must fail, and returns the error output.
+    /// Evaluates `expr`, which must fail, and returns the error output. In library mode,
+    /// where argument errors surface when the image is built, builds `expr` (without a final
+    /// `.drvPath`) instead.
     pub fn eval_error(&self, expr: &str) -> String {
+        if library_mode() {
+            return self.build_error(expr.strip_suffix(".drvPath").unwrap_or(expr));
+        }
         let out = self.cmd("nix-instantiate").args(["--eval", "--strict", "-E", expr]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
