@@ -19,8 +19,9 @@ let
 in
 stowageDerivation "build-pull" (called // {
   name = args.name or "${names.baseName imageName}-${imageTag}.oci.tar";
-  # (one of the two, the core's check says)
-  outputHash = args.sha256 or args.hash or "";
+  # (one of the two, the core's check says; without either, a hash that lets the build start,
+  # so that the builder reports what is missing)
+  outputHash = args.sha256 or args.hash or "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
   outputHashAlgo = "sha256";
   outputHashMode = "flat";
   # the registry timeouts (src/timeouts.rs), as the caller's environment (or the daemon's) sets

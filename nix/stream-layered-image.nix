@@ -61,7 +61,7 @@ let
     name = "stream-${baseName}";
     inherit config fromImage;
     contents = contentsList;
-    exportReferencesGraph.closure = contentsList ++ internal;
+    exportReferencesGraph.closure = names.storeItems contentsList ++ internal;
   } // (if customisation != null then { inherit customisation; } else { })
     // (if references != null then { configReferences = references; } else { }));
   named = stream // {

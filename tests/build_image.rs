@@ -131,13 +131,10 @@ fn script_errors_and_what_runs_them() {
     let (entries, _) = last_layer(&archive);
     assert_eq!(entries.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["tmp/"], "{entries:?}");
     // nothing could run it: no shell given, none in the image, none in Nix's sandbox
-    let out = nix
-        .cmd("nix-instantiate")
-        .args(["--option", "sandbox-paths", "/bin/busybox", "--eval", "-E"])
-        .arg(expr(r#"(s.buildImage { name = "x"; runAsRoot = "true"; }).drvPath"#))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = nix.eval_error_with(
+        &["--option", "sandbox-paths", "/bin/busybox"],
+        &expr(r#"(s.buildImage { name = "x"; runAsRoot = "true"; }).drvPath"#),
+    );
     assert!(err.contains("stowage.buildImage: argument 'shell' is needed to run runAsRoot"), "{err}");
 }
 

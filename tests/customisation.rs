@@ -163,14 +163,10 @@ fn the_shell_is_asked_for_at_evaluation_unless_nix_has_a_sandbox_shell() {
     let nix = TestNix::new();
     let image = r#"s.buildLayeredImage { name = "sh"; tag = "t"; compressor = "none"; contents = [ busybox ];
         extraCommands = "mkdir -p tmp; chmod 1777 tmp"; }"#;
-    let out = nix
-        .cmd("nix-instantiate")
-        .args(["--option", "sandbox-paths", "/bin/busybox", "--eval", "-E"])
-        .arg(expr(&format!("({image}).drvPath")))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = nix.eval_error_with(
+        &["--option", "sandbox-paths", "/bin/busybox"],
+        &expr(&format!("({image}).drvPath")),
+    );
     assert!(
         err.contains("stowage.buildLayeredImage: argument 'shell' is needed to run extraCommands"),
         "{err}"

@@ -242,9 +242,9 @@ fn faults_are_clear_errors_with_no_output_and_a_retry_succeeds() {
         "{err}"
     );
 
-    // arguments are checked when the expression is evaluated
+    // arguments are checked when the expression is evaluated (in library mode, when it is built)
     let err = nix.eval_error(&expr(
-        r#"(s.pullImage { imageName = "x"; imageDigest = "latest"; sha256 = "0"; }).drvPath"#,
+        r#"(s.pullImage { imageName = "x"; imageDigest = "latest"; sha256 = "0000000000000000000000000000000000000000000000000000"; }).drvPath"#,
     ));
     assert!(err.contains("stowage.pullImage: argument 'imageDigest'"), "{err}");
     let err = nix.eval_error(&expr(&format!(

@@ -208,6 +208,25 @@ impl TestNix {
         stderr
     }
 
+    /// Like [`TestNix::eval_error`], with more options for Nix (`--option sandbox-paths …`),
+    /// which the build is given too in library mode.
+    pub fn eval_error_with(&self, options: &[&str], expr: &str) -> String {
+        let out = if library_mode() {
+            let expr = expr.strip_suffix(".drvPath").unwrap_or(expr);
+            self.cmd("nix-build")
+                .args(["--no-out-link", "--option", "sandbox", "true"])
+                .args(options)
+                .args(["-E", expr])
+                .output()
+        } else {
+            self.cmd("nix-instantiate").args(options).args(["--eval", "--strict", "-E", expr]).output()
+        }
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{expr} should fail:\n{stderr}");
+        stderr
+    }
+
     /// Evaluates `expr`, which must fail, and returns the error output. In library mode,
     /// where argument errors surface when the image is built, builds `expr` (without a final
     /// `.drvPath`) instead.
