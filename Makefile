@@ -29,8 +29,9 @@ other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 # The image builder that derivations run, inside the Nix sandbox too: a static executable without
 # the plugin's C++. Only its own link is static (`cargo rustc` hands the flags to it alone), so it
 # shares every compiled dependency with the Nix 2.8 plugin's build, whose `stowage` (dynamic)
-# then takes its place in target/release: it is copied out first. Stripped: the plugin carries
-# it, and every image's closure does. The plugins embed it.
+# then takes its place in target/release: it is copied out first (by a rename, so that a builder
+# running meanwhile is not in the way). Stripped: the plugin carries it, and every image's
+# closure does. The plugins embed it.
 BUILDER := $(CURDIR)/target/builder/stowage
 
 .PHONY: setup builder build test bench demo clean
@@ -43,7 +44,8 @@ builder:
 	$(call with_nix,2.8) $(CARGO) rustc --release --locked --no-default-features --bin stowage -- \
 		-C target-feature=+crt-static -C strip=symbols
 	@mkdir -p $(dir $(BUILDER))
-	@cmp -s $(target_2.8)/release/stowage $(BUILDER) || cp $(target_2.8)/release/stowage $(BUILDER)
+	@cmp -s $(target_2.8)/release/stowage $(BUILDER) || \
+		{ cp $(target_2.8)/release/stowage $(BUILDER).new && mv $(BUILDER).new $(BUILDER); }
 
 build: setup builder
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
