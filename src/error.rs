@@ -118,6 +118,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// The image's Nix database (`includeNixDB`) could not be written.
+    #[error("the image's Nix database (includeNixDB): {0}")]
+    NixDatabase(String),
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),
