@@ -52,7 +52,7 @@ build: setup builder
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
-		$(CARGO) test --release --locked --test plugin --test images --test existing_images --test customisation --test build_image --test oci --test registry --test pull --test hostile_registry --test nixpkgs_binding --test flake \
+		$(CARGO) test --release --locked --test plugin --test images --test existing_images --test customisation --test build_image --test oci --test registry --test pull --test hostile_registry --test nixpkgs_binding --test nix_db --test flake \
 		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
 
 # Performance against baselines measured in the same run (see benches/layered.rs).
