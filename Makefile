@@ -52,14 +52,14 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := images existing_images customisation build_image oci pull nixpkgs_binding
+LIBRARY_TESTS := images existing_images customisation build_image oci pull nixpkgs_binding nix_db
 
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix; then the
 # image tests in library mode, once per Nix.
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
-		$(CARGO) test --release --locked --test plugin --test images --test existing_images --test customisation --test build_image --test oci --test registry --test pull --test hostile_registry --test nixpkgs_binding --test flake --test library_mode \
+		$(CARGO) test --release --locked --test plugin --test images --test existing_images --test customisation --test build_image --test oci --test registry --test pull --test hostile_registry --test nixpkgs_binding --test nix_db --test flake --test library_mode \
 		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_MODE=library \
 		$(CARGO) test --release --locked $(addprefix --test ,$(LIBRARY_TESTS)) &&) true

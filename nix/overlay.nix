@@ -4,6 +4,7 @@
 # caCertificates, …). Of pkgs it reads `dockerTools`, and what `withPkgs` reads.
 withPkgs: final: prev: {
   dockerTools = prev.dockerTools // {
-    inherit (withPkgs final) streamLayeredImage buildLayeredImage buildImage mergeImages pullImage;
+    inherit (withPkgs final) streamLayeredImage buildLayeredImage buildImage mergeImages pullImage
+      buildImageWithNixDb buildLayeredImageWithNixDb;
   };
 }

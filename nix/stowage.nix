@@ -51,10 +51,14 @@ let
   buildImageIndex =
     takesSet "buildImageIndex" (import ./build-image-index.nix { inherit names call stowageDerivation archive copies; });
   pullImage = takesSet "pullImage" (import ./pull-image.nix { inherit names call stowageDerivation; });
+  # dockerTools' names for images holding a Nix database of their store paths
+  withNixDb = function: f: takesSet function (args: f (args // { includeNixDB = true; }));
   stowage = {
     inherit (prims) version goarch fakeNss;
     inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
     inherit (merges) mergeImages streamMergedImages;
+    buildImageWithNixDb = withNixDb "buildImageWithNixDb" buildImage;
+    buildLayeredImageWithNixDb = withNixDb "buildLayeredImageWithNixDb" buildLayeredImage;
   };
   # the same functions, their scripts run as dockerTools runs them: with the shell and tools of
   # the nixpkgs given

@@ -30,4 +30,6 @@ stowage // {
   streamLayeredImage = bound stowage.streamLayeredImage;
   buildLayeredImage = bound stowage.buildLayeredImage;
   buildImage = bound stowage.buildImage;
+  buildImageWithNixDb = bound stowage.buildImageWithNixDb;
+  buildLayeredImageWithNixDb = bound stowage.buildLayeredImageWithNixDb;
 }

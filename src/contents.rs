@@ -137,6 +137,7 @@ mod tests {
                 Synthetic::Symlink { path, target } => {
                     (path.as_os_str().as_bytes(), target.as_os_str().as_bytes())
                 }
+                Synthetic::File { .. } => panic!("merged contents hold no files"),
             })
             .collect();
         let target = |name: &[u8]| [d.as_os_str().as_bytes(), b"/", name].concat();

@@ -191,6 +191,12 @@ fn materialise(root: &Path, entries: &[Synthetic]) -> Result<()> {
                 let link = root.join(path);
                 symlink(target, &link).map_err(|e| Error::io(&link, e))?;
             }
+            Synthetic::File { path, contents } => {
+                let file = root.join(path);
+                fs::write(&file, contents).map_err(|e| Error::io(&file, e))?;
+                fs::set_permissions(&file, fs::Permissions::from_mode(0o644))
+                    .map_err(|e| Error::io(&file, e))?;
+            }
         }
     }
     Ok(())

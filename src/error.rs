@@ -129,6 +129,9 @@ pub enum Error {
     /// A function name that the library does not have.
     #[error("no library function is called {0:?}")]
     UnknownFunction(String),
+    /// The image's Nix database (`includeNixDB`) could not be written.
+    #[error("the image's Nix database (includeNixDB): {0}")]
+    NixDatabase(String),
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

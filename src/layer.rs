@@ -40,7 +40,8 @@ pub struct Ownership {
     pub mtime: u64,
 }
 
-/// An entry that is not read from the store: the customisation layer's directories and links.
+/// An entry that is not read from the store: the customisation layer's directories and links,
+/// and the files of an image's Nix database ([`crate::nix_db`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Synthetic {
@@ -59,13 +60,41 @@ pub enum Synthetic {
         #[serde(with = "path_json")]
         target: PathBuf,
     },
+    /// A regular file (mode 0644).
+    File {
+        /// Its path, without a leading `/`.
+        #[serde(with = "path_json")]
+        path: PathBuf,
+        /// What it holds (base64 in a plan's JSON).
+        #[serde(with = "base64_json")]
+        contents: Vec<u8>,
+    },
 }
 
 impl Synthetic {
-    fn path(&self) -> &Path {
+    /// Its path, relative to the image root.
+    pub fn path(&self) -> &Path {
         match self {
-            Synthetic::Directory { path } | Synthetic::Symlink { path, .. } => path,
+            Synthetic::Directory { path }
+            | Synthetic::Symlink { path, .. }
+            | Synthetic::File { path, .. } => path,
         }
+    }
+}
+
+/// Bytes in a plan's JSON: a base64 string, a third larger than the bytes (an array of numbers
+/// would be three to four times larger).
+mod base64_json {
+    use base64::Engine as _;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(D::Error::custom)
     }
 }
 
@@ -126,11 +155,12 @@ pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Res
     let store_dir = Path::new(&source.store_dir);
     let perms = Perms::new(&source.perms)?;
     let mut tar = Tar { builder: tar::Builder::new(out), owner: &source.owner, perms: &perms };
+    let mut ancestors: Vec<&Path> = Vec::new();
     if !source.store_paths.is_empty() {
-        let mut ancestors: Vec<&Path> = store_dir.ancestors().filter(|a| a.parent().is_some()).collect();
+        ancestors = store_dir.ancestors().filter(|a| a.parent().is_some()).map(relative).collect();
         ancestors.reverse();
-        for dir in ancestors {
-            tar.directory(relative(dir), 0o755).map_err(|e| Error::io(dir, e))?;
+        for &dir in &ancestors {
+            tar.directory(dir, 0o755).map_err(|e| Error::io(Path::new("/").join(dir), e))?;
         }
         let mut paths: Vec<&String> = source.store_paths.iter().collect();
         paths.sort();
@@ -146,9 +176,15 @@ pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Res
     // by bytes (`Path`'s order is by components: `a/b` before `a-b`)
     synthetic.sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()));
     for entry in synthetic {
+        // (the Nix database's /nix, in buildImage's layer of a store under /nix)
+        let written = matches!(entry, Synthetic::Directory { path } if ancestors.contains(&path.as_path()));
+        if written {
+            continue;
+        }
         let result = match entry {
             Synthetic::Directory { path } => tar.directory(path, 0o755),
             Synthetic::Symlink { path, target } => tar.symlink(path, target),
+            Synthetic::File { path, contents } => tar.file(path, contents),
         };
         result.map_err(|e| Error::io(entry.path(), e))?;
     }
@@ -270,6 +306,11 @@ impl<E: Emit> Tar<'_, '_, E> {
     fn symlink(&mut self, path: &Path, target: &Path) -> io::Result<()> {
         let mut header = self.header(path, tar::EntryType::Symlink, 0o777, 0)?;
         self.builder.append_link(&mut header, path, target)
+    }
+
+    fn file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        let mut header = self.header(path, tar::EntryType::Regular, 0o644, contents.len() as u64)?;
+        self.builder.append_data(&mut header, path, contents)
     }
 
     /// Writes the file tree at `path`, depth first, each directory's entries sorted by name.
@@ -413,6 +454,43 @@ mod tests {
         let got = entries(&bytes);
         assert_eq!(got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bin/", "bin/sh"]);
         assert_eq!(got[0].2, 0o755);
+    }
+
+    /// A file's bytes, mode 0644; a directory the store's ancestors wrote is not written again.
+    #[test]
+    fn synthetic_files_and_the_store_ancestors() {
+        let (_dir, store, path) = store();
+        let store_rel = relative(&store).to_path_buf();
+        let top = store_rel.iter().next().unwrap().to_owned();
+        let source = layer(
+            &store,
+            vec![path],
+            vec![
+                Synthetic::Directory { path: top.clone().into() },
+                Synthetic::Directory { path: PathBuf::from(&top).join("var") },
+                Synthetic::File { path: PathBuf::from(&top).join("var/db"), contents: b"rows".to_vec() },
+            ],
+        );
+        let bytes = bytes(&source).unwrap();
+        let top = top.to_string_lossy().into_owned();
+        let names: Vec<String> = entries(&bytes).into_iter().map(|e| e.0).collect();
+        assert_eq!(names.iter().filter(|n| **n == format!("{top}/")).count(), 1, "{names:?}");
+        assert_eq!(names[names.len() - 2..], [format!("{top}/var/"), format!("{top}/var/db")]);
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut files = archive.entries().unwrap().map(|e| e.unwrap());
+        let mut db = files
+            .find(|e| {
+                e.header().entry_type() == tar::EntryType::Regular && e.path().unwrap().ends_with("var/db")
+            })
+            .unwrap();
+        assert_eq!(db.header().mode().unwrap(), 0o644);
+        let mut contents = String::new();
+        io::Read::read_to_string(&mut db, &mut contents).unwrap();
+        assert_eq!(contents, "rows");
+        // in a plan, as base64
+        let json = serde_json::to_string(&source.synthetic[2]).unwrap();
+        assert!(json.ends_with(r#""contents":"cm93cw=="}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Synthetic>(&json).unwrap(), source.synthetic[2]);
     }
 
     /// Layers of ASCII names keep the bytes they had before names were written as bytes:

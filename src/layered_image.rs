@@ -18,6 +18,7 @@ use crate::image::{Format, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::layer::{layer_digest, Ownership, StoreLayer};
+use crate::nix_db;
 use crate::perms::{check_perms, Perm};
 use crate::plan::{plan_layers, PathInfo};
 use crate::reference::{check_tag, ImageName};
@@ -61,6 +62,7 @@ const ARGUMENTS: &[&str] = &[
     "nativeBuildInputs",
     "perms",
     "format",
+    "includeNixDB",
 ];
 
 /// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
@@ -87,6 +89,7 @@ const SINGLE_LAYER_ARGUMENTS: &[&str] = &[
     "buildVMMemorySize",
     "perms",
     "format",
+    "includeNixDB",
 ];
 
 /// The checked, normalised arguments of one layered image.
@@ -138,6 +141,9 @@ pub struct ImageArgs {
     /// The shell scripts run with when `shell` is not given: the one Nix puts in its sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_shell: Option<String>,
+    /// Whether the image holds a Nix database of its store paths (`includeNixDB`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_nix_db: bool,
 }
 
 impl ImageArgs {
@@ -255,6 +261,7 @@ impl ImageArgs {
             single_layer,
             customise: scripts.is_some(),
             sandbox_shell: scripts.flatten().map(Into::into),
+            include_nix_db: args.bool("includeNixDB")?.unwrap_or(false),
         })
     }
 }
@@ -389,6 +396,12 @@ pub struct ClosureEntry {
     pub path: String,
     /// Its NAR size.
     pub nar_size: u64,
+    /// Its NAR hash, as Nix writes it (`sha256:…`, or SRI `sha256-…`).
+    #[serde(default)]
+    pub nar_hash: Option<String>,
+    /// Its content address, if it has one (a string, as Nix writes it).
+    #[serde(default)]
+    pub ca: Option<Value>,
     /// What it refers to.
     #[serde(default)]
     pub references: Vec<String>,
@@ -461,6 +474,9 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     } else {
         Vec::new()
     };
+    // in the image's own layer: the customisation layer, or buildImage's one layer
+    let mut nix_db =
+        if image.include_nix_db { nix_db::entries(&closure, &input.closure, mtime)? } else { Vec::new() };
     let store_layer = |store_paths, synthetic| StoreLayer {
         store_dir: input.call.store_dir.clone(),
         owner: owner.clone(),
@@ -475,7 +491,10 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
             input.customisation.as_ref().ok_or_else(|| Error::argument("customisation", "is required"))?;
         let mut paths: Vec<String> = closure.iter().map(|p| p.path.clone()).collect();
         paths.sort();
-        let layer = StoreLayer { tree: Some(format!("{tree}/{LAYER_FILE}")), ..store_layer(paths, vec![]) };
+        let layer = StoreLayer {
+            tree: Some(format!("{tree}/{LAYER_FILE}")),
+            ..store_layer(paths, std::mem::take(&mut nix_db))
+        };
         vec![(layer, "buildImage layer".into())]
     } else if closure.is_empty() {
         Vec::new()
@@ -492,13 +511,14 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         _ if image.single_layer => None,
         // the scripts' output holds the merged contents too
         Some(out) => {
-            Some(StoreLayer { tree: Some(format!("{out}/{LAYER_FILE}")), ..store_layer(vec![], vec![]) })
+            Some(StoreLayer { tree: Some(format!("{out}/{LAYER_FILE}")), ..store_layer(vec![], nix_db) })
         }
         None => {
-            let (synthetic, clashes) = merge_contents(&input.contents)?;
+            let (mut synthetic, clashes) = merge_contents(&input.contents)?;
             for clash in &clashes {
                 warn(&format!("contents clash at {clash}"));
             }
+            nix_db::add_entries(&mut synthetic, nix_db)?;
             Some(store_layer(vec![], synthetic))
         }
     };
@@ -689,6 +709,14 @@ mod tests {
         assert_eq!((a.created.as_str(), a.mtime.as_str()), (DEFAULT_CREATED, DEFAULT_CREATED));
         assert_eq!((a.max_layers, a.include_store_paths), (100, true));
         assert_eq!((a.uname.as_str(), a.uid), ("root", 0));
+        // an argument left out is left out of the derivation too, which stays as it was
+        assert!(!a.include_nix_db);
+        assert!(!serde_json::to_string(&a).unwrap().contains("includeNixDb"));
+        let a = args(r#"{"name": "a", "includeNixDB": true}"#).unwrap();
+        assert!(serde_json::to_string(&a).unwrap().contains(r#""includeNixDb":true"#));
+        let single =
+            ImageArgs::single_layer_from_nix(r#"{"name": "a", "includeNixDB": true}"#, &evaluator(&[]));
+        assert!(single.unwrap().include_nix_db);
     }
 
     #[test]
@@ -760,6 +788,10 @@ mod tests {
             (
                 r#"{"name": "a", "config": {"Env": ["X"]}}"#,
                 "argument 'config.Env[0]' \"X\" is not of the form NAME=value",
+            ),
+            (
+                r#"{"name": "a", "includeNixDB": 1}"#,
+                "argument 'includeNixDB' is an integer while a Boolean was expected",
             ),
             (r#"{"name": "a", "naem": "b"}"#, "unexpected argument 'naem'"),
             (r#"{"name": 1}"#, "argument 'name' is an integer while a string was expected"),

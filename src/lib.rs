@@ -24,6 +24,7 @@
 //!   [`blob_cache`] for the compressed digests of layers; [`pull`] is
 //!   `pullImage`'s builder; both reach registries through [`registry`] (TLS, credentials,
 //!   authentication), which holds every request to [`timeouts`]. [`index`] is `buildImageIndex`: one image for several platforms.
+//! - [`nix_db`] writes the Nix database an image carries with `includeNixDB`.
 //! - [`nss`] renders and validates `fakeNss`; [`nar`] serialises small trees as Nix archives,
 //!   so the plugin can add them to the store from the evaluator.
 //! - [`progress`] is the progress line on stderr while an image is streamed or written.
@@ -60,6 +61,7 @@ pub mod layer_entry;
 pub mod layered_image;
 pub mod merge;
 pub mod nar;
+pub mod nix_db;
 pub mod nss;
 pub mod perms;
 pub mod plan;

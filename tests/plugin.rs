@@ -16,7 +16,9 @@ fn builtins_has_stowage_only_with_the_plugin() {
         json!([
             "buildImage",
             "buildImageIndex",
+            "buildImageWithNixDb",
             "buildLayeredImage",
+            "buildLayeredImageWithNixDb",
             "fakeNss",
             "goarch",
             "mergeImages",
