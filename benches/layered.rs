@@ -744,9 +744,14 @@ fn main() {
     let sets = [synthetic_store(&root.join("synthetic")), real_store(&root.join("real"))];
     let work = tempfile::Builder::new().prefix("stowage-bench-").tempdir_in(&root).unwrap();
     let mut rows = Vec::new();
-    // `STOWAGE_BENCH=push` (`make bench STOWAGE_BENCH=push`) measures the pushes alone.
-    let pushes_only = std::env::var("STOWAGE_BENCH").is_ok_and(|only| only == "push");
-    for set in &sets {
+    // `STOWAGE_BENCH=push` (`make bench STOWAGE_BENCH=push`) measures the pushes alone,
+    // `STOWAGE_BENCH=library` library mode alone.
+    let only = std::env::var("STOWAGE_BENCH").ok();
+    let pushes_only = only.as_deref() == Some("push");
+    if only.as_deref() == Some("library") {
+        library_mode(&sets[1], work.path(), &mut rows);
+    }
+    for set in sets.iter().filter(|_| only.as_deref() != Some("library")) {
         if pushes_only {
             let dir = work.path().join(set.name);
             fs::create_dir_all(&dir).unwrap();
@@ -757,7 +762,7 @@ fn main() {
         }
         pushes(stowage, set, work.path(), &mut rows);
     }
-    if !pushes_only {
+    if only.is_none() {
         base_images(stowage, &sets[0], work.path(), &mut rows);
         planning(&mut rows);
         library_mode(&sets[1], work.path(), &mut rows);

@@ -35,21 +35,25 @@ impl Mode {
         }
     }
 
+    /// `nix-build` of `body` (after the test prelude) in the sandbox, which sees busybox.
+    fn nix_build(self, nix: &TestNix, body: &str) -> std::process::Command {
+        let mut cmd = self.cmd(nix, "nix-build");
+        cmd.args([
+            "--no-out-link",
+            "--option",
+            "sandbox",
+            "true",
+            "--option",
+            "sandbox-paths",
+            "/bin/busybox",
+        ])
+        .args(["-E", &expr_with(&self.stowage(), body)]);
+        cmd
+    }
+
     /// Builds `body` (after the test prelude) in the sandbox; the output path.
     fn build(self, nix: &TestNix, body: &str) -> PathBuf {
-        let out = run_ok(
-            self.cmd(nix, "nix-build")
-                .args([
-                    "--no-out-link",
-                    "--option",
-                    "sandbox",
-                    "true",
-                    "--option",
-                    "sandbox-paths",
-                    "/bin/busybox",
-                ])
-                .args(["-E", &expr_with(&self.stowage(), body)]),
-        );
+        let out = run_ok(&mut self.nix_build(nix, body));
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     }
 }
@@ -163,20 +167,7 @@ fn library_mode_errors_come_from_the_builder_before_it_writes() {
         ),
     ] {
         let expression = expr_with(&library_expr(), body);
-        let out = nix
-            .bare("nix-build")
-            .args([
-                "--no-out-link",
-                "--option",
-                "sandbox",
-                "true",
-                "--option",
-                "sandbox-paths",
-                "/bin/busybox",
-            ])
-            .args(["-E", &expression])
-            .output()
-            .unwrap();
+        let out = Mode::Library.nix_build(&nix, body).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(message),
@@ -235,9 +226,10 @@ fn library_goarch_answers_as_the_plugins() {
                 let out =
                     mode.cmd(&nix, "nix-instantiate").args(["--eval", "-E", &expression]).output().unwrap();
                 let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                // (the last line naming it: Nix 2.26 quotes the code that threw above the message)
                 let line = stderr
                     .lines()
-                    .find(|l| l.contains("stowage.goarch"))
+                    .rfind(|l| l.contains("stowage.goarch"))
                     .unwrap_or_else(|| panic!("{stderr}"));
                 line[line.find("stowage.goarch").unwrap()..].to_owned()
             })

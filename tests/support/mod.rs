@@ -20,11 +20,16 @@ use std::process::{Command, Output};
 
 /// The plugin under test: `$STOWAGE_PLUGIN`, or the release build `make` produces.
 pub fn plugin() -> PathBuf {
-    let path = std::env::var_os("STOWAGE_PLUGIN")
+    made("STOWAGE_PLUGIN", "target/release/libstowage.so", "the plugin", "make build")
+}
+
+/// What `make` made: `$var`, or `default` in this checkout; absolute, for commands run in
+/// other folders.
+fn made(var: &str, default: &str, what: &str, make: &str) -> PathBuf {
+    let path = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libstowage.so"));
-    assert!(path.exists(), "the plugin {} does not exist: run `make build` first", path.display());
-    // absolute, for commands run in other folders
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+    assert!(path.exists(), "{what} {} does not exist: run `{make}` first", path.display());
     path.canonicalize().unwrap()
 }
 
@@ -39,11 +44,7 @@ pub fn library_mode() -> bool {
 
 /// The image builder library mode is given: `$STOWAGE_BUILDER`, or the one `make` builds.
 pub fn builder() -> PathBuf {
-    let path = std::env::var_os("STOWAGE_BUILDER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/builder/stowage"));
-    assert!(path.exists(), "the image builder {} does not exist: run `make builder` first", path.display());
-    path.canonicalize().unwrap()
+    made("STOWAGE_BUILDER", "target/builder/stowage", "the image builder", "make builder")
 }
 
 /// A Nix expression for stowage's functions in the mode under test: builtins.stowage, or this
