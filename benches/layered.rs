@@ -679,7 +679,7 @@ fn library_mode(set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
             r#"{{ stowage }}: stowage.buildLayeredImage {{
                  name = "bench"; tag = "1";
                  contents = [ (derivation {{ name = "files"; system = builtins.currentSystem; builder = "/bin/sh";
-                                             args = [ "-c" "cp -r {} $out" ]; }}) ];
+                                             args = [ "-c" "/bin/cp -r {} $out" ]; }}) ];
                }}"#,
             set.store.display()
         ),
@@ -696,12 +696,15 @@ fn library_mode(set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         env!("CARGO_MANIFEST_DIR"),
         Path::new(&builder).display()
     );
-    let build = |mode: &str| format!("{mode} --no-out-link {} 2>/dev/null", image.display());
-    let archive =
-        String::from_utf8(Command::new("bash").args(["-c", &build(&plugin_mode)]).output().unwrap().stdout)
-            .unwrap();
+    let build = |mode: &str| format!("{mode} --no-out-link {}", image.display());
+    let first = Command::new("bash").args(["-c", &build(&plugin_mode)]).output().unwrap();
+    let archive = String::from_utf8(first.stdout).unwrap();
     let archive = archive.trim();
-    assert!(archive.ends_with("-bench.tar.gz"), "the image did not build: {archive:?}");
+    assert!(
+        archive.ends_with("-bench.tar.gz"),
+        "the image did not build: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let paths = String::from_utf8(
         Command::new("bash")
             .args([
@@ -726,7 +729,7 @@ fn library_mode(set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     );
     let again = |mode: &str| {
         format!(
-            "{env} {}/nix-store --delete {archive} {stream} >/dev/null 2>&1; {} >/dev/null",
+            "{env} {}/nix-store --delete {archive} {stream} >/dev/null 2>&1; {} >/dev/null 2>&1",
             bin.display(),
             build(mode)
         )
