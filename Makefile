@@ -52,17 +52,19 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := images existing_images customisation build_image oci pull nixpkgs_binding nix_db
+LIBRARY_TESTS := pinned_images images existing_images customisation build_image oci pull nixpkgs_binding nix_db
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
-# needs no Nix), `cross_nix` only with two Nix releases, the rest once per Nix.
-INTEGRATION_TESTS := $(filter-out cli cross_nix,$(basename $(notdir $(wildcard tests/*.rs))))
+# needs no Nix), `cross_nix` only with two Nix releases, `pinned_images` (the images whose bytes
+# are written down) first, the rest once per Nix.
+INTEGRATION_TESTS := $(filter-out cli cross_nix pinned_images,$(basename $(notdir $(wildcard tests/*.rs))))
 
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix; then the
 # image tests in library mode, once per Nix.
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
-	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
+	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
+		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
 		$(CARGO) test --release --locked $(addprefix --test ,$(INTEGRATION_TESTS)) \
 		$(if $(word 2,$(NIX)),--test cross_nix) &&) true
 	$(foreach n,$(NIX),$(call with_nix,$(n)) STOWAGE_MODE=library \
