@@ -32,14 +32,6 @@ let
   # mistake is the builder's to report.
   kinds = { int = "an integer"; bool = "a Boolean"; string = "a string"; path = "a path"; null = "null";
     list = "a list"; lambda = "a function"; float = "a float"; };
-  derivationOf = subcommand: attrs: derivation ({
-    inherit system;
-    builder = executable;
-    args = [ subcommand ];
-    __structuredAttrs = true;
-    preferLocalBuild = true;
-    allowSubstitutes = false;
-  } // attrs);
 in
 {
   inherit version system;
@@ -50,6 +42,5 @@ in
     else
       throw "stowage.${function}: the argument is ${kinds.${builtins.typeOf args}} while a set was expected";
   goarch = import ./goarch.nix;
-  fakeNss = args:
-    derivationOf "build-fake-nss" { name = "fake-nss"; function = "fakeNss"; arguments = args; };
+  # (fakeNss is a derivation the builder writes: ./stowage.nix makes it)
 }

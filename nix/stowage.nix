@@ -53,8 +53,12 @@ let
   pullImage = takesSet "pullImage" (import ./pull-image.nix { inherit names call stowageDerivation; });
   # dockerTools' names for images holding a Nix database of their store paths
   withNixDb = function: f: takesSet function (args: f (args // { includeNixDB = true; }));
+  # the plugin writes fakeNss while evaluating; without it, the builder writes it
+  fakeNss = prims.fakeNss or (args:
+    stowageDerivation "build-fake-nss" { name = "fake-nss"; function = "fakeNss"; arguments = args; });
   stowage = {
-    inherit (prims) version goarch fakeNss;
+    inherit (prims) version goarch;
+    inherit fakeNss;
     inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
     inherit (merges) mergeImages streamMergedImages;
     buildImageWithNixDb = withNixDb "buildImageWithNixDb" buildImage;
