@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use stowage::plan::{plan_layers, PathInfo};
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 use support::registry::Registry;
 

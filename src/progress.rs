@@ -56,7 +56,7 @@ impl Mode {
             ("" | "auto", false) | ("never", _) => Ok(Mode::Quiet),
             _ => Err(Error::argument(
                 PROGRESS_VARIABLE,
-                &format!("is {asked:?}; it must be always, never or auto"),
+                format!("is {asked:?}; it must be always, never or auto"),
             )),
         }
     }
