@@ -132,6 +132,9 @@ pub enum Error {
     /// The image's Nix database (`includeNixDB`) could not be written.
     #[error("the image's Nix database (includeNixDB): {0}")]
     NixDatabase(String),
+    /// An image cannot go where it was sent (`stowage push`, the copy scripts).
+    #[error("{0}")]
+    Delivery(String),
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -20,7 +20,9 @@
 //!   `copyToRoot` copied); [`script`] confines them (namespaces, chroot) and [`seccomp`] records
 //!   the owners a fake root sets; [`tree`] turns the root into layer entries; [`perms`] sets
 //!   declared owners and modes.
-//! - [`push`] sends images to registries, image files, Docker and podman, asking its
+//! - [`deliver`] sends an image file where `stowage push` is told — a registry, a new image
+//!   file, Docker ([`docker_daemon`]), podman — and keeps the copy scripts' format; [`push`]
+//!   parses those destinations and pushes images to registries, asking its
 //!   [`blob_cache`] for the compressed digests of layers; [`pull`] is
 //!   `pullImage`'s builder; both reach registries through [`registry`] (TLS, credentials,
 //!   authentication), which holds every request to [`timeouts`]. [`index`] is `buildImageIndex`: one image for several platforms.
@@ -45,6 +47,7 @@ pub mod compress;
 pub mod contents;
 pub mod cores;
 pub mod customise;
+pub mod deliver;
 pub mod digest;
 pub mod docker_daemon;
 pub mod error;

@@ -10,23 +10,21 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage::archive::{first_failure, write_archive, write_oci_dir};
+use stowage::archive::{write_archive, write_oci_dir};
 use stowage::checks::Call;
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
 use stowage::cores::cores;
 use stowage::customise::{customise, CustomisationInput};
-use stowage::docker_daemon;
-use stowage::image::{Format, ImageSpec, Plan};
+use stowage::deliver::{deliver, CopyScript};
+use stowage::image::{Format, Plan};
 use stowage::image_config::referenced_store_paths;
-use stowage::image_reader::{read_images, verify, ArchiveReader, FoundImage};
 use stowage::index::plan_index;
 use stowage::layered_image::{plan_image, BuildInput, Outputs};
 use stowage::merge::merge_images;
 use stowage::nss::FakeNss;
 use stowage::progress::{Mode, Progress};
 use stowage::pull::pull;
-use stowage::push::{push, Target};
 use stowage::registry::Access;
 use stowage::timeouts::Timeouts;
 
@@ -208,18 +206,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             write_script(&plan, &input.outputs)
         }
         Command::Push { image, dest, compress, access } => {
-            push_image(&image, &dest, &compress, &access.access()?)
+            Ok(deliver(&image, &dest, &compress, &access.access()?, cores()?, say)?)
         }
         Command::Copy { script, dest, compress, access } => {
-            let text = fs::read_to_string(&script).map_err(|e| stowage::Error::io(&script, e))?;
-            let copy: CopyScript = text
-                .split_once('\n')
-                .and_then(|(_, json)| serde_json::from_str(json).ok())
-                .ok_or_else(|| fail(format!("{}: not a stowage copy script", script.display())))?;
+            let copy = CopyScript::read(&script)?;
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
-            push_image(Path::new(&copy.image), &dest, &compress, &access.access()?)
+            Ok(deliver(Path::new(&copy.image), &dest, &compress, &access.access()?, cores()?, say)?)
         }
         Command::BuildCopyScript => {
             #[derive(serde::Deserialize)]
@@ -234,14 +228,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
             let bin = Path::new(&attrs.outputs.out).join("bin");
             fs::create_dir_all(&bin).map_err(|e| stowage::Error::io(&bin, e))?;
-            let script = bin.join(&attrs.program);
             let copy = CopyScript { image: attrs.image, dest: attrs.dest };
-            let text =
-                format!("#!{} copy\n{}\n", me.display(), serde_json::to_string(&copy).expect("serialises"));
-            fs::write(&script, text).map_err(|e| stowage::Error::io(&script, e))?;
-            fs::set_permissions(&script, fs::Permissions::from_mode(0o555))
-                .map_err(|e| stowage::Error::io(&script, e))?;
-            Ok(())
+            Ok(copy.write(&me, &bin.join(&attrs.program))?)
         }
         Command::BuildPull => {
             #[derive(serde::Deserialize)]
@@ -356,140 +344,9 @@ fn progress_of(plan: &Plan, what: &str, mode: Mode) -> Progress {
     Progress::new(mode, what, layers.len(), layers.iter().map(|l| l.size).sum())
 }
 
-/// What a copy script holds: the image's stream, and where it goes unless told otherwise.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CopyScript {
-    image: String,
-    dest: Option<String>,
-}
-
-/// Pushes the image in the file `image` — one image, or one for several platforms — to `dest`
-/// (a [`Target`]), layers compressed by `compress` for a registry.
-fn push_image(image: &Path, dest: &str, compress: &str, access: &Access) -> Result<(), Failure> {
-    let target = Target::parse(dest)?;
-    if let Err(e) = fs::metadata(image) {
-        return Err(fail(format!(
-            "{}: {e}; give an image file: a stowage stream script (an image's .stream), a docker-archive or an OCI archive",
-            image.display()
-        )));
-    }
-    let images = read_images(image)?;
-    let tags = |images: &[FoundImage]| -> Vec<String> {
-        let mut tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
-        tags.dedup();
-        tags
-    };
-    // Several images under one name are one image for several platforms (an index).
-    if images.len() != 1 && (tags(&images).len() != 1 || images.iter().any(|i| i.repo_tags.len() != 1)) {
-        return Err(fail(format!(
-            "{} holds {} images ({}); push takes one, or one image for several platforms",
-            image.display(),
-            images.len(),
-            tags(&images).join(", ")
-        )));
-    }
-    let (mut reader, mut known) = (ArchiveReader::default(), Default::default());
-    let specs = images
-        .into_iter()
-        .map(|found| verify(found, &mut reader, &mut known))
-        .collect::<Result<Vec<_>, _>>()?;
-    let one = |to: &str| match specs.as_slice() {
-        [spec] => Ok(spec),
-        _ => Err(fail(format!("{to} takes no multi-platform image: push it to a registry or an OCI layout"))),
-    };
-    match target {
-        Target::Registry(dest) => {
-            let compressor = Compressor::from_name(compress)?;
-            let pushed =
-                push(&specs, &dest, access, compressor, cores()?, |line| eprintln!("stowage: {line}"))?;
-            eprintln!(
-                "stowage: pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
-                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
-            );
-        }
-        Target::DockerDaemon => {
-            let socket = docker_daemon::socket_of(std::env::var("DOCKER_HOST").ok().as_deref())?;
-            let said = docker_daemon::load(one("a Docker Engine")?, &socket, cores()?)?;
-            eprintln!("stowage: {} ({})", said, socket.display());
-        }
-        Target::Podman => podman_load(one("podman")?)?,
-        Target::File { format, path, reference } => {
-            if format == Format::DockerArchive {
-                one("a docker-archive")?;
-            }
-            let index =
-                (specs.len() > 1).then(|| reference.clone().unwrap_or_else(|| specs[0].repo_tags[0].clone()));
-            let images = specs
-                .into_iter()
-                .map(|spec| match &reference {
-                    Some(name) => ImageSpec { repo_tags: vec![name.clone()], ..spec },
-                    None => spec,
-                })
-                .collect();
-            let plan = Plan { mtime: FILE_MTIME, format, index, images };
-            write_image_file(&plan, &path)?;
-            eprintln!("stowage: wrote {}", path.display());
-        }
-    }
-    Ok(())
-}
-
-/// The mtime of the entries of an image file `push` writes: dockerTools' default.
-const FILE_MTIME: u64 = 1;
-
-/// Writes the image file (or OCI folder) of `plan` at `path`, which must not exist: first
-/// beside it, then renamed, so nothing half-written is ever at `path`.
-fn write_image_file(plan: &Plan, path: &Path) -> Result<(), Failure> {
-    if path.symlink_metadata().is_ok() {
-        return Err(fail(format!("{} exists already; stowage writes a new file or folder", path.display())));
-    }
-    let name = path.file_name().ok_or_else(|| fail(format!("{}: not a file name", path.display())))?;
-    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let threads = cores()?;
-    let written = if plan.format == Format::OciDir {
-        let _ = fs::remove_dir_all(&partial);
-        write_oci_dir(plan, &partial, threads)
-    } else {
-        let file = fs::File::create(&partial).map_err(|e| stowage::Error::io(&partial, e))?;
-        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), &partial, threads, |_, _, _| {})
-            .and_then(|out| {
-                let file = out.into_inner().map_err(|e| stowage::Error::io(&partial, e.into_error()))?;
-                file.sync_all().map_err(|e| stowage::Error::io(&partial, e))
-            })
-    };
-    let renamed = written.and_then(|()| fs::rename(&partial, path).map_err(|e| stowage::Error::io(path, e)));
-    if renamed.is_err() {
-        let _ = fs::remove_dir_all(&partial);
-        let _ = fs::remove_file(&partial);
-    }
-    Ok(renamed?)
-}
-
-/// Streams the docker-archive of `image` into `podman load`, whose words go to stderr.
-fn podman_load(image: &ImageSpec) -> Result<(), Failure> {
-    let stderr =
-        io::stderr().as_fd().try_clone_to_owned().map_err(|e| stowage::Error::io("(standard error)", e))?;
-    let mut podman = std::process::Command::new("podman")
-        .arg("load")
-        .stdin(std::process::Stdio::piped())
-        .stdout(stderr)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run podman (is it on PATH?): {e}")))?;
-    let stdin = podman.stdin.take().expect("piped");
-    let plan =
-        Plan { mtime: FILE_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
-    // Dropping our end of the pipe (in `map`) is podman's end of input.
-    let written =
-        write_archive(&plan, stdin, Path::new("(podman load's input)"), cores()?, |_, _, _| {}).map(drop);
-    let status = podman.wait().map_err(|e| stowage::Error::io("podman load", e))?;
-    let loaded = match status.success() {
-        true => Ok(()),
-        false => Err(stowage::Error::io(
-            "podman load",
-            io::Error::other(format!("failed ({status}); its words are above")),
-        )),
-    };
-    Ok(first_failure(written, loaded)?)
+/// What the library says while it works, on stderr.
+fn say(line: &str) {
+    eprintln!("stowage: {line}");
 }
 
 /// Standard output for an archive: unbuffered (Rust's stdout flushes at every newline byte),

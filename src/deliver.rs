@@ -1,0 +1,186 @@
+//! Where an image file goes (`stowage push`, the copy scripts): a registry, a new image file or
+//! OCI layout, a Docker Engine, podman — one image, or one image for several platforms (an
+//! index) where the destination takes one. Also the copy scripts' format, which
+//! `copyToRegistry` and its siblings write and `stowage copy` reads.
+
+use crate::archive::{first_failure, write_archive, write_oci_dir};
+use crate::compress::Compressor;
+use crate::docker_daemon;
+use crate::image::{Format, ImageSpec, Plan};
+use crate::image_reader::{read_images, verify, ArchiveReader, FoundImage};
+use crate::push::{push, Target};
+use crate::registry::Access;
+use crate::{Error, Result};
+use std::fs;
+use std::io::{self, BufWriter};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// The number of bytes an image file is written in.
+const OUTPUT_BUFFER: usize = 1 << 20;
+
+/// What a copy script holds: the image's stream, and where it goes unless told otherwise.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CopyScript {
+    /// The image file (a stream script).
+    pub image: String,
+    /// Where it goes, as `stowage push` takes it; `None`: where `stowage copy` is told.
+    pub dest: Option<String>,
+}
+
+impl CopyScript {
+    /// Writes the script at `path`: run, it is `stowage copy` (`stowage` being `me`) of itself.
+    pub fn write(&self, me: &Path, path: &Path) -> Result<()> {
+        let text = format!("#!{} copy\n{}\n", me.display(), serde_json::to_string(self).expect("serialises"));
+        fs::write(path, text).map_err(|e| Error::io(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o555)).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads the copy script at `path`.
+    pub fn read(path: &Path) -> Result<CopyScript> {
+        let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        text.split_once('\n')
+            .and_then(|(_, json)| serde_json::from_str(json).ok())
+            .ok_or_else(|| Error::Delivery(format!("{}: not a stowage copy script", path.display())))
+    }
+}
+
+/// Sends the image in the file `image` — one image, or one for several platforms — to `dest`
+/// (a [`Target`]), layers compressed by `compress` for a registry, on `threads` threads; `say`
+/// hears what happens.
+pub fn deliver(
+    image: &Path,
+    dest: &str,
+    compress: &str,
+    access: &Access,
+    threads: usize,
+    mut say: impl FnMut(&str),
+) -> Result<()> {
+    let target = Target::parse(dest)?;
+    if let Err(e) = fs::metadata(image) {
+        return Err(Error::Delivery(format!(
+            "{}: {e}; give an image file: a stowage stream script (an image's .stream), a docker-archive or an OCI archive",
+            image.display()
+        )));
+    }
+    let images = read_images(image)?;
+    let tags = |images: &[FoundImage]| -> Vec<String> {
+        let mut tags: Vec<String> = images.iter().flat_map(|i| i.repo_tags.clone()).collect();
+        tags.dedup();
+        tags
+    };
+    // Several images under one name are one image for several platforms (an index).
+    if images.len() != 1 && (tags(&images).len() != 1 || images.iter().any(|i| i.repo_tags.len() != 1)) {
+        return Err(Error::Delivery(format!(
+            "{} holds {} images ({}); push takes one, or one image for several platforms",
+            image.display(),
+            images.len(),
+            tags(&images).join(", ")
+        )));
+    }
+    let (mut reader, mut known) = (ArchiveReader::default(), Default::default());
+    let specs = images
+        .into_iter()
+        .map(|found| verify(found, &mut reader, &mut known))
+        .collect::<Result<Vec<_>, _>>()?;
+    let one = |to: &str| match specs.as_slice() {
+        [spec] => Ok(spec),
+        _ => Err(Error::Delivery(format!(
+            "{to} takes no multi-platform image: push it to a registry or an OCI layout"
+        ))),
+    };
+    match target {
+        Target::Registry(dest) => {
+            let compressor = Compressor::from_name(compress)?;
+            let pushed = push(&specs, &dest, access, compressor, threads, &mut say)?;
+            say(&format!(
+                "pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
+                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
+            ));
+        }
+        Target::DockerDaemon => {
+            let socket = docker_daemon::socket_of(std::env::var("DOCKER_HOST").ok().as_deref())?;
+            let said = docker_daemon::load(one("a Docker Engine")?, &socket, threads)?;
+            say(&format!("{} ({})", said, socket.display()));
+        }
+        Target::Podman => podman_load(one("podman")?, threads)?,
+        Target::File { format, path, reference } => {
+            if format == Format::DockerArchive {
+                one("a docker-archive")?;
+            }
+            let index =
+                (specs.len() > 1).then(|| reference.clone().unwrap_or_else(|| specs[0].repo_tags[0].clone()));
+            let images = specs
+                .into_iter()
+                .map(|spec| match &reference {
+                    Some(name) => ImageSpec { repo_tags: vec![name.clone()], ..spec },
+                    None => spec,
+                })
+                .collect();
+            let plan = Plan { mtime: FILE_MTIME, format, index, images };
+            write_image_file(&plan, &path, threads)?;
+            say(&format!("wrote {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The mtime of the entries of an image file `push` writes: dockerTools' default.
+const FILE_MTIME: u64 = 1;
+
+/// Writes the image file (or OCI folder) of `plan` at `path`, which must not exist: first
+/// beside it, then renamed, so nothing half-written is ever at `path`.
+fn write_image_file(plan: &Plan, path: &Path, threads: usize) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(Error::Delivery(format!(
+            "{} exists already; stowage writes a new file or folder",
+            path.display()
+        )));
+    }
+    let name =
+        path.file_name().ok_or_else(|| Error::Delivery(format!("{}: not a file name", path.display())))?;
+    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let written = if plan.format == Format::OciDir {
+        let _ = fs::remove_dir_all(&partial);
+        write_oci_dir(plan, &partial, threads)
+    } else {
+        let file = fs::File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+        write_archive(plan, BufWriter::with_capacity(OUTPUT_BUFFER, file), &partial, threads, |_, _, _| {})
+            .and_then(|out| {
+                let file = out.into_inner().map_err(|e| Error::io(&partial, e.into_error()))?;
+                file.sync_all().map_err(|e| Error::io(&partial, e))
+            })
+    };
+    let renamed = written.and_then(|()| fs::rename(&partial, path).map_err(|e| Error::io(path, e)));
+    if renamed.is_err() {
+        let _ = fs::remove_dir_all(&partial);
+        let _ = fs::remove_file(&partial);
+    }
+    renamed
+}
+
+/// Streams the docker-archive of `image` into `podman load`, whose words go to stderr.
+fn podman_load(image: &ImageSpec, threads: usize) -> Result<()> {
+    let stderr = io::stderr().as_fd().try_clone_to_owned().map_err(|e| Error::io("(standard error)", e))?;
+    let mut podman = std::process::Command::new("podman")
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(stderr)
+        .spawn()
+        .map_err(|e| Error::Delivery(format!("cannot run podman (is it on PATH?): {e}")))?;
+    let stdin = podman.stdin.take().expect("piped");
+    let plan =
+        Plan { mtime: FILE_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
+    // Dropping our end of the pipe (in `map`) is podman's end of input.
+    let written =
+        write_archive(&plan, stdin, Path::new("(podman load's input)"), threads, |_, _, _| {}).map(drop);
+    let status = podman.wait().map_err(|e| Error::io("podman load", e))?;
+    let loaded = match status.success() {
+        true => Ok(()),
+        false => {
+            Err(Error::io("podman load", io::Error::other(format!("failed ({status}); its words are above"))))
+        }
+    };
+    first_failure(written, loaded)
+}
