@@ -32,6 +32,9 @@ use std::sync::{mpsc, Condvar, Mutex};
 /// that it always can go on.
 pub const CHUNKS_AHEAD: usize = 32;
 
+/// The number of bytes an image file is written in (its `BufWriter`'s capacity).
+pub const OUTPUT_BUFFER: usize = 1 << 20;
+
 /// Chunks beyond [`CHUNKS_AHEAD`] for the reader of the layer being written: readers of later
 /// layers hold at most [`CHUNKS_AHEAD`], so when it waits, some of its own are being written.
 const HEAD_ROOM: usize = 4;

@@ -3,7 +3,7 @@
 //! index) where the destination takes one. Also the copy scripts' format, which
 //! `copyToRegistry` and its siblings write and `stowage copy` reads.
 
-use crate::archive::{first_failure, write_archive, write_oci_dir};
+use crate::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
 use crate::compress::Compressor;
 use crate::docker_daemon;
 use crate::image::{Format, ImageSpec, Plan};
@@ -16,9 +16,6 @@ use std::io::{self, BufWriter};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-/// The number of bytes an image file is written in.
-const OUTPUT_BUFFER: usize = 1 << 20;
 
 /// What a copy script holds: the image's stream, and where it goes unless told otherwise.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage::archive::{write_archive, write_oci_dir};
+use stowage::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
 use stowage::checks::Call;
 use stowage::chunks::CHUNK;
 use stowage::compress::Compressor;
@@ -147,9 +147,6 @@ impl AccessArgs {
         })
     }
 }
-
-/// The number of bytes an archive file is written in.
-const OUTPUT_BUFFER: usize = 1 << 20;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
