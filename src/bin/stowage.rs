@@ -151,30 +151,29 @@ impl AccessArgs {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        // An argument error already names the function (`stowage.buildImage: …`), as the
-        // plugin's does.
-        Err(Failure(message)) if message.starts_with("stowage.") => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-        Err(Failure(message)) => {
-            eprintln!("stowage: {message}");
+        Err(Failure(line)) => {
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Why a subcommand failed, as said to the user.
+/// Why a subcommand failed: the line said to the user.
 struct Failure(String);
 
 impl From<stowage::Error> for Failure {
     fn from(e: stowage::Error) -> Self {
-        Failure(e.to_string())
+        match e {
+            // An argument error names the function (`stowage.buildImage: …`), as the plugin's
+            // does.
+            stowage::Error::InCall { .. } => Failure(e.to_string()),
+            other => fail(other.to_string()),
+        }
     }
 }
 
 fn fail(message: impl Into<String>) -> Failure {
-    Failure(message.into())
+    Failure(format!("stowage: {}", message.into()))
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
