@@ -41,14 +41,14 @@ setup:
 
 # (It needs nothing `make setup` installs, so `make -j2 build` compiles it while setup runs.)
 builder:
-	$(call with_nix,2.8) $(CARGO) rustc --release --locked --no-default-features --bin stowage -- \
+	$(call with_nix,2.8) $(CARGO) rustc --release --locked --package stowage --bin stowage -- \
 		-C target-feature=+crt-static -C strip=symbols
 	@mkdir -p $(dir $(BUILDER))
 	@cmp -s $(target_2.8)/release/stowage $(BUILDER) || \
 		{ cp $(target_2.8)/release/stowage $(BUILDER).new && mv $(BUILDER).new $(BUILDER); }
 
 build: setup builder
-	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked &&) true
+	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) build --release --locked --workspace &&) true
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
@@ -62,7 +62,8 @@ INTEGRATION_TESTS := $(filter-out cli cross_nix pinned_images,$(basename $(notdi
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix; then the
 # image tests in library mode, once per Nix.
 test: build
-	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --lib --test cli
+	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --package stowage-core
+	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
 		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
 		$(CARGO) test --release --locked $(addprefix --test ,$(INTEGRATION_TESTS)) \

@@ -11,7 +11,7 @@
 }:
 let
   # the crate's version, as the plugin's builder carries it in its store path's name
-  version = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).package.version;
+  version = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).workspace.package.version;
   storePrefix = "${builtins.storeDir}/";
   isStorePath = s: builtins.substring 0 (builtins.stringLength storePrefix) s == storePrefix;
   # An executable outside the store is added as the plugin adds its own builder (the file alone,

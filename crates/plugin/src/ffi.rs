@@ -5,10 +5,10 @@
 //! would abort the user's `nix` — and puts the builtin's name in front of every error. The shim
 //! turns an `Err` into a Nix evaluation error.
 
-use crate::args::Evaluator;
-use crate::goarch::Platform;
-use crate::nar::Node;
-use crate::nss::FakeNss;
+use stowage_core::args::Evaluator;
+use stowage_core::goarch::Platform;
+use stowage_core::nar::Node;
+use stowage_core::nss::FakeNss;
 use std::panic::{self, AssertUnwindSafe};
 
 #[cxx::bridge(namespace = "stowage::ffi")]
@@ -71,7 +71,7 @@ impl From<Fault> for String {
     }
 }
 
-fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T, Fault> {
+fn entry<T>(builtin: &str, work: impl FnOnce() -> stowage_core::Result<T>) -> Result<T, Fault> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         if std::env::var_os(TEST_PANIC_VAR).is_some_and(|v| v == builtin) {
             panic!("{TEST_PANIC_VAR} asked {builtin} to panic");
@@ -98,7 +98,7 @@ fn entry<T>(builtin: &str, work: impl FnOnce() -> crate::Result<T>) -> Result<T,
 }
 
 fn version() -> &'static str {
-    crate::VERSION
+    stowage_core::VERSION
 }
 
 fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
@@ -122,7 +122,7 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> brid
             store_dir: nix.store_dir.clone(),
             sandbox_paths: nix.sandbox_paths.clone(),
         };
-        let checked = serde_json::to_value(crate::checks::check(function, args_json, &evaluator)?);
+        let checked = serde_json::to_value(stowage_core::checks::check(function, args_json, &evaluator)?);
         Ok(checked.expect("arguments serialise").to_string())
     });
     match checked {
@@ -142,7 +142,7 @@ static BUILDER: &[u8] = include_bytes!(env!("STOWAGE_BUILDER_EXE"));
 fn builder_nar() -> Result<Vec<u8>, String> {
     Ok(entry("builder", || {
         if BUILDER.is_empty() {
-            return Err(crate::Error::Unavailable(
+            return Err(stowage_core::Error::Unavailable(
                 "this libstowage.so was built without its image builder (STOWAGE_BUILDER); build it with `make`",
             ));
         }

@@ -46,7 +46,7 @@ fn table() -> &'static Table {
             kernels: Vec<&'a str>,
         }
         let json: Json =
-            serde_json::from_str(include_str!("../nix/platforms.json")).expect("nix/platforms.json is valid");
+            serde_json::from_str(include_str!("../../../nix/platforms.json")).expect("nix/platforms.json is valid");
         Table { cpus: json.cpus, kernels: json.kernels }
     })
 }

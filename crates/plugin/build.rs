@@ -1,6 +1,7 @@
 //! Compiles the C++ shim (`cpp/`) and the cxx bridge against the Nix that pkg-config finds, and
-//! links them into the cdylib only: that is what makes `libstowage.so` a Nix plugin, while the
-//! `stowage` executable and the tests never link Nix.
+//! links them into `libstowage.so`: that is what makes it a Nix plugin. It is this crate's
+//! alone: the core and the `stowage` executable never see Nix, so a new Nix or a new builder
+//! recompiles this crate and nothing else.
 //!
 //! Nix is found with `pkg-config nix-expr` (set `PKG_CONFIG_PATH` for a Nix of your own; Debian
 //! puts its `.pc` files in `/usr/lib/nix/pkgconfig`). Where pkg-config's include folder holds no
@@ -14,16 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SHIM: &str = "stowage-shim";
+/// The Nix library (the repository's `nix/`), which the plugin carries.
+const LIBRARY: &str = "../../nix";
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp");
     println!("cargo:rerun-if-changed=src/ffi.rs");
-    println!("cargo:rerun-if-changed=nix");
+    println!("cargo:rerun-if-changed={LIBRARY}");
     for var in ["PKG_CONFIG_PATH", "NIX_INCLUDE_DIR", "NIX_LIB_DIR", "NIX_VERSION", "STOWAGE_BUILDER"] {
         println!("cargo:rerun-if-env-changed={var}");
-    }
-    if env::var_os("CARGO_FEATURE_PLUGIN").is_none() {
-        return;
     }
     let out_dir = env::var("OUT_DIR").unwrap();
     bundle_library(Path::new(&out_dir));
@@ -82,7 +82,7 @@ fn weaken_nix_references(archive: &str) {
 /// `library.nix` in `out_dir`: the plugin evaluates it, wherever the plugin is installed.
 fn bundle_library(out_dir: &Path) {
     let read = |name: &str| {
-        fs::read_to_string(Path::new("nix").join(name)).unwrap_or_else(|e| panic!("nix/{name}: {e}"))
+        fs::read_to_string(Path::new(LIBRARY).join(name)).unwrap_or_else(|e| panic!("{LIBRARY}/{name}: {e}"))
     };
     let mut text = read("stowage.nix");
     while let Some(start) = text.find("import ./") {

@@ -34,8 +34,6 @@
 //!   evaluating and by the builder before it writes anything (the only place in library mode);
 //!   [`args`] reads a builtin's arguments (handed over as JSON) with errors that name them;
 //!   [`error`] is the one error type.
-//!
-//! The plugin's side of the bridge lives in `ffi` (only with the `plugin` feature).
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -51,8 +49,6 @@ pub mod deliver;
 pub mod digest;
 pub mod docker_daemon;
 pub mod error;
-#[cfg(feature = "plugin")]
-mod ffi;
 pub mod goarch;
 pub mod image;
 pub mod image_config;

@@ -2,7 +2,7 @@
 // the Rust core takes (and back), and makes the store calls. No image logic lives here.
 #include "compat.hh"
 #include "rust/cxx.h"
-#include "stowage/src/ffi.rs.h"
+#include "stowage-plugin/src/ffi.rs.h"
 
 #include <dlfcn.h>
 #include <iostream>

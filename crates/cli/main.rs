@@ -10,30 +10,30 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
-use stowage::checks::Call;
-use stowage::chunks::CHUNK;
-use stowage::compress::Compressor;
-use stowage::cores::cores;
-use stowage::customise::{customise, CustomisationInput};
-use stowage::deliver::{deliver, CopyScript};
-use stowage::image::{Format, Plan};
-use stowage::image_config::referenced_store_paths;
-use stowage::index::plan_index;
-use stowage::layered_image::{plan_image, BuildInput, Outputs};
-use stowage::merge::merge_images;
-use stowage::nss::FakeNss;
-use stowage::progress::{Mode, Progress};
-use stowage::pull::pull;
-use stowage::registry::Access;
-use stowage::timeouts::Timeouts;
+use stowage_core::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
+use stowage_core::checks::Call;
+use stowage_core::chunks::CHUNK;
+use stowage_core::compress::Compressor;
+use stowage_core::cores::cores;
+use stowage_core::customise::{customise, CustomisationInput};
+use stowage_core::deliver::{deliver, CopyScript};
+use stowage_core::image::{Format, Plan};
+use stowage_core::image_config::referenced_store_paths;
+use stowage_core::index::plan_index;
+use stowage_core::layered_image::{plan_image, BuildInput, Outputs};
+use stowage_core::merge::merge_images;
+use stowage_core::nss::FakeNss;
+use stowage_core::progress::{Mode, Progress};
+use stowage_core::pull::pull;
+use stowage_core::registry::Access;
+use stowage_core::timeouts::Timeouts;
 
 /// Container images from the Nix store.
 ///
 /// stowage is mostly used as a Nix plugin (libstowage.so, which offers builtins.stowage);
 /// this command is the builder its image derivations run, and the streamer of their images.
 #[derive(Parser)]
-#[command(name = "stowage", version = stowage::VERSION, arg_required_else_help = true)]
+#[command(name = "stowage", version = stowage_core::VERSION, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -161,12 +161,12 @@ fn main() -> ExitCode {
 /// Why a subcommand failed: the line said to the user.
 struct Failure(String);
 
-impl From<stowage::Error> for Failure {
-    fn from(e: stowage::Error) -> Self {
+impl From<stowage_core::Error> for Failure {
+    fn from(e: stowage_core::Error) -> Self {
         match e {
             // An argument error names the function (`stowage.buildImage: …`), as the plugin's
             // does.
-            stowage::Error::InCall { .. } => Failure(e.to_string()),
+            stowage_core::Error::InCall { .. } => Failure(e.to_string()),
             other => fail(other.to_string()),
         }
     }
@@ -223,7 +223,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let me =
                 std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
             let bin = Path::new(&attrs.outputs.out).join("bin");
-            fs::create_dir_all(&bin).map_err(|e| stowage::Error::io(&bin, e))?;
+            fs::create_dir_all(&bin).map_err(|e| stowage_core::Error::io(&bin, e))?;
             let copy = CopyScript { image: attrs.image, dest: attrs.dest };
             Ok(copy.write(&me, &bin.join(&attrs.program))?)
         }
@@ -253,7 +253,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 list.push('\n');
             }
             let out = Path::new(&attrs.outputs.out);
-            fs::write(out, list).map_err(|e| stowage::Error::io(out, e))?;
+            fs::write(out, list).map_err(|e| stowage_core::Error::io(out, e))?;
             Ok(())
         }
         Command::BuildFakeNss => {
@@ -264,13 +264,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let attrs: Attrs = read_attrs()?;
             let nss = FakeNss::from_nix(&attrs.arguments.to_string())
-                .map_err(|e| stowage::Error::InCall { function: "fakeNss".into(), source: Box::new(e) })?;
+                .map_err(|e| stowage_core::Error::InCall { function: "fakeNss".into(), source: Box::new(e) })?;
             nss.tree().write_to(Path::new(&attrs.outputs.out))?;
             Ok(())
         }
         Command::BuildCustomisation => {
             let input: CustomisationInput = read_attrs()?;
-            let build_dir = std::env::current_dir().map_err(|e| stowage::Error::io(".", e))?;
+            let build_dir = std::env::current_dir().map_err(|e| stowage_core::Error::io(".", e))?;
             customise(&input, &build_dir, time::OffsetDateTime::now_utc())?;
             Ok(())
         }
@@ -311,7 +311,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let compressor = Compressor::from_name(&attrs.compressor)?;
             let plan = Plan::read(&attrs.stream)?;
             let path = Path::new(&attrs.outputs.out);
-            let io_err = |e| stowage::Error::io(path, e);
+            let io_err = |e| stowage_core::Error::io(path, e);
             let threads = cores()?;
             eprintln!("stowage: writing {} on {threads} thread(s)", path.display());
             if plan.format == Format::OciDir {
@@ -350,7 +350,7 @@ fn say(line: &str) {
 /// chunk rather than sixteen times (3–9 % faster into `| cat` here, in paired runs).
 fn stdout() -> Result<fs::File, Failure> {
     let out = io::stdout().as_fd().try_clone_to_owned();
-    let out = fs::File::from(out.map_err(|e| stowage::Error::io("(standard output)", e))?);
+    let out = fs::File::from(out.map_err(|e| stowage_core::Error::io("(standard output)", e))?);
     if out.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
         // SAFETY: F_SETPIPE_SZ takes an int and changes nothing but the pipe's capacity. It may
         // fail (a limit below a chunk for unprivileged users): the stream is then slower, not
@@ -364,8 +364,8 @@ fn stdout() -> Result<fs::File, Failure> {
 fn write_script(plan: &Plan, outputs: &Outputs) -> Result<(), Failure> {
     let me = std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
     let out = Path::new(&outputs.out);
-    fs::write(out, plan.to_script(&me)).map_err(|e| stowage::Error::io(out, e))?;
-    fs::set_permissions(out, fs::Permissions::from_mode(0o555)).map_err(|e| stowage::Error::io(out, e))?;
+    fs::write(out, plan.to_script(&me)).map_err(|e| stowage_core::Error::io(out, e))?;
+    fs::set_permissions(out, fs::Permissions::from_mode(0o555)).map_err(|e| stowage_core::Error::io(out, e))?;
     for image in &plan.images {
         eprintln!("stowage: planned {} layers for {}", image.layers.len(), image.repo_tags.join(", "));
     }
@@ -380,6 +380,6 @@ fn read_attrs<T: serde::de::DeserializeOwned>() -> Result<T, Failure> {
     // Nix 2.8 names the file by its path outside the sandbox; inside, it is in the build
     // directory, which is where a builder starts.
     let path = if named.exists() { named } else { PathBuf::from(".attrs.json") };
-    let text = fs::read_to_string(&path).map_err(|e| stowage::Error::io(&path, e))?;
+    let text = fs::read_to_string(&path).map_err(|e| stowage_core::Error::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
