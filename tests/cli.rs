@@ -55,7 +55,7 @@ fn push_help_states_the_registry_timeout_defaults() {
     let help = String::from_utf8(stowage(&["push", "--help"]).stdout).unwrap();
     // clap wraps lines at its own width
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
-    let timeouts = stowage_core::timeouts::Timeouts::default();
+    let timeouts = stowage_core::registry::timeouts::Timeouts::default();
     for said in [
         format!("$STOWAGE_REGISTRY_TIMEOUT, else {}", timeouts.timeout.as_secs()),
         format!("$STOWAGE_REGISTRY_MIN_RATE, else {}", timeouts.min_rate),

@@ -400,8 +400,8 @@ fn push_to_files_and_into_podman() {
 }
 
 /// The diff_ids of the layers of the stream script `stream`, bottom first.
-fn diff_ids(stream: &Path) -> Vec<stowage_core::digest::Digest> {
-    let plan = stowage_core::image::Plan::read(stream).unwrap();
+fn diff_ids(stream: &Path) -> Vec<stowage_core::format::digest::Digest> {
+    let plan = stowage_core::image::plan::Plan::read(stream).unwrap();
     plan.images[0].layers.iter().map(|l| l.digest).collect()
 }
 
@@ -490,9 +490,9 @@ fn the_compressed_digest_cache_is_checked() {
     // A well-formed entry for a blob the registry lacks: the layer is compressed again, the
     // right blob sent and the entry corrected.
     let fresh = Registry::start();
-    let cache = stowage_core::blob_cache::BlobCache::under(home.path());
-    let compressor = stowage_core::compress::Compressor::Gzip;
-    let bogus = stowage_core::digest::Digest::of(b"no such blob");
+    let cache = stowage_core::registry::blob_cache::BlobCache::under(home.path());
+    let compressor = stowage_core::format::compress::Compressor::Gzip;
+    let bogus = stowage_core::format::digest::Digest::of(b"no such blob");
     cache.put(&diff_ids[1], compressor, &bogus, 1234);
     let out = push(&image, &format!("docker://{}/team/app:v1", fresh.address()), home.path());
     let stderr = String::from_utf8_lossy(&out.stderr);

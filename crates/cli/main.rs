@@ -10,23 +10,23 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use stowage_core::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
-use stowage_core::checks::Call;
-use stowage_core::chunks::CHUNK;
-use stowage_core::compress::Compressor;
 use stowage_core::cores::cores;
-use stowage_core::customise::{customise, CustomisationInput};
-use stowage_core::deliver::{deliver, CopyScript};
-use stowage_core::image::{Format, Plan};
-use stowage_core::image_config::referenced_store_paths;
-use stowage_core::index::plan_index;
-use stowage_core::layered_image::{plan_image, BuildInput, Outputs};
-use stowage_core::merge::merge_images;
-use stowage_core::nss::FakeNss;
-use stowage_core::progress::{Mode, Progress};
-use stowage_core::pull::pull;
-use stowage_core::registry::Access;
-use stowage_core::timeouts::Timeouts;
+use stowage_core::format::chunks::CHUNK;
+use stowage_core::format::compress::Compressor;
+use stowage_core::functions::customise::{customise, CustomisationInput};
+use stowage_core::functions::fake_nss::FakeNss;
+use stowage_core::functions::index::plan_index;
+use stowage_core::functions::layered::{plan_image, BuildInput, Outputs};
+use stowage_core::functions::merge::merge_images;
+use stowage_core::functions::pull::pull;
+use stowage_core::functions::Call;
+use stowage_core::image::config::referenced_store_paths;
+use stowage_core::image::plan::{Format, Plan};
+use stowage_core::registry::client::Access;
+use stowage_core::registry::timeouts::Timeouts;
+use stowage_core::write::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
+use stowage_core::write::deliver::{deliver, CopyScript};
+use stowage_core::write::progress::{Mode, Progress};
 
 /// Container images from the Nix store.
 ///
@@ -263,8 +263,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            let nss = FakeNss::from_nix(&attrs.arguments.to_string())
-                .map_err(|e| stowage_core::Error::InCall { function: "fakeNss".into(), source: Box::new(e) })?;
+            let nss = FakeNss::from_nix(&attrs.arguments.to_string()).map_err(|e| {
+                stowage_core::Error::InCall { function: "fakeNss".into(), source: Box::new(e) }
+            })?;
             nss.tree().write_to(Path::new(&attrs.outputs.out))?;
             Ok(())
         }
@@ -365,7 +366,8 @@ fn write_script(plan: &Plan, outputs: &Outputs) -> Result<(), Failure> {
     let me = std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
     let out = Path::new(&outputs.out);
     fs::write(out, plan.to_script(&me)).map_err(|e| stowage_core::Error::io(out, e))?;
-    fs::set_permissions(out, fs::Permissions::from_mode(0o555)).map_err(|e| stowage_core::Error::io(out, e))?;
+    fs::set_permissions(out, fs::Permissions::from_mode(0o555))
+        .map_err(|e| stowage_core::Error::io(out, e))?;
     for image in &plan.images {
         eprintln!("stowage: planned {} layers for {}", image.layers.len(), image.repo_tags.join(", "));
     }

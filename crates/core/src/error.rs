@@ -62,9 +62,9 @@ pub enum Error {
         /// Position of the layer, bottom first.
         index: usize,
         /// The planned digest.
-        expected: crate::digest::Digest,
+        expected: crate::format::digest::Digest,
         /// The digest of what was produced (unknown when the size already differed).
-        found: Option<crate::digest::Digest>,
+        found: Option<crate::format::digest::Digest>,
         /// The planned size.
         expected_size: u64,
         /// The size produced.

@@ -5,11 +5,11 @@
 //! would abort the user's `nix` — and puts the builtin's name in front of every error. The shim
 //! turns an `Err` into a Nix evaluation error.
 
-use stowage_core::args::Evaluator;
-use stowage_core::goarch::Platform;
-use stowage_core::nar::Node;
-use stowage_core::nss::FakeNss;
 use std::panic::{self, AssertUnwindSafe};
+use stowage_core::format::nar::Node;
+use stowage_core::functions::args::Evaluator;
+use stowage_core::functions::fake_nss::FakeNss;
+use stowage_core::image::platform::Platform;
 
 #[cxx::bridge(namespace = "stowage::ffi")]
 mod bridge {
@@ -122,7 +122,7 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> brid
             store_dir: nix.store_dir.clone(),
             sandbox_paths: nix.sandbox_paths.clone(),
         };
-        let checked = serde_json::to_value(stowage_core::checks::check(function, args_json, &evaluator)?);
+        let checked = serde_json::to_value(stowage_core::functions::check(function, args_json, &evaluator)?);
         Ok(checked.expect("arguments serialise").to_string())
     });
     match checked {

@@ -18,7 +18,7 @@
 //! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
 //!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
 
-use crate::timeouts::Timeouts;
+use crate::registry::timeouts::Timeouts;
 use crate::{Error, Result};
 use base64::Engine as _;
 use rustls::pki_types::pem::PemObject;
@@ -192,7 +192,7 @@ impl Registry {
     }
 
     /// `body`, a blob's, sent or fetched, held to the minimum rate.
-    pub fn pace<R: Read>(&self, body: R) -> crate::timeouts::Paced<R> {
+    pub fn pace<R: Read>(&self, body: R) -> crate::registry::timeouts::Paced<R> {
         self.timeouts.pace(body)
     }
 

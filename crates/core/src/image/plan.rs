@@ -3,9 +3,9 @@
 //! once (as a stream script: a `#!` line running `stowage stream`, then the plan as JSON);
 //! streaming replays it.
 
-use crate::digest::Digest;
-use crate::image_reader::ArchiveLayer;
-use crate::layer::StoreLayer;
+use crate::format::digest::Digest;
+use crate::layer::tarball::StoreLayer;
+use crate::read::ArchiveLayer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -3,13 +3,13 @@
 //! index) where the destination takes one. Also the copy scripts' format, which
 //! `copyToRegistry` and its siblings write and `stowage copy` reads.
 
-use crate::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
-use crate::compress::Compressor;
-use crate::docker_daemon;
-use crate::image::{Format, ImageSpec, Plan};
-use crate::image_reader::{read_images, verify, ArchiveReader, FoundImage};
-use crate::push::{push, Target};
-use crate::registry::Access;
+use crate::format::compress::Compressor;
+use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::read::{read_images, verify, ArchiveReader, FoundImage};
+use crate::registry::client::Access;
+use crate::registry::push::{push, Target};
+use crate::write::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
+use crate::write::docker_daemon;
 use crate::{Error, Result};
 use std::fs;
 use std::io::{self, BufWriter};

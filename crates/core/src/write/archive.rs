@@ -11,11 +11,11 @@
 //! pass, and a layer whose bytes do not match the plan stops the archive before the configs and
 //! manifest: a reader can never load a wrong image.
 
-use crate::chunks::{ChunkWriter, CopyError, CHUNK};
-use crate::digest::Digest;
-use crate::image::{Format, LayerSource, Plan, PlannedLayer};
-use crate::image_reader::{archive_is_compressed, ArchiveReader};
-use crate::layer::{padding, write_layer, BLOCK};
+use crate::format::chunks::{ChunkWriter, CopyError, CHUNK};
+use crate::format::digest::Digest;
+use crate::image::plan::{Format, LayerSource, Plan, PlannedLayer};
+use crate::layer::tarball::{padding, write_layer, BLOCK};
+use crate::read::{archive_is_compressed, ArchiveReader};
 use crate::{Error, Result};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -229,7 +229,7 @@ fn read_layer(
 /// archive — one byte more than planned at most, enough to tell that the layer changed.
 pub(crate) fn produce_layer(
     layer: &PlannedLayer,
-    out: &mut ChunkWriter<impl crate::chunks::Emit>,
+    out: &mut ChunkWriter<impl crate::format::chunks::Emit>,
     archives: &mut ArchiveReader,
 ) -> Result<()> {
     match &layer.source {
@@ -506,8 +506,8 @@ fn stream_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::image::ImageSpec;
-    use crate::layer::{layer_digest, Ownership, StoreLayer};
+    use crate::image::plan::ImageSpec;
+    use crate::layer::tarball::{layer_digest, Ownership, StoreLayer};
     use std::fs;
     use std::path::Path;
 

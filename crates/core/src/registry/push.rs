@@ -15,18 +15,18 @@
 //! digest drops the entry; a layer that is sent is compressed afresh, and its entry corrected
 //! if it was wrong; two different layers never go into one manifest under one blob.
 //!
-//! How the registry is reached (TLS, credentials, tokens) is [`crate::registry`]'s business.
+//! How the registry is reached (TLS, credentials, tokens) is [`crate::registry::client`]'s business.
 
-use crate::archive::{platform, produce_layer};
-use crate::blob_cache::BlobCache;
-use crate::chunks::to_writer;
-use crate::compress::Compressor;
-use crate::digest::{Digest, DigestWriter};
-use crate::image::{Format, ImageSpec, PlannedLayer};
-use crate::image_reader::ArchiveReader;
-use crate::index::{check_platforms, platform_of};
-use crate::reference::ImageName;
-use crate::registry::{Access, Failure, Registry};
+use crate::format::chunks::to_writer;
+use crate::format::compress::Compressor;
+use crate::format::digest::{Digest, DigestWriter};
+use crate::functions::index::{check_platforms, platform_of};
+use crate::image::plan::{Format, ImageSpec, PlannedLayer};
+use crate::image::reference::ImageName;
+use crate::read::ArchiveReader;
+use crate::registry::blob_cache::BlobCache;
+use crate::registry::client::{Access, Failure, Registry};
+use crate::write::archive::{platform, produce_layer};
 use crate::{Error, Result};
 use serde_json::json;
 use std::cell::Cell;
@@ -66,7 +66,7 @@ impl Destination {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (rest, "latest"),
         };
-        crate::reference::check_tag(tag)?;
+        crate::image::reference::check_tag(tag)?;
         let (registry, repository) = ImageName::parse_argument("DEST", name)?.locate();
         Ok(Destination { registry, repository, tag: tag.into() })
     }
@@ -140,8 +140,8 @@ impl Target {
                 reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or_else(|| {
                     Error::argument("DEST", format!("{text:?}: a docker-archive's image is named NAME:TAG"))
                 })?;
-            crate::reference::ImageName::parse_argument("DEST", name)?;
-            crate::reference::check_tag(tag)?;
+            crate::image::reference::ImageName::parse_argument("DEST", name)?;
+            crate::image::reference::check_tag(tag)?;
         }
         Ok(Target::File { format, path: path.into(), reference })
     }

@@ -5,7 +5,7 @@
 //! - As fake root ([`Confinement::FakeRoot`]): the child makes itself a user namespace (its own
 //!   uid mapped to 0, nothing else), a mount namespace and a PID namespace, in which the shell
 //!   is process 1 — when it ends, whatever it left running ends with it. Its chown calls go to
-//!   the supervisor in [`crate::seccomp`], which records the owners for the layer.
+//!   the supervisor in [`crate::script::seccomp`], which records the owners for the layer.
 //! - Chrooted ([`Confinement::Chroot`]): fake root, and the shell's root is the image root, with
 //!   the store bind-mounted at its real place, `/dev` and `/sys` bound from the build's own (Nix's
 //!   sandbox has no `/sys`; a chroot in it has none either), and
@@ -15,7 +15,7 @@
 //! Scripts run with `sh -e -c SCRIPT NAME`: the text reaches the shell byte for byte, the first
 //! failing command fails the script (as in Nix's builders), and `$0` names the argument.
 
-use crate::seccomp::{self, Owners};
+use crate::script::seccomp::{self, Owners};
 use crate::{Error, Result};
 use std::ffi::CString;
 use std::fs;
@@ -172,12 +172,12 @@ impl MountPoints {
         // into them): the build's store paths are bound in beside them, one by one, rather
         // than the whole store over them.
         let image_store = inside(store_dir);
-        let own = crate::tree::sorted_names(&image_store)?;
+        let own = crate::layer::tree::sorted_names(&image_store)?;
         let store_binds = if own.is_empty() {
             vec![(c(store_dir), c(&image_store))]
         } else {
             let mut binds = Vec::new();
-            for name in crate::tree::sorted_names(store_dir)? {
+            for name in crate::layer::tree::sorted_names(store_dir)? {
                 let target = image_store.join(&name);
                 if name.as_bytes().starts_with(b".") || fs::symlink_metadata(&target).is_ok() {
                     continue;
@@ -532,7 +532,7 @@ pub fn search_path(inputs: &[String], shell: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seccomp::Inode;
+    use crate::script::seccomp::Inode;
     use std::os::unix::fs::MetadataExt;
 
     const BUSYBOX: &str = "/bin/busybox";

@@ -12,9 +12,9 @@
 //! or the GNU long-name records before them, which hold any byte but NUL (as `tar
 //! --format=gnu` writes them; skopeo, podman and umoci read them back byte for byte).
 
-use crate::chunks::{ChunkWriter, CopyError, Emit};
-use crate::digest::Digest;
-use crate::perms::{Perm, Perms};
+use crate::format::chunks::{ChunkWriter, CopyError, Emit};
+use crate::format::digest::Digest;
+use crate::layer::perms::{Perm, Perms};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -41,7 +41,7 @@ pub struct Ownership {
 }
 
 /// An entry that is not read from the store: the customisation layer's directories and links,
-/// and the files of an image's Nix database ([`crate::nix_db`]).
+/// and the files of an image's Nix database ([`crate::layer::nix_db`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Synthetic {
@@ -140,7 +140,7 @@ pub struct StoreLayer {
     pub store_paths: Vec<String>,
     /// Synthetic entries, written after them.
     pub synthetic: Vec<Synthetic>,
-    /// A tar file (what a customisation script left, see [`crate::tree`]) whose entries are
+    /// A tar file (what a customisation script left, see [`crate::layer::tree`]) whose entries are
     /// written last, byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<String>,
@@ -352,7 +352,7 @@ mod tests {
     /// The bytes of the layer of `source`.
     fn bytes(source: &StoreLayer) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        let mut out = crate::chunks::to_writer(&mut bytes);
+        let mut out = crate::format::chunks::to_writer(&mut bytes);
         write_layer(source, &mut out)?;
         drop(out.finish().unwrap());
         Ok(bytes)

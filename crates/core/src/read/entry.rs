@@ -1,6 +1,6 @@
 //! The entries of layers read from existing images — a base image's layers, checked when the
-//! image is read ([`crate::image_reader::verify`]) and again as `runAsRoot`'s root is unpacked
-//! ([`crate::image_root`]) — and the one set of rules every reader holds them to.
+//! image is read ([`crate::read::verify`]) and again as `runAsRoot`'s root is unpacked
+//! ([`crate::script::root`]) — and the one set of rules every reader holds them to.
 //!
 //! - An entry's name is a path relative to the image root: `./etc/` and `/etc` are `etc`. A name
 //!   with a `..` component is refused, whether or not it climbs out of the root: readers resolve
@@ -11,7 +11,7 @@
 //!   directory itself, its parent) are refused.
 //! - Names are bytes: one that is not UTF-8 is a name like any other.
 
-use crate::tree::{OPAQUE, WHITEOUT};
+use crate::layer::tree::{OPAQUE, WHITEOUT};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Read};

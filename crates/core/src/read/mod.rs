@@ -14,13 +14,15 @@
 //! memory. It checks that everything named is there, that names stay inside the archive and that
 //! documents named by a digest have it. The second, [`verify`], reads the chosen image's layers
 //! and checks each against its diff_id, and its entries against the rules of
-//! [`crate::layer_entry`]; streaming later copies them with [`ArchiveReader`] in one more pass.
+//! [`crate::read::entry`]; streaming later copies them with [`ArchiveReader`] in one more pass.
 //! Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]): a
 //! decompression bomb is an error, not a full disk.
 
-use crate::digest::{Digest, DigestReader};
-use crate::image::{ImageSpec, LayerSource, Plan, PlannedLayer};
-use crate::layer_entry::check_layer;
+pub mod entry;
+
+use crate::format::digest::{Digest, DigestReader};
+use crate::image::plan::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::read::entry::check_layer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -250,7 +252,7 @@ impl FoundImage {
 }
 
 /// Reads every layer of `image` that is not known good, checks it against its diff_id and its
-/// entries against the rules of [`crate::layer_entry`], and returns the image ready to stream. A
+/// entries against the rules of [`crate::read::entry`], and returns the image ready to stream. A
 /// layer whose digest is in `known` is not read again: the known one, with the same bytes, takes
 /// its place; every layer verified here joins it.
 pub fn verify(
@@ -579,7 +581,7 @@ fn strings(value: &Value) -> Option<Vec<String>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::layer_entry::tests::raw_layer;
+    use crate::read::entry::tests::raw_layer;
     use serde_json::json;
     use std::io::Write;
     use std::path::PathBuf;
@@ -858,7 +860,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         std::fs::create_dir_all(store.join("x-a")).unwrap();
-        let plan = crate::archive::tests::plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
+        let plan = crate::write::archive::tests::plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         let path = write(dir.path(), "stream", plan.to_script(Path::new("/bin/stowage")).as_bytes());
         let images = read_images(&path).unwrap();
         assert_eq!(images[0].repo_tags, ["a:b"]);

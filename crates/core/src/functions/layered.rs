@@ -8,20 +8,20 @@
 //! layers from the closure Nix exports, computes every layer's digest and writes an
 //! [`ImageSpec`] that streaming replays.
 
-use crate::args::{Args, Evaluator};
-use crate::checks::Call;
-use crate::contents::merge_contents;
 use crate::cores::{cores, map_parallel};
-use crate::customise::LAYER_FILE;
-use crate::goarch::{cpus, Platform};
-use crate::image::{Format, ImageSpec, LayerSource, Plan, PlannedLayer};
-use crate::image_config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
-use crate::image_reader::{read_images, select, verify, ArchiveReader, FoundImage};
-use crate::layer::{layer_digest, Ownership, StoreLayer};
-use crate::nix_db;
-use crate::perms::{check_perms, Perm};
-use crate::plan::{plan_layers, PathInfo};
-use crate::reference::{check_tag, ImageName};
+use crate::functions::args::{Args, Evaluator};
+use crate::functions::customise::LAYER_FILE;
+use crate::functions::Call;
+use crate::image::config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
+use crate::image::layering::{plan_layers, PathInfo};
+use crate::image::plan::{Format, ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image::platform::{cpus, Platform};
+use crate::image::reference::{check_tag, ImageName};
+use crate::layer::contents::merge_contents;
+use crate::layer::nix_db;
+use crate::layer::perms::{check_perms, Perm};
+use crate::layer::tarball::{layer_digest, Ownership, StoreLayer};
+use crate::read::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -734,7 +734,7 @@ mod tests {
     #[test]
     fn a_multi_platform_base_gives_the_image_for_the_platform() {
         let dir = tempfile::tempdir().unwrap();
-        let base = crate::image_reader::tests::multi_platform_oci(dir.path());
+        let base = crate::read::tests::multi_platform_oci(dir.path());
         for (architecture, name) in [("amd64", None), ("arm64", None), ("arm64", Some("multi"))] {
             let mut image = args(&format!(r#"{{"name": "x", "architecture": "{architecture}"}}"#)).unwrap();
             image.from_image_name = name.map(Into::into);

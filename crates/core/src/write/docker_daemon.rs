@@ -5,8 +5,8 @@
 //! `/var/run/docker.sock`. HTTP/1.1 is spoken by hand here: the exchange is one request with a
 //! chunked body and one response, over a Unix socket the HTTP client does not offer.
 
-use crate::archive::write_archive;
-use crate::image::{Format, ImageSpec, Plan};
+use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::write::archive::write_archive;
 use crate::{Error, Result};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -32,7 +32,7 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
     let engine_error = |e: io::Error| Error::io(socket, e);
     let stream = UnixStream::connect(socket).map_err(engine_error)?;
     let mut request =
-        io::BufWriter::with_capacity(crate::chunks::CHUNK, stream.try_clone().map_err(engine_error)?);
+        io::BufWriter::with_capacity(crate::format::chunks::CHUNK, stream.try_clone().map_err(engine_error)?);
     request
         .write_all(
             b"POST /images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n\

@@ -7,8 +7,8 @@
 //! order given. Extra lines are checked, since a malformed line makes libc skip the entry
 //! silently at run time.
 
-use crate::args::Args;
-use crate::nar::Node;
+use crate::format::nar::Node;
+use crate::functions::args::Args;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 

@@ -45,8 +45,8 @@ fn table() -> &'static Table {
             #[serde(borrow)]
             kernels: Vec<&'a str>,
         }
-        let json: Json =
-            serde_json::from_str(include_str!("../../../nix/platforms.json")).expect("nix/platforms.json is valid");
+        let json: Json = serde_json::from_str(include_str!("../../../../nix/platforms.json"))
+            .expect("nix/platforms.json is valid");
         Table { cpus: json.cpus, kernels: json.kernels }
     })
 }

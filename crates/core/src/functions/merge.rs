@@ -4,11 +4,11 @@
 //! A layer several images share is stored once (the archive writer stores each digest once),
 //! and is read and verified once: the first copy verified stands in for every later one.
 
-use crate::args::Args;
-use crate::digest::Digest;
-use crate::image::{Format, ImageSpec, Plan};
-use crate::image_reader::{read_images, verify, ArchiveReader};
-use crate::layered_image::check_in_store;
+use crate::format::digest::Digest;
+use crate::functions::args::Args;
+use crate::functions::layered::check_in_store;
+use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,14 +108,14 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::write_archive;
+    use crate::write::archive::write_archive;
 
     /// A stream script of one image, `tag`, holding store path `name` (with `contents`).
     fn stream(dir: &Path, name: &str, contents: &str, tag: &str) -> String {
         let store = dir.join("store");
         std::fs::create_dir_all(store.join(name)).unwrap();
         std::fs::write(store.join(name).join("f"), contents).unwrap();
-        let plan = crate::archive::tests::plan(&store, &store.join(name).to_string_lossy(), tag);
+        let plan = crate::write::archive::tests::plan(&store, &store.join(name).to_string_lossy(), tag);
         let path = dir.join(format!("{name}.stream"));
         std::fs::write(&path, plan.to_script(Path::new("/bin/stowage"))).unwrap();
         path.to_string_lossy().into_owned()

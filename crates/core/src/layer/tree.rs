@@ -6,12 +6,12 @@
 //! owners are numeric — what a fake root set (recorded by inode, [`Owners`]), else the image's
 //! owner — and modes are the disk's, except where the disk could not hold them ([`Modes`]).
 //! Hard links within the layer stay hard links. Names and link targets are bytes, written as they
-//! are (see [`crate::layer`]).
+//! are (see [`crate::layer::tarball`]).
 
-use crate::chunks::{ChunkWriter, Emit};
-use crate::layer::{append_file, header, Ownership};
-use crate::perms::Perms;
-use crate::seccomp::{Inode, Owners};
+use crate::format::chunks::{ChunkWriter, Emit};
+use crate::layer::perms::Perms;
+use crate::layer::tarball::{append_file, header, Ownership};
+use crate::script::seccomp::{Inode, Owners};
 use crate::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -351,7 +351,7 @@ mod tests {
         modes: &Modes,
     ) -> Vec<(String, char, u32, u64, String)> {
         let mut bytes = Vec::new();
-        let mut out = crate::chunks::to_writer(&mut bytes);
+        let mut out = crate::format::chunks::to_writer(&mut bytes);
         let default = owner();
         let none = Owners::default();
         let changes = before.map(|before| Changes { before, chowned: &none });
@@ -457,7 +457,7 @@ mod tests {
     /// The layer of what changed in `root` since `before`, owned by the test's owner.
     fn changes_since(root: &Path, before: &Snapshot) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let mut out = crate::chunks::to_writer(&mut bytes);
+        let mut out = crate::format::chunks::to_writer(&mut bytes);
         let (default, owners, modes, perms) =
             (owner(), Owners::default(), Modes::default(), Perms::default());
         let changes = Changes { before, chowned: &owners };
@@ -489,7 +489,7 @@ mod tests {
             .unwrap();
         let bytes = changes_since(root, &before);
         assert_eq!(
-            (crate::digest::Digest::of(&bytes).to_string().as_str(), bytes.len()),
+            (crate::format::digest::Digest::of(&bytes).to_string().as_str(), bytes.len()),
             ("sha256:254cc51ce55469c3203b648cd7022063fd9bf4effff0ef85400e28ed924dcdb0", 8704)
         );
     }

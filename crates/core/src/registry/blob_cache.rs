@@ -8,8 +8,8 @@
 //! an entry copied under another layer's name, damaged or half-written reads as absent rather
 //! than as another layer's blob. A cache that cannot be read or written only costs a compression.
 
-use crate::compress::Compressor;
-use crate::digest::Digest;
+use crate::format::compress::Compressor;
+use crate::format::digest::Digest;
 use std::fs;
 use std::path::{Path, PathBuf};
 

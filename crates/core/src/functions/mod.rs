@@ -6,11 +6,19 @@
 //! of the public function (`function`), so the builder checks them exactly as the plugin did:
 //! derivations are the same in both modes, and so are the images.
 
-use crate::args::Evaluator;
-use crate::index::IndexArgs;
-use crate::layered_image::ImageArgs;
-use crate::merge::MergeArgs;
-use crate::pull::PullArgs;
+pub mod args;
+pub mod customise;
+pub mod fake_nss;
+pub mod index;
+pub mod layered;
+pub mod merge;
+pub mod pull;
+
+use crate::functions::args::Evaluator;
+use crate::functions::index::IndexArgs;
+use crate::functions::layered::ImageArgs;
+use crate::functions::merge::MergeArgs;
+use crate::functions::pull::PullArgs;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

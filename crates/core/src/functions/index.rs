@@ -5,11 +5,11 @@
 //! each holding one image); the platform of each is its config's `os`, `architecture` and
 //! `variant`, and no two may share one.
 
-use crate::args::Args;
-use crate::image::{Format, ImageSpec, Plan};
-use crate::image_reader::{read_images, verify, ArchiveReader};
-use crate::layered_image::check_in_store;
-use crate::reference::{check_tag, ImageName};
+use crate::functions::args::Args;
+use crate::functions::layered::check_in_store;
+use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::image::reference::{check_tag, ImageName};
+use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ impl IndexArgs {
 
 /// The platform an image config names: `os/architecture[/variant]`.
 pub fn platform_of(config: &str) -> String {
-    let platform = crate::archive::platform(config);
+    let platform = crate::write::archive::platform(config);
     let parts = [&platform["os"], &platform["architecture"], &platform["variant"]];
     let parts: Vec<&str> = parts.iter().filter(|p| !p.is_null()).map(|p| p.as_str().unwrap_or("?")).collect();
     parts.join("/")

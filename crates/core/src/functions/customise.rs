@@ -1,21 +1,21 @@
 //! The customisation derivation: builds an image root, runs the image's scripts in it, and
-//! writes what they left as the layer's entries (`$out/layer.tar`, see [`crate::tree`]).
+//! writes what they left as the layer's entries (`$out/layer.tar`, see [`crate::layer::tree`]).
 //!
 //! It is a derivation of its own so that Nix scans its output for store paths: what the
 //! scripts' output refers to (a symlink into the store, a config file naming a store path)
 //! joins the image's closure, as in dockerTools, and what only ran the scripts — the shell,
 //! `nativeBuildInputs` — does not.
 
-use crate::checks::Call;
-use crate::contents::merge_contents;
-use crate::image_root::{copy_to_root, resolve_in_root, unpack_layers};
-use crate::layer::{Ownership, Synthetic};
-use crate::layered_image::read_base;
-use crate::layered_image::{is_script, resolve_time, Outputs};
-use crate::perms::Perms;
-use crate::script::{self, Confinement, Script, Shell, IMAGE_SHELL};
-use crate::seccomp::Owners;
-use crate::tree::{write_tree, Changes, Modes, Snapshot, TreeOwners};
+use crate::functions::layered::read_base;
+use crate::functions::layered::{is_script, resolve_time, Outputs};
+use crate::functions::Call;
+use crate::layer::contents::merge_contents;
+use crate::layer::perms::Perms;
+use crate::layer::tarball::{Ownership, Synthetic};
+use crate::layer::tree::{write_tree, Changes, Modes, Snapshot, TreeOwners};
+use crate::script::confine::{self, Confinement, Script, Shell, IMAGE_SHELL};
+use crate::script::root::{copy_to_root, resolve_in_root, unpack_layers};
+use crate::script::seccomp::Owners;
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::fs;
@@ -130,12 +130,12 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
             })?,
         };
         let script = Script { name: "runAsRoot", text, shell, env: &env(shell.path(), None) };
-        chowned.extend(script::run(&script, &root, &Confinement::Chroot { store_dir: store_dir.clone() })?);
+        chowned.extend(confine::run(&script, &root, &Confinement::Chroot { store_dir: store_dir.clone() })?);
     }
     if let Some(text) = script_text(&input.extra_commands) {
         let shell = shell_for("extraCommands")?;
         let script = Script { name: "extraCommands", text, shell, env: &env(shell.path(), Some(&tmp)) };
-        script::run(&script, &root, &Confinement::BuildUser)?;
+        confine::run(&script, &root, &Confinement::BuildUser)?;
     }
     if let Some(text) = script_text(&input.fake_root_commands) {
         let chroot = input.enable_fakechroot.unwrap_or(false);
@@ -145,7 +145,7 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
         let confinement =
             if chroot { Confinement::Chroot { store_dir: store_dir.clone() } } else { Confinement::FakeRoot };
         let script = Script { name: "fakeRootCommands", text, shell, env: &env };
-        chowned.extend(script::run(&script, &root, &confinement)?);
+        chowned.extend(confine::run(&script, &root, &confinement)?);
     }
     let changes = before.as_ref().map(|before| Changes { before, chowned: &chowned });
     owners.extend(chowned.clone());
@@ -168,7 +168,7 @@ fn write_output(root: &Path, changes: Option<Changes>, outputs: &Outputs, owners
     let path = out.join(LAYER_FILE);
     let file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut writer = BufWriter::new(file);
-    let mut chunks = crate::chunks::to_writer(&mut writer);
+    let mut chunks = crate::format::chunks::to_writer(&mut writer);
     let count = write_tree(root, changes, owners, &mut chunks)?;
     drop(chunks.finish().map_err(|e| Error::io(&path, e))?);
     writer.flush().map_err(|e| Error::io(&path, e))?;
@@ -211,7 +211,7 @@ pub fn environment(
     tmp: Option<&PathBuf>,
 ) -> Vec<(String, String)> {
     let mut env = vec![
-        ("PATH".to_string(), script::search_path(inputs, shell)),
+        ("PATH".to_string(), confine::search_path(inputs, shell)),
         ("HOME".to_string(), "/homeless-shelter".to_string()),
         ("SOURCE_DATE_EPOCH".to_string(), mtime.to_string()),
     ];

@@ -6,8 +6,8 @@
 //! what is there); each clash is reported so it is not silent. Names are bytes: one that is not
 //! UTF-8 is merged as it is.
 
-use crate::layer::Synthetic;
-use crate::tree::sorted_names;
+use crate::layer::tarball::Synthetic;
+use crate::layer::tree::sorted_names;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

@@ -8,14 +8,14 @@
 //! `fromImage`, `mergeImages`, `podman load` and `skopeo copy oci-archive:…` read it. A failure
 //! leaves no output behind.
 
-use crate::archive::{header, platform, OCI_INDEX, OCI_LAYOUT, OCI_MANIFEST};
-use crate::args::{Args, Evaluator};
-use crate::digest::{Digest, DigestWriter};
-use crate::goarch::Platform;
-use crate::layer::padding;
-use crate::reference::{check_tag, ImageName};
-use crate::registry::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT, MANIFEST_TYPES};
-use crate::timeouts::Timeouts;
+use crate::format::digest::{Digest, DigestWriter};
+use crate::functions::args::{Args, Evaluator};
+use crate::image::platform::Platform;
+use crate::image::reference::{check_tag, ImageName};
+use crate::layer::tarball::padding;
+use crate::registry::client::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT, MANIFEST_TYPES};
+use crate::registry::timeouts::Timeouts;
+use crate::write::archive::{header, platform, OCI_INDEX, OCI_LAYOUT, OCI_MANIFEST};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -242,7 +242,7 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         }],
     });
     entry(&mut tar, "index.json", index.to_string().as_bytes()).map_err(io_err)?;
-    tar.write_all(&[0; 2 * crate::layer::BLOCK]).map_err(io_err)?;
+    tar.write_all(&[0; 2 * crate::layer::tarball::BLOCK]).map_err(io_err)?;
     let file = tar.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.sync_all().map_err(io_err)?;
     progress(&format!("pulled {} as {reference}", source.image));

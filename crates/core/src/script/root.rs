@@ -5,16 +5,16 @@
 //! The build user cannot give files other owners or set-user-ID bits, and must be able to
 //! write into every directory it fills, so owners go to an [`Owners`] record and modes the
 //! disk does not hold to [`Modes`], both by inode: the layer is written from those
-//! ([`crate::tree`]). Every path of a layer is resolved inside the root: a symlink in a base
+//! ([`crate::layer::tree`]). Every path of a layer is resolved inside the root: a symlink in a base
 //! layer cannot make a later entry land outside it.
 
-use crate::chunks::to_writer;
-use crate::image::{LayerSource, PlannedLayer};
-use crate::image_reader::ArchiveReader;
-use crate::layer::write_layer;
-use crate::layer_entry::{check, Action, BadEntry, Checked};
-use crate::seccomp::{Inode, Owners};
-use crate::tree::{sorted_names, Modes};
+use crate::format::chunks::to_writer;
+use crate::image::plan::{LayerSource, PlannedLayer};
+use crate::layer::tarball::write_layer;
+use crate::layer::tree::{sorted_names, Modes};
+use crate::read::entry::{check, Action, BadEntry, Checked};
+use crate::read::ArchiveReader;
+use crate::script::seccomp::{Inode, Owners};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
@@ -29,7 +29,7 @@ const PRIVILEGED_BITS: u32 = 0o6000;
 
 /// Unpacks `layers` (those of the base image in the file `base`, bottom first) into `root`.
 /// `scratch` is a folder for a stowage base's store layers, which are made to be read. Every
-/// entry is held to the rules of [`crate::layer_entry`].
+/// entry is held to the rules of [`crate::read::entry`].
 pub fn unpack_layers(
     root: &Path,
     base: &Path,
@@ -373,9 +373,9 @@ impl Copy<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
-    use crate::layer::{Ownership, StoreLayer};
-    use crate::layer_entry::tests::raw_layer;
+    use crate::format::digest::Digest;
+    use crate::layer::tarball::{Ownership, StoreLayer};
+    use crate::read::entry::tests::raw_layer;
 
     /// A layer tarball of (name, kind, contents or link target, uid, mode).
     fn layer(entries: &[(&str, tar::EntryType, &str, u64, u32)]) -> Vec<u8> {
@@ -605,7 +605,7 @@ mod tests {
     /// An error in a layer of an archive names the archive, the layer and the entry.
     #[test]
     fn errors_name_the_archive_the_layer_and_the_entry() {
-        use crate::image_reader::{ArchiveLayer, Compression};
+        use crate::read::{ArchiveLayer, Compression};
         let dir = tempfile::tempdir().unwrap();
         let bytes = raw_layer(&[(b"x/", D, b""), (b"x/y", H, b"z")]);
         let archive = dir.path().join("base.tar");

@@ -1,0 +1,9 @@
+//! Registries, over the OCI distribution API: the client (TLS, credentials, authentication)
+//! that push and pull share ([`client`]), the deadlines every request is held to
+//! ([`timeouts`]), and `stowage push` ([`push`]) with its cache of compressed layer digests
+//! ([`blob_cache`]). `pullImage` is a library function: [`crate::functions::pull`].
+
+pub mod blob_cache;
+pub mod client;
+pub mod push;
+pub mod timeouts;
