@@ -491,7 +491,7 @@ fn the_compressed_digest_cache_is_checked() {
     // right blob sent and the entry corrected.
     let fresh = Registry::start();
     let cache = stowage_core::registry::blob_cache::BlobCache::under(home.path());
-    let compressor = stowage_core::format::compress::Compressor::Gzip;
+    let compressor = stowage_core::format::compress::Compression::Gzip;
     let bogus = stowage_core::format::digest::Digest::of(b"no such blob");
     cache.put(&diff_ids[1], compressor, &bogus, 1234);
     let out = push(&image, &format!("docker://{}/team/app:v1", fresh.address()), home.path());

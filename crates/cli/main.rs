@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage_core::cores::cores;
 use stowage_core::format::chunks::CHUNK;
-use stowage_core::format::compress::Compressor;
+use stowage_core::format::compress::Compression;
+use stowage_core::functions::args::Outputs;
+use stowage_core::functions::call::Call;
 use stowage_core::functions::customise::{customise, CustomisationInput};
 use stowage_core::functions::fake_nss::FakeNss;
 use stowage_core::functions::index::plan_index;
-use stowage_core::functions::layered::{plan_image, BuildInput, Outputs};
+use stowage_core::functions::layered::{plan_image, BuildInput};
 use stowage_core::functions::merge::merge_images;
 use stowage_core::functions::pull::pull;
-use stowage_core::functions::Call;
 use stowage_core::image::config::referenced_store_paths;
 use stowage_core::image::plan::{Format, Plan};
 use stowage_core::registry::client::Access;
@@ -309,14 +310,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 outputs: Outputs,
             }
             let attrs: Attrs = read_attrs()?;
-            let compressor = Compressor::from_name(&attrs.compressor)?;
+            let compressor = Compression::from_name(&attrs.compressor)?;
             let plan = Plan::read(&attrs.stream)?;
             let path = Path::new(&attrs.outputs.out);
             let io_err = |e| stowage_core::Error::io(path, e);
             let threads = cores()?;
             eprintln!("stowage: writing {} on {threads} thread(s)", path.display());
             if plan.format == Format::OciDir {
-                if compressor != Compressor::None {
+                if compressor != Compression::None {
                     return Err(fail("argument 'compressor' must be \"none\" for format \"oci-dir\""));
                 }
                 return Ok(write_oci_dir(&plan, path, threads)?);

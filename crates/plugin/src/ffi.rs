@@ -122,7 +122,8 @@ fn check_args(function: &str, args_json: &str, nix: &bridge::NixContext) -> brid
             store_dir: nix.store_dir.clone(),
             sandbox_paths: nix.sandbox_paths.clone(),
         };
-        let checked = serde_json::to_value(stowage_core::functions::check(function, args_json, &evaluator)?);
+        let checked =
+            serde_json::to_value(stowage_core::functions::call::check(function, args_json, &evaluator)?);
         Ok(checked.expect("arguments serialise").to_string())
     });
     match checked {

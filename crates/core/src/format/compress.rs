@@ -1,5 +1,6 @@
-//! Archive compression on every core — `gz` and `zstd` — with bytes that never depend on how
-//! many cores did the work.
+//! Compression, both ways: archives written with `gz` or `zstd` on every core, with bytes that
+//! never depend on how many cores did the work; and archives or layers read, their compression
+//! told by magic bytes and their decompression bounded (see [`MAX_EXPANSION`]).
 //!
 //! - **gzip**: the input is cut into [`GZIP_MEMBER`]-byte blocks by position alone, each block
 //!   is compressed on a worker thread into a gzip member of its own (RFC 1952 §2.2: a gzip file
@@ -15,14 +16,18 @@
 //!   mode, never used here, writes another).
 
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// The compressions an archive can be written with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compressor {
+/// How a file — an archive, or a layer inside one — is compressed: what an archive is written
+/// with, and what one read turns out to hold. (Its serde names are those of a plan's archive
+/// layers.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
     /// A plain tar.
     None,
     /// gzip (`.tar.gz`).
@@ -31,13 +36,13 @@ pub enum Compressor {
     Zstd,
 }
 
-impl Compressor {
+impl Compression {
     /// The compressor named as `buildLayeredImage`'s `compressor` names it.
-    pub fn from_name(name: &str) -> Result<Compressor> {
+    pub fn from_name(name: &str) -> Result<Compression> {
         match name {
-            "none" => Ok(Compressor::None),
-            "gz" => Ok(Compressor::Gzip),
-            "zstd" => Ok(Compressor::Zstd),
+            "none" => Ok(Compression::None),
+            "gz" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
             other => Err(Error::argument(
                 "compressor",
                 format!("is {other:?}; it must be \"none\", \"gz\" or \"zstd\""),
@@ -50,12 +55,12 @@ impl Compressor {
         self.writer_at(out, threads, GZIP_LEVEL)
     }
 
-    /// [`Compressor::writer`], gzip at `gzip_level` (1 to 12, libdeflate's levels).
+    /// [`Compression::writer`], gzip at `gzip_level` (1 to 12, libdeflate's levels).
     pub fn writer_at<W: Write>(self, out: W, threads: usize, gzip_level: i32) -> io::Result<Compressed<W>> {
         Ok(match self {
-            Compressor::None => Compressed::Plain(out),
-            Compressor::Gzip => Compressed::Gzip(ParallelGzip::new(out, threads, gzip_level)),
-            Compressor::Zstd => {
+            Compression::None => Compressed::Plain(out),
+            Compression::Gzip => Compressed::Gzip(ParallelGzip::new(out, threads, gzip_level)),
+            Compression::Zstd => {
                 let mut zstd = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
                 zstd.multithread(threads.max(1) as u32)?;
                 // As the zstd command writes it: a reader can tell a damaged archive.
@@ -274,6 +279,85 @@ fn worker_failed() -> io::Error {
     io::Error::other("a gzip compression thread stopped")
 }
 
+// Reading: what compression a file holds, and its bounded decompression.
+
+/// How many times its compressed size a compressed archive or layer may expand to…
+pub const MAX_EXPANSION: u64 = 200;
+/// …or this many bytes, whichever is more. Real layers compress 2 to 10 times; a stream of
+/// zeros compresses a thousand times with gzip and far more with zstd.
+pub const EXPANSION_FLOOR: u64 = 256 << 20;
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+impl Compression {
+    /// The compression whose magic bytes start `head`.
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(GZIP_MAGIC) {
+            Compression::Gzip
+        } else if head.starts_with(ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// `reader`, decompressed; at most [`expansion_limit`] of `compressed_size` bytes come out.
+    pub fn decoder<'a, R: Read + Send + 'a>(
+        self,
+        reader: R,
+        compressed_size: u64,
+    ) -> io::Result<Box<dyn Read + Send + 'a>> {
+        let limit = expansion_limit(compressed_size);
+        Ok(match self {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => {
+                Box::new(Metered { inner: flate2::read::MultiGzDecoder::new(reader), count: 0, limit })
+            }
+            Compression::Zstd => Box::new(Metered { inner: zstd::Decoder::new(reader)?, count: 0, limit }),
+        })
+    }
+}
+
+/// The most bytes something `compressed_size` bytes long may decompress to.
+pub fn expansion_limit(compressed_size: u64) -> u64 {
+    compressed_size.saturating_mul(MAX_EXPANSION).max(EXPANSION_FLOOR)
+}
+
+/// A reader that counts what comes out of it, and fails once that is more than its limit.
+pub struct Metered<R> {
+    inner: R,
+    count: u64,
+    limit: u64,
+}
+
+impl<R> Metered<R> {
+    /// `inner`, counted, with no limit.
+    pub fn unlimited(inner: R) -> Metered<R> {
+        Metered { inner, count: 0, limit: u64::MAX }
+    }
+
+    /// How many bytes came out so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(io::Error::other(format!(
+                "it decompresses to more than {MAX_EXPANSION} times its size (at least {} MiB): \
+                 refused as a likely decompression bomb",
+                EXPANSION_FLOOR >> 20
+            )));
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +381,7 @@ mod tests {
     }
 
     /// `data` compressed by `compressor` on `threads` threads, written in pieces of `piece`.
-    fn compress(compressor: Compressor, data: &[u8], threads: usize, piece: usize) -> Vec<u8> {
+    fn compress(compressor: Compression, data: &[u8], threads: usize, piece: usize) -> Vec<u8> {
         let mut w = compressor.writer(Vec::new(), threads).unwrap();
         for chunk in data.chunks(piece) {
             w.write_all(chunk).unwrap();
@@ -314,9 +398,9 @@ mod tests {
     #[test]
     fn gzip_bytes_do_not_depend_on_threads_or_write_sizes() {
         let data = sample(5 * GZIP_MEMBER + 12345);
-        let one = compress(Compressor::Gzip, &data, 1, 1 << 16);
+        let one = compress(Compression::Gzip, &data, 1, 1 << 16);
         for (threads, piece) in [(2, 1 << 20), (3, 777), (8, 5 << 20)] {
-            assert!(compress(Compressor::Gzip, &data, threads, piece) == one, "{threads} threads");
+            assert!(compress(Compression::Gzip, &data, threads, piece) == one, "{threads} threads");
         }
         assert!(gunzip(&one) == data);
         assert!(one.len() < data.len() / 2, "compressed to {} of {}", one.len(), data.len());
@@ -335,7 +419,7 @@ mod tests {
 
     #[test]
     fn gzip_of_nothing_is_a_valid_gzip_file() {
-        let empty = compress(Compressor::Gzip, &[], 2, 1);
+        let empty = compress(Compression::Gzip, &[], 2, 1);
         assert_eq!(&empty[..2], &[0x1f, 0x8b]);
         assert!(gunzip(&empty).is_empty());
     }
@@ -344,17 +428,17 @@ mod tests {
     fn zstd_bytes_do_not_depend_on_threads() {
         // several of libzstd's jobs
         let data = sample(5 * ZSTD_JOB as usize + 1000);
-        let one = compress(Compressor::Zstd, &data, 1, 1 << 16);
+        let one = compress(Compression::Zstd, &data, 1, 1 << 16);
         for threads in [2, 4] {
-            assert!(compress(Compressor::Zstd, &data, threads, 100_000) == one, "{threads} threads");
+            assert!(compress(Compression::Zstd, &data, threads, 100_000) == one, "{threads} threads");
         }
         assert!(zstd::decode_all(one.as_slice()).unwrap() == data);
     }
 
     #[test]
     fn compressor_names() {
-        assert_eq!(Compressor::from_name("gz").unwrap(), Compressor::Gzip);
-        let err = Compressor::from_name("xz").unwrap_err().to_string();
+        assert_eq!(Compression::from_name("gz").unwrap(), Compression::Gzip);
+        let err = Compression::from_name("xz").unwrap_err().to_string();
         assert!(err.starts_with("argument 'compressor' is \"xz\""), "{err}");
     }
 }

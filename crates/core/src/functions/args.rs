@@ -4,6 +4,7 @@
 //! argument (and the list element) at fault in the words Nix uses for type errors.
 
 use crate::{Error, Result};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// What the evaluating Nix tells about itself that argument checks need.
@@ -116,6 +117,23 @@ fn nix_type(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a set",
     }
+}
+
+/// Checks that argument `arg`, `path`, is in the store (a store path or a file inside one).
+pub fn check_in_store(arg: impl std::fmt::Display, path: &str, store_dir: &str) -> Result<()> {
+    let in_store = path.strip_prefix(store_dir).and_then(|rest| rest.strip_prefix('/'));
+    if in_store.is_some_and(|name| !name.is_empty()) {
+        Ok(())
+    } else {
+        Err(Error::argument(arg, format!("{path:?} is not a store path (the store is {store_dir})")))
+    }
+}
+
+/// The derivation's output paths.
+#[derive(Debug, Deserialize)]
+pub struct Outputs {
+    /// `$out`.
+    pub out: String,
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 //! joins the image's closure, as in dockerTools, and what only ran the scripts — the shell,
 //! `nativeBuildInputs` — does not.
 
-use crate::functions::layered::read_base;
-use crate::functions::layered::{is_script, resolve_time, Outputs};
-use crate::functions::Call;
+use crate::functions::args::Outputs;
+use crate::functions::call::Call;
+use crate::functions::image::{is_script, read_base, resolve_time, LAYER_FILE};
 use crate::layer::contents::merge_contents;
 use crate::layer::perms::Perms;
 use crate::layer::tarball::{Ownership, Synthetic};
@@ -23,9 +23,6 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
-
-/// The name of the entries file in a customisation output.
-pub const LAYER_FILE: &str = "layer.tar";
 
 /// What the customisation derivation gets: Nix's structured attributes.
 #[derive(Debug, Deserialize)]

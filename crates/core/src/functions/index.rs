@@ -5,8 +5,8 @@
 //! each holding one image); the platform of each is its config's `os`, `architecture` and
 //! `variant`, and no two may share one.
 
+use crate::functions::args::check_in_store;
 use crate::functions::args::Args;
-use crate::functions::layered::check_in_store;
 use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::image::reference::{check_tag, ImageName};
 use crate::read::{read_images, verify, ArchiveReader};

@@ -5,8 +5,8 @@
 //! and is read and verified once: the first copy verified stands in for every later one.
 
 use crate::format::digest::Digest;
+use crate::functions::args::check_in_store;
 use crate::functions::args::Args;
-use crate::functions::layered::check_in_store;
 use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};

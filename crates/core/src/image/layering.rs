@@ -24,6 +24,8 @@
 //! dependencies (most referred-to first), then roots — most stable first, so images share the
 //! longest possible chain of lower layers.
 
+use serde::Deserialize;
+use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
@@ -98,6 +100,25 @@ pub fn plan_layers(closure: &[PathInfo], budget: usize) -> Vec<Vec<String>> {
         .chain(dedicated.into_iter().map(single))
         .chain(dedicated_roots.into_iter().map(single))
         .collect()
+}
+
+/// One path of an exported closure.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClosureEntry {
+    /// The store path.
+    pub path: String,
+    /// Its NAR size.
+    pub nar_size: u64,
+    /// Its NAR hash, as Nix writes it (`sha256:…`, or SRI `sha256-…`).
+    #[serde(default)]
+    pub nar_hash: Option<String>,
+    /// Its content address, if it has one (a string, as Nix writes it).
+    #[serde(default)]
+    pub ca: Option<Value>,
+    /// What it refers to.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! once (as a stream script: a `#!` line running `stowage stream`, then the plan as JSON);
 //! streaming replays it.
 
+use crate::format::compress::Compression;
 use crate::format::digest::Digest;
 use crate::layer::tarball::StoreLayer;
-use crate::read::ArchiveLayer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -90,6 +90,32 @@ pub enum LayerSource {
     Store(StoreLayer),
     /// Copied from an existing image archive (a base image, or an image being merged).
     Archive(ArchiveLayer),
+}
+
+/// A layer stored in an image archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveLayer {
+    /// The archive file.
+    pub archive: String,
+    /// The entry holding the layer, for messages.
+    pub entry: String,
+    /// Where the entry's data starts in the (decompressed) archive.
+    pub offset: u64,
+    /// The entry's size.
+    pub stored_size: u64,
+    /// How the entry's data is compressed (diff_ids are of the uncompressed tarball).
+    pub compression: Compression,
+}
+
+impl ArchiveLayer {
+    /// An error about this layer.
+    pub fn error(&self, problem: impl std::fmt::Display) -> Error {
+        Error::BadImage {
+            path: self.archive.clone().into(),
+            problem: format!("layer {}: {problem}", self.entry),
+        }
+    }
 }
 
 impl Plan {

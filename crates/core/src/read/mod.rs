@@ -15,16 +15,17 @@
 //! documents named by a digest have it. The second, [`verify`], reads the chosen image's layers
 //! and checks each against its diff_id, and its entries against the rules of
 //! [`crate::read::entry`]; streaming later copies them with [`ArchiveReader`] in one more pass.
-//! Decompression, of the archive or of a layer, is bounded (see [`MAX_EXPANSION`]): a
-//! decompression bomb is an error, not a full disk.
+//! Decompression, of the archive or of a layer, is bounded
+//! ([`crate::format::compress::MAX_EXPANSION`]): a decompression bomb is an error, not a full
+//! disk.
 
 pub mod entry;
 
+use crate::format::compress::{Compression, Metered};
 use crate::format::digest::{Digest, DigestReader};
-use crate::image::plan::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image::plan::{ArchiveLayer, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::read::entry::check_layer;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -35,113 +36,10 @@ use std::path::Path;
 pub const METADATA_LIMIT: u64 = 16 << 20;
 /// The most metadata read into memory from one archive.
 pub const METADATA_TOTAL: u64 = 64 << 20;
-/// How many times its compressed size a compressed archive or layer may expand to…
-pub const MAX_EXPANSION: u64 = 200;
-/// …or this many bytes, whichever is more. Real layers compress 2 to 10 times; a stream of
-/// zeros compresses a thousand times with gzip and far more with zstd.
-pub const EXPANSION_FLOOR: u64 = 256 << 20;
-
 /// The annotation that names an image in an OCI layout's index.
 const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The most image indexes an OCI layout may nest (a multi-platform image needs one).
 const MAX_NESTED_INDEXES: usize = 16;
-
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-
-/// How a file (an archive, or a layer inside one) is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Not compressed.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// The compression whose magic bytes start `head`.
-    pub fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(GZIP_MAGIC) {
-            Compression::Gzip
-        } else if head.starts_with(ZSTD_MAGIC) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    /// `reader`, decompressed; at most [`expansion_limit`] of `compressed_size` bytes come out.
-    pub fn decoder<'a, R: Read + Send + 'a>(
-        self,
-        reader: R,
-        compressed_size: u64,
-    ) -> io::Result<Box<dyn Read + Send + 'a>> {
-        let limit = expansion_limit(compressed_size);
-        Ok(match self {
-            Compression::None => Box::new(reader),
-            Compression::Gzip => {
-                Box::new(Metered { inner: flate2::read::MultiGzDecoder::new(reader), count: 0, limit })
-            }
-            Compression::Zstd => Box::new(Metered { inner: zstd::Decoder::new(reader)?, count: 0, limit }),
-        })
-    }
-}
-
-/// The most bytes something `compressed_size` bytes long may decompress to.
-pub fn expansion_limit(compressed_size: u64) -> u64 {
-    compressed_size.saturating_mul(MAX_EXPANSION).max(EXPANSION_FLOOR)
-}
-
-/// A reader that counts what comes out of it, and fails once that is more than its limit.
-struct Metered<R> {
-    inner: R,
-    count: u64,
-    limit: u64,
-}
-
-impl<R: Read> Read for Metered<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        if self.count > self.limit {
-            return Err(io::Error::other(format!(
-                "it decompresses to more than {MAX_EXPANSION} times its size (at least {} MiB): \
-                 refused as a likely decompression bomb",
-                EXPANSION_FLOOR >> 20
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// A layer stored in an image archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArchiveLayer {
-    /// The archive file.
-    pub archive: String,
-    /// The entry holding the layer, for messages.
-    pub entry: String,
-    /// Where the entry's data starts in the (decompressed) archive.
-    pub offset: u64,
-    /// The entry's size.
-    pub stored_size: u64,
-    /// How the entry's data is compressed (diff_ids are of the uncompressed tarball).
-    pub compression: Compression,
-}
-
-impl ArchiveLayer {
-    /// An error about this layer.
-    pub fn error(&self, problem: impl std::fmt::Display) -> Error {
-        Error::BadImage {
-            path: self.archive.clone().into(),
-            problem: format!("layer {}: {problem}", self.entry),
-        }
-    }
-}
 
 /// Reads layers out of archives, keeping the last archive open: layers read in the order the
 /// archive stores them cost one pass over a compressed archive, not one per layer.
@@ -169,7 +67,7 @@ impl ArchiveReader {
             open.path == layer.archive
                 && match open.data {
                     ArchiveData::Plain(_) => true,
-                    ArchiveData::Compressed(ref reader) => reader.count <= layer.offset,
+                    ArchiveData::Compressed(ref reader) => reader.count() <= layer.offset,
                 }
         });
         if !reusable {
@@ -178,13 +76,9 @@ impl ArchiveReader {
             let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
             let data = match compression {
                 Compression::None => ArchiveData::Plain(file),
-                _ => ArchiveData::Compressed(Metered {
-                    inner: compression
-                        .decoder(BufReader::new(file), length)
-                        .map_err(|e| Error::io(path, e))?,
-                    count: 0,
-                    limit: u64::MAX,
-                }),
+                _ => ArchiveData::Compressed(Metered::unlimited(
+                    compression.decoder(BufReader::new(file), length).map_err(|e| Error::io(path, e))?,
+                )),
             };
             self.open = Some(OpenArchive { path: layer.archive.clone(), data });
         }
@@ -195,7 +89,7 @@ impl ArchiveReader {
                 Box::new(file.take(layer.stored_size))
             }
             ArchiveData::Compressed(reader) => {
-                let skip = layer.offset - reader.count;
+                let skip = layer.offset - reader.count();
                 let skipped =
                     io::copy(&mut reader.take(skip), &mut io::sink()).map_err(|e| layer.error(e))?;
                 if skipped != skip {

@@ -8,7 +8,7 @@
 //! an entry copied under another layer's name, damaged or half-written reads as absent rather
 //! than as another layer's blob. A cache that cannot be read or written only costs a compression.
 
-use crate::format::compress::Compressor;
+use crate::format::compress::Compression;
 use crate::format::digest::Digest;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ impl BlobCache {
     }
 
     /// The blob (digest, size) the layer `diff_id` compresses to by `compressor`, if known.
-    pub fn get(&self, diff_id: &Digest, compressor: Compressor) -> Option<(Digest, u64)> {
+    pub fn get(&self, diff_id: &Digest, compressor: Compression) -> Option<(Digest, u64)> {
         let text = fs::read_to_string(self.file(diff_id, compressor)?).ok()?;
         let mut fields = text.trim_end_matches('\n').split(' ');
         let (digest, size, checked) = (fields.next()?, fields.next()?, fields.next()?);
@@ -50,7 +50,7 @@ impl BlobCache {
 
     /// Notes that the layer `diff_id` compresses to the blob `digest` of `size` bytes. The entry
     /// is written beside its place and renamed into it, so a reader never sees half of it.
-    pub fn put(&self, diff_id: &Digest, compressor: Compressor, digest: &Digest, size: u64) {
+    pub fn put(&self, diff_id: &Digest, compressor: Compression, digest: &Digest, size: u64) {
         let Some(path) = self.file(diff_id, compressor) else { return };
         let Some(folder) = path.parent() else { return };
         let text = format!("{digest} {size} {}\n", check(diff_id, compressor, digest, size));
@@ -65,28 +65,28 @@ impl BlobCache {
     }
 
     /// Drops the entry of the layer `diff_id`: it was found wrong.
-    pub fn forget(&self, diff_id: &Digest, compressor: Compressor) {
+    pub fn forget(&self, diff_id: &Digest, compressor: Compression) {
         if let Some(path) = self.file(diff_id, compressor) {
             let _ = fs::remove_file(path);
         }
     }
 
-    fn file(&self, diff_id: &Digest, compressor: Compressor) -> Option<PathBuf> {
+    fn file(&self, diff_id: &Digest, compressor: Compression) -> Option<PathBuf> {
         Some(self.dir.as_ref()?.join(format!("{}.{}", diff_id.hex(), suffix(compressor)?)))
     }
 }
 
 /// The name of `compressor`'s entries: it changes whenever its bytes would (gzip's level).
-fn suffix(compressor: Compressor) -> Option<&'static str> {
+fn suffix(compressor: Compression) -> Option<&'static str> {
     match compressor {
-        Compressor::Gzip => Some("gz1"),
-        Compressor::Zstd => Some("zstd"),
-        Compressor::None => None,
+        Compression::Gzip => Some("gz1"),
+        Compression::Zstd => Some("zstd"),
+        Compression::None => None,
     }
 }
 
 /// The check of the entry `digest size` for the layer `diff_id` compressed by `compressor`.
-fn check(diff_id: &Digest, compressor: Compressor, digest: &Digest, size: u64) -> String {
+fn check(diff_id: &Digest, compressor: Compression, digest: &Digest, size: u64) -> String {
     let suffix = suffix(compressor).unwrap_or_default();
     Digest::of(format!("{FORMAT}\n{diff_id}\n{suffix}\n{digest}\n{size}\n").as_bytes()).hex()
 }
@@ -101,24 +101,24 @@ mod tests {
         let cache = BlobCache { dir: Some(home.path().join("blobs")) };
         let (a, b) = (Digest::of(b"layer a"), Digest::of(b"layer b"));
         let blob = Digest::of(b"gzip of layer a");
-        assert_eq!(cache.get(&a, Compressor::Gzip), None);
-        cache.put(&a, Compressor::Gzip, &blob, 42);
-        assert_eq!(cache.get(&a, Compressor::Gzip), Some((blob, 42)));
-        assert_eq!(cache.get(&a, Compressor::Zstd), None);
+        assert_eq!(cache.get(&a, Compression::Gzip), None);
+        cache.put(&a, Compression::Gzip, &blob, 42);
+        assert_eq!(cache.get(&a, Compression::Gzip), Some((blob, 42)));
+        assert_eq!(cache.get(&a, Compression::Zstd), None);
         // An entry copied under another layer's name is not that layer's.
         let (path_a, path_b) =
-            (cache.file(&a, Compressor::Gzip).unwrap(), cache.file(&b, Compressor::Gzip).unwrap());
+            (cache.file(&a, Compression::Gzip).unwrap(), cache.file(&b, Compression::Gzip).unwrap());
         fs::copy(&path_a, &path_b).unwrap();
-        assert_eq!(cache.get(&b, Compressor::Gzip), None);
+        assert_eq!(cache.get(&b, Compression::Gzip), None);
         // Nor is an edited one, or one in the unchecked format of earlier releases.
         let text = fs::read_to_string(&path_a).unwrap();
         fs::write(&path_a, text.replace(" 42 ", " 43 ")).unwrap();
-        assert_eq!(cache.get(&a, Compressor::Gzip), None);
+        assert_eq!(cache.get(&a, Compression::Gzip), None);
         fs::write(&path_a, format!("{blob} 42\n")).unwrap();
-        assert_eq!(cache.get(&a, Compressor::Gzip), None);
-        cache.put(&a, Compressor::Gzip, &blob, 42);
-        cache.forget(&a, Compressor::Gzip);
-        assert_eq!(cache.get(&a, Compressor::Gzip), None);
+        assert_eq!(cache.get(&a, Compression::Gzip), None);
+        cache.put(&a, Compression::Gzip, &blob, 42);
+        cache.forget(&a, Compression::Gzip);
+        assert_eq!(cache.get(&a, Compression::Gzip), None);
         assert_eq!(fs::read_dir(path_a.parent().unwrap()).unwrap().count(), 1, "only b's copy is left");
     }
 }

@@ -18,7 +18,7 @@
 //! How the registry is reached (TLS, credentials, tokens) is [`crate::registry::client`]'s business.
 
 use crate::format::chunks::to_writer;
-use crate::format::compress::Compressor;
+use crate::format::compress::Compression;
 use crate::format::digest::{Digest, DigestWriter};
 use crate::functions::index::{check_platforms, platform_of};
 use crate::image::plan::{Format, ImageSpec, PlannedLayer};
@@ -170,21 +170,21 @@ struct MediaTypes {
 }
 
 impl MediaTypes {
-    fn of(compressor: Compressor) -> Result<MediaTypes> {
+    fn of(compressor: Compression) -> Result<MediaTypes> {
         match compressor {
-            Compressor::Gzip => Ok(MediaTypes {
+            Compression::Gzip => Ok(MediaTypes {
                 layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
                 config: "application/vnd.docker.container.image.v1+json",
                 manifest: "application/vnd.docker.distribution.manifest.v2+json",
                 index: "application/vnd.docker.distribution.manifest.list.v2+json",
             }),
-            Compressor::Zstd => Ok(MediaTypes {
+            Compression::Zstd => Ok(MediaTypes {
                 layer: "application/vnd.oci.image.layer.v1.tar+zstd",
                 config: "application/vnd.oci.image.config.v1+json",
                 manifest: "application/vnd.oci.image.manifest.v1+json",
                 index: "application/vnd.oci.image.index.v1+json",
             }),
-            Compressor::None => {
+            Compression::None => {
                 Err(Error::argument("--compress", "must be gz or zstd: registries take compressed layers"))
             }
         }
@@ -199,7 +199,7 @@ pub fn push(
     images: &[ImageSpec],
     dest: &Destination,
     access: &Access,
-    compressor: Compressor,
+    compressor: Compression,
     threads: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Pushed> {
@@ -238,7 +238,7 @@ pub fn push(
 struct Sender<'a> {
     client: &'a Client,
     types: &'a MediaTypes,
-    compressor: Compressor,
+    compressor: Compression,
     threads: usize,
     cache: BlobCache,
 }
@@ -404,7 +404,7 @@ const REGISTRY_GZIP_LEVEL: i32 = 1;
 fn compress_layer(
     index: usize,
     layer: &PlannedLayer,
-    compressor: Compressor,
+    compressor: Compression,
     threads: usize,
     archives: &mut ArchiveReader,
     out: &mut dyn Write,

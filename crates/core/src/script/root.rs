@@ -605,7 +605,8 @@ mod tests {
     /// An error in a layer of an archive names the archive, the layer and the entry.
     #[test]
     fn errors_name_the_archive_the_layer_and_the_entry() {
-        use crate::read::{ArchiveLayer, Compression};
+        use crate::format::compress::Compression;
+        use crate::image::plan::ArchiveLayer;
         let dir = tempfile::tempdir().unwrap();
         let bytes = raw_layer(&[(b"x/", D, b""), (b"x/y", H, b"z")]);
         let archive = dir.path().join("base.tar");

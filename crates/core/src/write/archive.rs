@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
 /// Chunks read but not yet written, at most: the stream's memory, and how far readers may work
-/// ahead of the writer. The reader of the layer being written may take [`HEAD_ROOM`] more, so
+/// ahead of the writer. The reader of the layer being written may take `HEAD_ROOM` more, so
 /// that it always can go on.
 pub const CHUNKS_AHEAD: usize = 32;
 

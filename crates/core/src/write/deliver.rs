@@ -3,7 +3,7 @@
 //! index) where the destination takes one. Also the copy scripts' format, which
 //! `copyToRegistry` and its siblings write and `stowage copy` reads.
 
-use crate::format::compress::Compressor;
+use crate::format::compress::Compression;
 use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::read::{read_images, verify, ArchiveReader, FoundImage};
 use crate::registry::client::Access;
@@ -89,7 +89,7 @@ pub fn deliver(
     };
     match target {
         Target::Registry(dest) => {
-            let compressor = Compressor::from_name(compress)?;
+            let compressor = Compression::from_name(compress)?;
             let pushed = push(&specs, &dest, access, compressor, threads, &mut say)?;
             say(&format!(
                 "pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
