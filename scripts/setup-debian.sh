@@ -26,6 +26,8 @@ demo_packages=(
 test_packages=(
   # the image tools the tests check images with
   skopeo umoci jq
+  # scripts/make-fixtures.sh: one of the tools whose images tests/fixtures holds
+  buildah
   # mount and umount: the small tmpfs disks of the full-disk tests
   mount
   # a registry to push to and pull from (distribution)
