@@ -15,7 +15,7 @@
 //! - [`read`]: existing images (base images, merge inputs), read and checked.
 //! - [`layer`]: layer tarballs, deterministic, from store paths and trees.
 //! - [`image`]: what an image is — layering, plan, config, platform, reference.
-//! - [`mod@format`]: byte formats — digest, NAR, compression, chunks.
+//! - [`mod@format`]: byte formats — digest, NAR, compression, chunks, the OCI and Docker documents.
 //! - [`error`] is the one error type; [`cores`] is how many cores the work takes.
 #![deny(missing_docs)]
 

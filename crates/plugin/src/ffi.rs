@@ -103,11 +103,8 @@ fn version() -> &'static str {
 
 fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
     Ok(entry("goarch", || {
-        let Platform { architecture, variant } = Platform::from_nix_system(system)?;
-        Ok(bridge::GoPlatform {
-            architecture: architecture.into(),
-            variant: variant.unwrap_or_default().into(),
-        })
+        let Platform { architecture, variant, .. } = Platform::from_nix_system(system)?;
+        Ok(bridge::GoPlatform { architecture, variant: variant.unwrap_or_default() })
     })?)
 }
 

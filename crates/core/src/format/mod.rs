@@ -1,7 +1,10 @@
-//! Byte formats, one owner each: content digests, Nix archives, compression, and the chunks in
-//! which bytes travel from files to writers and hashers. Nothing here knows what an image is.
+//! Byte formats, one owner each: content digests, Nix archives, compression, the chunks in
+//! which bytes travel from files to writers and hashers, and the OCI and Docker documents
+//! (manifests, indexes, configs) with their media types. Nothing here plans, reads or writes an
+//! image.
 
 pub mod chunks;
 pub mod compress;
 pub mod digest;
 pub mod nar;
+pub mod oci;

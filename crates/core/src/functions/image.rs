@@ -7,6 +7,7 @@
 //! The layered image's plan is [`crate::functions::layered`]; the customisation derivation that
 //! runs the scripts is [`crate::functions::customise`].
 
+use crate::format::oci::ImageConfig;
 use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::image::config::normalise_runtime_config;
 use crate::image::plan::{Format, ImageSpec};
@@ -16,7 +17,6 @@ use crate::layer::perms::{check_perms, Perm};
 use crate::read::{read_images, select, verify, ArchiveReader, FoundImage};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::path::Path;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -182,6 +182,11 @@ impl ImageArgs {
         Self::checked(&args, nix, scripts, true)
     }
 
+    /// The image's CPU (its os is linux).
+    pub fn cpu(&self) -> Platform {
+        Platform::cpu(&self.architecture, self.variant.as_deref())
+    }
+
     fn checked(
         args: &Args,
         nix: &Evaluator,
@@ -240,8 +245,8 @@ impl ImageArgs {
             base_name: name.base,
             name: name.name,
             tag,
-            architecture: platform.architecture.into(),
-            variant: platform.variant.map(Into::into),
+            architecture: platform.architecture,
+            variant: platform.variant,
             created,
             mtime,
             uid: id("uid")?,
@@ -316,7 +321,7 @@ fn platform_of(arch: &str) -> Result<Platform> {
     match cpus().iter().find(|(_, goarch, _)| *goarch == arch) {
         // A bare GOARCH names no ARM version, except arm64, which is always v8.
         Some(&(_, architecture, _)) => {
-            Ok(Platform { architecture, variant: (architecture == "arm64").then_some("v8") })
+            Ok(Platform::cpu(architecture, (architecture == "arm64").then_some("v8")))
         }
         None => Err(Error::argument(
             "architecture",
@@ -344,65 +349,52 @@ fn check_time(arg: &str, value: &str) -> Result<()> {
 
 /// The base image in the file at `path` (picked by `fromImageName`/`fromImageTag`), its layers
 /// verified, with its config; it must be for the image's platform.
-pub fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, Value)> {
+pub fn read_base(path: &Path, image: &ImageArgs) -> Result<(ImageSpec, ImageConfig)> {
     let images = read_images(path)?;
     let (name, tag) = (image.from_image_name.as_deref(), image.from_image_tag.as_deref());
     // A multi-platform base holds one image per platform (all with the same tag): the one for
     // this image's platform is the base. Otherwise the pick is by name alone, and a base for
     // another platform is an error that says so.
     let fitting: Vec<FoundImage> =
-        images.iter().filter(|i| platform_mismatch(&i.config_json(), image).is_none()).cloned().collect();
+        images.iter().filter(|i| platform_mismatch(&i.config_document(), image).is_none()).cloned().collect();
     if fitting.is_empty() && images.len() > 1 {
-        let platforms: Vec<String> = images.iter().map(|i| config_platform(&i.config_json())).collect();
+        let platforms: Vec<String> = images.iter().map(|i| config_cpu(&i.config_document())).collect();
         return Err(Error::argument(
             "fromImage",
             format!(
                 "{}: none of its {} images is for {} (they are for: {}); set architecture to match one",
                 path.display(),
                 images.len(),
-                platform_name(&image.architecture, image.variant.as_deref()),
+                image.cpu(),
                 platforms.join(", ")
             ),
         ));
     }
     let found = select(path, &fitting, name, tag).or_else(|_| select(path, &images, name, tag))?;
-    let config = found.config_json();
+    let config = found.config_document();
     if let Some(problem) = platform_mismatch(&config, image) {
         return Err(Error::argument("fromImage", format!("{}: {problem}", path.display())));
     }
     Ok((verify(found.clone(), &mut ArchiveReader::default(), &mut Default::default())?, config))
 }
 
-/// Why an image whose config is `config` cannot be the base of `image`, if it cannot.
-fn platform_mismatch(config: &Value, image: &ImageArgs) -> Option<String> {
-    if let Some(os) = config["os"].as_str().filter(|os| *os != "linux") {
+/// Why an image whose config is `config` cannot be the base of `image`, if it cannot. (Its os
+/// is told apart first: the platforms compared, and named, are CPUs.)
+fn platform_mismatch(config: &ImageConfig, image: &ImageArgs) -> Option<String> {
+    if let Some(os) = config.os.as_deref().filter(|os| *os != "linux") {
         return Some(format!("the base image is for {os}, not linux"));
     }
-    let arch = config["architecture"].as_str()?;
-    let variant = config["variant"].as_str();
-    let variants_differ = matches!((variant, image.variant.as_deref()), (Some(a), Some(b)) if a != b);
-    (arch != image.architecture || variants_differ).then(|| {
-        format!(
-            "the base image is for {}, but this image is for {}; set architecture to match it",
-            config_platform(config),
-            platform_name(&image.architecture, image.variant.as_deref())
-        )
+    let base = config.platform()?.without_os();
+    let ours = image.cpu();
+    let variants_differ = matches!((&base.variant, &ours.variant), (Some(a), Some(b)) if a != b);
+    (base.architecture != ours.architecture || variants_differ).then(|| {
+        format!("the base image is for {base}, but this image is for {ours}; set architecture to match it")
     })
 }
 
-/// The platform an image config names (`arm64/v8`), or `unknown`.
-fn config_platform(config: &Value) -> String {
-    match config["architecture"].as_str() {
-        Some(arch) => platform_name(arch, config["variant"].as_str()),
-        None => "unknown".into(),
-    }
-}
-
-fn platform_name(architecture: &str, variant: Option<&str>) -> String {
-    match variant {
-        Some(variant) => format!("{architecture}/{variant}"),
-        None => architecture.to_owned(),
-    }
+/// The CPU an image config names (`arm64/v8`), or `unknown`.
+fn config_cpu(config: &ImageConfig) -> String {
+    config.platform().map_or_else(|| "unknown".into(), |platform| platform.without_os().to_string())
 }
 
 #[cfg(test)]
@@ -508,7 +500,7 @@ mod tests {
             image.from_image_name = name.map(Into::into);
             image.from_image_tag = name.map(|_| "1".into());
             let (spec, config) = read_base(&base, &image).unwrap();
-            assert_eq!(config["architecture"], architecture);
+            assert_eq!(config.architecture.as_deref(), Some(architecture));
             assert_eq!(spec.layers.len(), 1);
         }
         let image = args(r#"{"name": "x", "architecture": "riscv64"}"#).unwrap();

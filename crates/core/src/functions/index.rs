@@ -5,6 +5,7 @@
 //! each holding one image); the platform of each is its config's `os`, `architecture` and
 //! `variant`, and no two may share one.
 
+use crate::format::oci::ImageConfig;
 use crate::functions::args::check_in_store;
 use crate::functions::args::Args;
 use crate::image::plan::{Format, ImageSpec, Plan};
@@ -59,12 +60,9 @@ impl IndexArgs {
     }
 }
 
-/// The platform an image config names: `os/architecture[/variant]`.
+/// The platform the image config `config` names (`linux/arm64/v8`), or `unknown`.
 pub fn platform_of(config: &str) -> String {
-    let platform = crate::write::archive::platform(config);
-    let parts = [&platform["os"], &platform["architecture"], &platform["variant"]];
-    let parts: Vec<&str> = parts.iter().filter(|p| !p.is_null()).map(|p| p.as_str().unwrap_or("?")).collect();
-    parts.join("/")
+    ImageConfig::platform_of(config).map_or_else(|| "unknown".into(), |platform| platform.to_string())
 }
 
 /// Checks that no two of `images` are for the same platform; `what` names image `i` in errors.
@@ -138,8 +136,9 @@ mod tests {
         let image = |arch: &str, variant: Option<&str>| ImageSpec {
             repo_tags: vec![],
             layers: vec![],
-            config: serde_json::json!({ "os": "linux", "architecture": arch, "variant": variant })
-                .to_string(),
+            config: serde_json::json!({ "os": "linux", "architecture": arch, "variant": variant,
+                "rootfs": { "type": "layers", "diff_ids": [] } })
+            .to_string(),
         };
         let fine = [
             image("amd64", None),

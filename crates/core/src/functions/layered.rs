@@ -4,6 +4,8 @@
 //! that streaming replays.
 
 use crate::cores::{cores, map_parallel};
+use crate::format::digest::Digest;
+use crate::format::oci::to_json;
 use crate::functions::args::Outputs;
 use crate::functions::call::Call;
 use crate::functions::image::{read_base, resolve_time, LAYER_FILE, MAX_LAYERS};
@@ -176,17 +178,14 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     }
     let meta =
         ImageMeta { architecture: image.architecture.clone(), variant: image.variant.clone(), created };
-    let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.to_string()).collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
     let mut config = image_config(&meta, &runtime, &diff_ids, &comments);
-    if let Some(base_history) = base.as_ref().and_then(|(_, c)| c["history"].as_array()) {
-        let ours = config["history"].as_array_mut().expect("image_config writes a history");
+    if let Some(base_history) = base.as_ref().and_then(|(_, c)| c.history.as_ref()) {
+        let ours = config.history.as_mut().expect("image_config writes a history");
         ours.splice(0..0, base_history.iter().cloned());
     }
-    let spec = ImageSpec {
-        repo_tags: vec![format!("{}:{tag}", image.name)],
-        layers,
-        config: serde_json::to_string(&config).expect("a JSON value serialises"),
-    };
+    let spec =
+        ImageSpec { repo_tags: vec![format!("{}:{tag}", image.name)], layers, config: to_json(&config) };
     Ok(Plan { mtime, format: image.format, index: None, images: vec![spec] })
 }
 

@@ -9,16 +9,19 @@
 //! leaves no output behind.
 
 use crate::format::digest::{Digest, DigestWriter};
+use crate::format::oci::{
+    self, to_json, Descriptor, Document, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
+};
 use crate::functions::args::{Args, Evaluator};
 use crate::image::platform::Platform;
 use crate::image::reference::{check_tag, ImageName};
 use crate::layer::tarball::padding;
-use crate::registry::client::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT, MANIFEST_TYPES};
+use crate::registry::client::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT};
 use crate::registry::timeouts::Timeouts;
-use crate::write::archive::{header, platform, OCI_INDEX, OCI_LAYOUT, OCI_MANIFEST};
+use crate::write::archive::header;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -107,7 +110,7 @@ impl PullArgs {
         let os = args.string("os")?.unwrap_or_else(|| "linux".into());
         let arch = match args.string("arch")? {
             Some(arch) => arch,
-            None => Platform::from_nix_system(&evaluator.system)?.architecture.to_owned(),
+            None => Platform::from_nix_system(&evaluator.system)?.architecture,
         };
         let base = final_image_name.rsplit('/').next().unwrap_or(&final_image_name).to_owned();
         let name = args.string("name")?.unwrap_or_else(|| format!("{base}-{final_image_tag}.oci.tar"));
@@ -151,26 +154,23 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         Access { tls_verify: args.tls_verify, timeouts: Timeouts::new(None, None)?, ..Access::default() };
     let source = Source { registry: Registry::connect(&host, &access)?, repository, image };
     let wanted = Digest::try_from(args.image_digest.clone()).map_err(|e| source.error(e))?;
-    let mut manifest = source.manifest(&wanted, None, DOCUMENT_LIMIT)?;
-    if manifest.json.get("manifests").is_some() {
-        let chosen = choose_platform(&manifest.json, args).map_err(|e| source.error(e))?;
-        let digest = Digest::try_from(chosen["digest"].as_str().unwrap_or_default().to_owned())
-            .map_err(|e| source.error(format!("its index lists a manifest with a bad digest: {e}")))?;
-        progress(&format!("{} is an index; chose {digest} for {}", source.image, chosen["platform"]));
-        let size = chosen["size"].as_u64().unwrap_or(DOCUMENT_LIMIT).min(DOCUMENT_LIMIT);
-        manifest = source.manifest(&digest, chosen["mediaType"].as_str(), size)?;
+    let mut fetched = source.manifest(&wanted, None, DOCUMENT_LIMIT)?;
+    if let Document::Index(index) = &fetched.document {
+        let chosen = choose_platform(index, args).map_err(|e| source.error(e))?;
+        let digest = chosen.digest;
+        progress(&format!("{} is an index; chose {digest} for {}", source.image, to_json(&chosen.platform)));
+        let size = chosen.size.unwrap_or(DOCUMENT_LIMIT).min(DOCUMENT_LIMIT);
+        fetched = source.manifest(&digest, chosen.media_type.clone().as_deref(), size)?;
     }
-    if manifest.json.get("manifests").is_some() {
+    let Document::Manifest(manifest) = &fetched.document else {
         return Err(source.error("an index lists another index for the platform; that is not supported"));
-    }
-    let config =
-        Descriptor::of(&manifest.json["config"]).map_err(|e| source.error(format!("its config {e}")))?;
-    let layers: Vec<Descriptor> = manifest.json["layers"]
-        .as_array()
-        .ok_or_else(|| source.error("its manifest has no layers"))?
+    };
+    let config = Blob::of(&manifest.config).map_err(|e| source.error(format!("its config {e}")))?;
+    let layers: Vec<Blob> = manifest
+        .layers
         .iter()
         .enumerate()
-        .map(|(i, l)| Descriptor::of(l).map_err(|e| source.error(format!("its layer {i} {e}"))))
+        .map(|(i, l)| Blob::of(l).map_err(|e| source.error(format!("its layer {i} {e}"))))
         .collect::<Result<_>>()?;
     if let Some(foreign) =
         layers.iter().find(|l| l.media_type.contains("foreign") || l.media_type.contains("nondistributable"))
@@ -188,10 +188,9 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
     }
     let mut config_bytes = Vec::new();
     source.blob(&config, &mut config_bytes)?;
-    let config_text = std::str::from_utf8(&config_bytes)
-        .ok()
-        .filter(|text| serde_json::from_str::<Value>(text).is_ok())
-        .ok_or_else(|| source.error(format!("its config {} is not JSON", config.digest)))?;
+    let config_document: ImageConfig =
+        oci::parse(&format!("its config {}", config.digest), &config_bytes, "image config")
+            .map_err(|e| source.error(e))?;
 
     let file = fs::File::create(out).map_err(|e| Error::io(out, e))?;
     let mut tar = BufWriter::with_capacity(1 << 20, file);
@@ -217,31 +216,24 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
     }
     // The registry's manifest, as it is; the layout names it directly if it is an OCI one, else
     // through its OCI form, which readers of OCI layouts (skopeo, podman) require.
-    entry(&mut tar, &blob_name(&manifest.digest), &manifest.bytes).map_err(io_err)?;
-    let manifest = match oci_form(&manifest) {
+    entry(&mut tar, &blob_name(&fetched.digest), &fetched.bytes).map_err(io_err)?;
+    let (digest, size) = match oci_form(&fetched.media_type, manifest) {
         Some(oci) => {
-            entry(&mut tar, &blob_name(&oci.digest), &oci.bytes).map_err(io_err)?;
-            oci
+            let digest = Digest::of(&oci);
+            entry(&mut tar, &blob_name(&digest), &oci).map_err(io_err)?;
+            (digest, oci.len())
         }
-        None => manifest,
+        None => (fetched.digest, fetched.bytes.len()),
     };
     let reference = format!("{}:{}", args.final_image_name, args.final_image_tag);
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [{
-            "mediaType": manifest.media_type,
-            "digest": manifest.digest.to_string(),
-            "size": manifest.bytes.len(),
-            "platform": platform(config_text),
-            "annotations": {
-                "org.opencontainers.image.ref.name": reference,
-                "io.containerd.image.name": reference,
-                PULLED_DIGEST_ANNOTATION: args.image_digest,
-            },
-        }],
-    });
-    entry(&mut tar, "index.json", index.to_string().as_bytes()).map_err(io_err)?;
+    let mut descriptor = Descriptor::new(MediaType::OciManifest, digest, size as u64).named(&reference);
+    descriptor.platform = config_document.platform();
+    descriptor
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(PULLED_DIGEST_ANNOTATION.into(), args.image_digest.clone());
+    let index = Index::new(MediaType::OciIndex, vec![descriptor]);
+    entry(&mut tar, "index.json", to_json(&index).as_bytes()).map_err(io_err)?;
     tar.write_all(&[0; 2 * crate::layer::tarball::BLOCK]).map_err(io_err)?;
     let file = tar.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.sync_all().map_err(io_err)?;
@@ -250,89 +242,69 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
 }
 
 /// The manifest of the platform `args` asks for, among an index's.
-fn choose_platform<'a>(index: &'a Value, args: &PullArgs) -> std::result::Result<&'a Value, String> {
-    let listed = index["manifests"].as_array().ok_or("its index has no manifests list")?;
-    let candidates: Vec<&Value> = listed
-        .iter()
-        .filter(|m| {
-            m["platform"]["os"] == args.os.as_str() && m["platform"]["architecture"] == args.arch.as_str()
-        })
-        .filter(|m| args.variant.as_ref().map_or(true, |v| m["platform"]["variant"] == v.as_str()))
-        .collect();
-    candidates.first().copied().ok_or_else(|| {
-        let platforms: Vec<String> = listed
+fn choose_platform<'a>(index: &'a Index, args: &PullArgs) -> std::result::Result<&'a Descriptor, String> {
+    let wanted = Platform {
+        architecture: args.arch.clone(),
+        os: Some(args.os.clone()),
+        variant: args.variant.clone(),
+    };
+    let fits = |p: &Platform| {
+        p.os == wanted.os
+            && p.architecture == wanted.architecture
+            && (wanted.variant.is_none() || p.variant == wanted.variant)
+    };
+    index.manifests.iter().find(|m| m.platform.as_ref().is_some_and(fits)).ok_or_else(|| {
+        let platforms: Vec<String> = index
+            .manifests
             .iter()
-            .map(|m| {
-                let p = &m["platform"];
-                let variant = p["variant"].as_str().map(|v| format!("/{v}")).unwrap_or_default();
-                format!(
-                    "{}/{}{variant}",
-                    p["os"].as_str().unwrap_or("?"),
-                    p["architecture"].as_str().unwrap_or("?")
-                )
-            })
+            .map(|m| m.platform.as_ref().map_or_else(|| "unknown".into(), Platform::to_string))
             .collect();
         format!(
-            "its index has no image for {}/{}{} (it has: {}); set os, arch or variant",
-            args.os,
-            args.arch,
-            args.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default(),
+            "its index has no image for {wanted} (it has: {}); set os, arch or variant",
             platforms.join(", ")
         )
     })
 }
 
-/// Docker's media types and their OCI equivalents.
-const OCI_EQUIVALENTS: &[(&str, &str)] = &[
-    ("application/vnd.docker.distribution.manifest.v2+json", OCI_MANIFEST),
-    ("application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json"),
-    ("application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-    ("application/vnd.docker.image.rootfs.diff.tar", "application/vnd.oci.image.layer.v1.tar"),
-];
-
-/// The OCI form of a Docker (schema 2) manifest: the same config and layers under OCI's media
-/// types, as `skopeo copy … oci:…` converts it; `None` for a manifest that is OCI already.
-fn oci_form(manifest: &Manifest) -> Option<Manifest> {
-    let oci = |media_type: &Value| {
-        let media_type = media_type.as_str().unwrap_or_default();
-        let equivalent = OCI_EQUIVALENTS.iter().find(|(docker, _)| *docker == media_type);
-        Value::from(equivalent.map_or(media_type, |(_, oci)| *oci))
-    };
-    if manifest.media_type == OCI_MANIFEST {
+/// The OCI form of a Docker (schema 2) manifest, a `media_type`: the same config and layers
+/// under OCI's media types, as `skopeo copy … oci:…` converts it; `None` for a manifest that
+/// is OCI already.
+fn oci_form(media_type: &str, manifest: &Manifest) -> Option<Vec<u8>> {
+    if MediaType::parse(media_type) == Some(MediaType::OciManifest) {
         return None;
     }
-    let mut json = manifest.json.clone();
-    json["mediaType"] = OCI_MANIFEST.into();
-    json["config"]["mediaType"] = oci(&json["config"]["mediaType"]);
-    for layer in json["layers"].as_array_mut().into_iter().flatten() {
-        layer["mediaType"] = oci(&layer["mediaType"]);
+    let mut oci = manifest.clone();
+    oci.media_type = Some(MediaType::OciManifest.as_str().into());
+    for descriptor in std::iter::once(&mut oci.config).chain(&mut oci.layers) {
+        if let Some(known) = descriptor.media_type.as_deref().and_then(MediaType::parse) {
+            descriptor.media_type = Some(known.oci().as_str().into());
+        }
     }
-    let bytes = json.to_string().into_bytes();
-    Some(Manifest { digest: Digest::of(&bytes), bytes, media_type: OCI_MANIFEST.into(), json })
+    Some(to_json(&oci).into_bytes())
 }
 
 /// A manifest as fetched: its bytes, digest, media type, and the parsed document.
-struct Manifest {
+struct Fetched {
     bytes: Vec<u8>,
     digest: Digest,
     media_type: String,
-    json: Value,
+    document: Document,
 }
 
 /// A blob a manifest names.
-struct Descriptor {
+struct Blob {
     digest: Digest,
     size: u64,
     media_type: String,
 }
 
-impl Descriptor {
-    fn of(value: &Value) -> std::result::Result<Descriptor, String> {
-        let digest = Digest::try_from(value["digest"].as_str().unwrap_or_default().to_owned())
-            .map_err(|e| format!("has no usable digest: {e}"))?;
-        let size = value["size"].as_u64().ok_or("has no size")?;
-        let media_type = value["mediaType"].as_str().unwrap_or_default().to_owned();
-        Ok(Descriptor { digest, size, media_type })
+impl Blob {
+    fn of(descriptor: &Descriptor) -> std::result::Result<Blob, &'static str> {
+        Ok(Blob {
+            digest: descriptor.digest,
+            size: descriptor.size.ok_or("has no size")?,
+            media_type: descriptor.media_type.clone().unwrap_or_default(),
+        })
     }
 }
 
@@ -351,9 +323,10 @@ impl Source {
 
     /// The manifest `digest`, checked against it, of at most `limit` bytes. `media_type` is
     /// what the index said it is.
-    fn manifest(&self, digest: &Digest, media_type: Option<&str>, limit: u64) -> Result<Manifest> {
+    fn manifest(&self, digest: &Digest, media_type: Option<&str>, limit: u64) -> Result<Fetched> {
         let url = self.registry.url(&format!("/v2/{}/manifests/{digest}", self.repository));
-        let accept = MANIFEST_TYPES.join(", ");
+        let accept: Vec<&str> = MediaType::MANIFESTS.iter().map(|t| t.as_str()).collect();
+        let accept = accept.join(", ");
         let what = format!("fetching the manifest {digest} of {}", self.image);
         let response = self
             .registry
@@ -367,19 +340,15 @@ impl Source {
         if found != *digest {
             return Err(self.error(format!("the registry sent a manifest with digest {found} for {digest}")));
         }
-        let json: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.error(format!("the manifest {digest} is not JSON: {e}")))?;
-        let media_type = json["mediaType"]
-            .as_str()
-            .or(media_type)
-            .filter(|t| !t.is_empty())
-            .unwrap_or(&header_type)
-            .to_owned();
-        Ok(Manifest { bytes, digest: found, media_type, json })
+        let document =
+            Document::parse(&format!("the manifest {digest}"), &bytes).map_err(|e| self.error(e))?;
+        let media_type =
+            document.media_type().or(media_type).filter(|t| !t.is_empty()).unwrap_or(&header_type).to_owned();
+        Ok(Fetched { bytes, digest: found, media_type, document })
     }
 
     /// Copies the blob `blob` to `out`, checking its size and digest.
-    fn blob(&self, blob: &Descriptor, out: &mut dyn Write) -> Result<()> {
+    fn blob(&self, blob: &Blob, out: &mut dyn Write) -> Result<()> {
         let url = self.registry.url(&format!("/v2/{}/blobs/{}", self.repository, blob.digest));
         let what = format!("fetching blob {} of {}", blob.digest, self.image);
         let response = self.registry.get_blob(&url).map_err(|e| self.registry.failure(&what, e))?;
@@ -466,17 +435,19 @@ mod tests {
 
     #[test]
     fn platforms_from_an_index() {
-        let index = json!({ "manifests": [
-            { "digest": "a", "platform": { "os": "linux", "architecture": "amd64" } },
-            { "digest": "b", "platform": { "os": "linux", "architecture": "arm", "variant": "v6" } },
-            { "digest": "c", "platform": { "os": "linux", "architecture": "arm", "variant": "v7" } },
-        ]});
+        let digest = |n: u8| Digest([n; 32]);
+        let index: Index = serde_json::from_value(serde_json::json!({ "manifests": [
+            { "digest": digest(1), "platform": { "os": "linux", "architecture": "amd64" } },
+            { "digest": digest(2), "platform": { "os": "linux", "architecture": "arm", "variant": "v6" } },
+            { "digest": digest(3), "platform": { "os": "linux", "architecture": "arm", "variant": "v7" } },
+        ]}))
+        .unwrap();
         let mut a = args(&format!(r#"{{"imageName":"x","imageDigest":"{DIGEST}","hash":"b"}}"#)).unwrap();
-        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "a");
+        assert_eq!(choose_platform(&index, &a).unwrap().digest, digest(1));
         a.arch = "arm".into();
-        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "b");
+        assert_eq!(choose_platform(&index, &a).unwrap().digest, digest(2));
         a.variant = Some("v7".into());
-        assert_eq!(choose_platform(&index, &a).unwrap()["digest"], "c");
+        assert_eq!(choose_platform(&index, &a).unwrap().digest, digest(3));
         a.arch = "riscv64".into();
         let err = choose_platform(&index, &a).unwrap_err();
         assert!(

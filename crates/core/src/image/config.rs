@@ -1,13 +1,16 @@
-//! The image configuration (OCI image-spec `config.json`): platform, creation time, the runtime
-//! `config` object, `rootfs.diff_ids` and `history`.
+//! The image configuration stowage writes (OCI image-spec `config.json`, the document type is
+//! [`ImageConfig`]): platform, creation time, the runtime `config` object, `rootfs.diff_ids` and
+//! `history`.
 //!
 //! The user's `config` attribute is checked here (at evaluation time, so mistakes surface before
 //! any build) and normalised (at build time, by the same code): most importantly `Env` ends with
 //! one entry per variable. Docker's runtime keeps the last of duplicate entries, Kubernetes
 //! promises nothing, so the image itself must not hold duplicates.
 
+use crate::format::digest::Digest;
+use crate::format::oci::{History, ImageConfig, RootFs};
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The fields of the runtime `config` object and the JSON type each must have.
 const RUNTIME_FIELDS: &[(&str, Kind)] = &[
@@ -132,11 +135,11 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Result<Vec<String>> {
     Ok(merged.into_iter().map(|(_, entry)| entry).collect())
 }
 
-/// The runtime config of an image built on a base image whose config document is `base`: the
-/// base's fields, each replaced where `ours` sets it, except `Env`, which is merged per variable
-/// with ours winning (see [`merge_env`]).
-pub fn inherit_runtime(base: &Value, ours: Map<String, Value>) -> Result<Map<String, Value>> {
-    let mut merged = base["config"].as_object().cloned().unwrap_or_default();
+/// The runtime config of an image built on a base image whose config is `base`: the base's
+/// fields, each replaced where `ours` sets it, except `Env`, which is merged per variable with
+/// ours winning (see [`merge_env`]).
+pub fn inherit_runtime(base: &ImageConfig, ours: Map<String, Value>) -> Result<Map<String, Value>> {
+    let mut merged = base.config.clone().unwrap_or_default();
     merged.retain(|_, value| !value.is_null());
     let base_env = strings(merged.get("Env").unwrap_or(&Value::Null));
     if let Some(bad) = base_env.iter().find(|e| !e.split_once('=').is_some_and(|(name, _)| !name.is_empty()))
@@ -169,30 +172,34 @@ pub struct ImageMeta {
     pub created: String,
 }
 
-/// The complete image config for layers with `diff_ids` (`sha256:…`), one history entry each.
+/// The complete image config for layers with `diff_ids`, one history entry each.
 pub fn image_config(
     meta: &ImageMeta,
     runtime: &Map<String, Value>,
-    diff_ids: &[String],
+    diff_ids: &[Digest],
     comments: &[String],
-) -> Value {
-    let mut config = json!({
-        "architecture": meta.architecture,
-        "os": "linux",
-        "created": meta.created,
-        "config": runtime,
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-        "history": comments.iter().map(|c| json!({ "created": meta.created, "created_by": "stowage", "comment": c })).collect::<Vec<_>>(),
+) -> ImageConfig {
+    let history = comments.iter().map(|c| History {
+        comment: Some(c.clone()),
+        created: Some(meta.created.clone()),
+        created_by: Some("stowage".into()),
+        extra: Map::new(),
     });
-    if let Some(variant) = &meta.variant {
-        config["variant"] = json!(variant);
+    ImageConfig {
+        architecture: Some(meta.architecture.clone()),
+        config: Some(runtime.clone()),
+        created: Some(meta.created.clone()),
+        history: Some(history.collect()),
+        os: Some("linux".into()),
+        rootfs: RootFs { diff_ids: diff_ids.to_vec(), kind: "layers".into() },
+        variant: meta.variant.clone(),
     }
-    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn store_paths_a_config_mentions() {
@@ -238,9 +245,14 @@ mod tests {
 
     #[test]
     fn inheriting_from_a_base() {
-        let base = json!({ "config": {
+        let config = |json: Value| -> ImageConfig {
+            let mut json = json;
+            json["rootfs"] = json!({ "type": "layers", "diff_ids": [] });
+            serde_json::from_value(json).unwrap()
+        };
+        let base = config(json!({ "config": {
             "Env": ["PATH=/base/bin", "LANG=C"], "Cmd": ["/base"], "WorkingDir": "/srv",
-            "Labels": {"from": "base"}, "User": null, "Hostname": "kept" } });
+            "Labels": {"from": "base"}, "User": null, "Hostname": "kept" } }));
         let ours =
             normalise_runtime_config(&json!({ "Env": ["PATH=/mine", "X=1"], "Cmd": ["/mine"] })).unwrap();
         let merged = inherit_runtime(&base, ours).unwrap();
@@ -250,8 +262,9 @@ mod tests {
         assert_eq!(merged["Labels"], json!({"from": "base"}));
         assert_eq!(merged["Hostname"], "kept");
         assert!(!merged.contains_key("User"));
-        assert_eq!(inherit_runtime(&json!({}), Map::new()).unwrap(), Map::new());
-        let err = inherit_runtime(&json!({ "config": { "Env": ["BROKEN"] } }), Map::new()).unwrap_err();
+        assert_eq!(inherit_runtime(&config(json!({})), Map::new()).unwrap(), Map::new());
+        let err =
+            inherit_runtime(&config(json!({ "config": { "Env": ["BROKEN"] } })), Map::new()).unwrap_err();
         assert!(err.to_string().contains("the base image's Env holds \"BROKEN\""), "{err}");
     }
 
@@ -287,11 +300,12 @@ mod tests {
             variant: Some("v7".into()),
             created: "1970-01-01T00:00:01Z".into(),
         };
-        let doc = image_config(&meta, &Map::new(), &["sha256:ab".into()], &["layer".into()]);
-        assert_eq!(doc["architecture"], "arm");
-        assert_eq!(doc["variant"], "v7");
-        assert_eq!(doc["os"], "linux");
-        assert_eq!(doc["rootfs"]["diff_ids"], json!(["sha256:ab"]));
-        assert_eq!(doc["history"].as_array().unwrap().len(), 1);
+        let diff_id = Digest::of(b"layer");
+        let doc = image_config(&meta, &Map::new(), &[diff_id], &["layer".into()]);
+        // the bytes stowage has always written: keys sorted, every field there
+        let expected = json!({ "architecture": "arm", "config": {}, "created": "1970-01-01T00:00:01Z",
+            "history": [{ "comment": "layer", "created": "1970-01-01T00:00:01Z", "created_by": "stowage" }],
+            "os": "linux", "rootfs": { "diff_ids": [diff_id.to_string()], "type": "layers" }, "variant": "v7" });
+        assert_eq!(serde_json::to_string(&doc).unwrap(), expected.to_string());
     }
 }

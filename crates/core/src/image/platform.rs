@@ -1,4 +1,6 @@
-//! Nix system names → the GOARCH names (and variants) that image configs carry.
+//! The one platform type ([`Platform`]: architecture, variant, and os where one is named — the
+//! OCI `platform` object, and what messages call a platform), and Nix system names → the GOARCH
+//! names (and variants) that image configs carry.
 //!
 //! Docker (through containerd) and the OCI image spec expect an image's `architecture` to be a
 //! Go `GOARCH` value and 32-bit ARM's version in `variant`; Nix names CPUs differently
@@ -6,16 +8,39 @@
 //! name for is an error rather than a guess.
 
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::sync::OnceLock;
 
-/// An image platform's CPU, as the image config's `architecture` and `variant` fields hold it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An image's platform, as an image config's `architecture`, `os` and `variant` fields and an
+/// index's `platform` object hold it (fields in the order of their names: the order in which
+/// stowage writes them). Shown as its parts joined by `/` — `[os/]architecture[/variant]`, like
+/// `linux/arm64/v8` or, for a CPU alone, `arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     /// The `GOARCH` name, e.g. `amd64`, `arm64`, `arm`.
-    pub architecture: &'static str,
+    pub architecture: String,
+    /// The operating system (`linux`); none for a CPU alone (the platform of a Nix system: an
+    /// image's os is linux whatever the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
     /// The CPU variant where one applies (`v7` for ARMv7, `v8` for arm64), as in the OCI
     /// image index's `platform.variant`.
-    pub variant: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(os) = &self.os {
+            write!(f, "{os}/")?;
+        }
+        f.write_str(&self.architecture)?;
+        match &self.variant {
+            Some(variant) => write!(f, "/{variant}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One row of the table: a Nix CPU name (the part of a system before the first `-`), its GOARCH
@@ -57,7 +82,17 @@ pub fn cpus() -> &'static [Cpu] {
 }
 
 impl Platform {
-    /// The platform of a Nix system name such as `aarch64-linux`.
+    /// The platform of the CPU `architecture` (`variant`), without an os.
+    pub fn cpu(architecture: &str, variant: Option<&str>) -> Platform {
+        Platform { architecture: architecture.to_owned(), os: None, variant: variant.map(str::to_owned) }
+    }
+
+    /// The platform's CPU alone (without its os).
+    pub fn without_os(&self) -> Platform {
+        Platform { os: None, ..self.clone() }
+    }
+
+    /// The platform (a CPU) of a Nix system name such as `aarch64-linux`.
     pub fn from_nix_system(system: &str) -> Result<Platform> {
         let unknown = |problem: String| Error::UnknownSystem { system: system.to_owned(), problem };
         let Some((cpu, kernel)) = system.split_once('-') else {
@@ -73,7 +108,7 @@ impl Platform {
         cpus()
             .iter()
             .find(|(nix_cpu, ..)| *nix_cpu == cpu)
-            .map(|&(_, architecture, variant)| Platform { architecture, variant })
+            .map(|&(_, architecture, variant)| Platform::cpu(architecture, variant))
             .ok_or_else(|| unknown(format!("Go has no GOARCH name for the CPU '{cpu}'")))
     }
 }
@@ -82,26 +117,40 @@ impl Platform {
 mod tests {
     use super::*;
 
-    fn arch(system: &str) -> (&'static str, Option<&'static str>) {
+    fn arch(system: &str) -> (String, Option<String>) {
         let p = Platform::from_nix_system(system).unwrap();
         (p.architecture, p.variant)
     }
 
     #[test]
     fn common_systems() {
-        assert_eq!(arch("x86_64-linux"), ("amd64", None));
-        assert_eq!(arch("aarch64-linux"), ("arm64", Some("v8")));
-        assert_eq!(arch("armv7l-linux"), ("arm", Some("v7")));
-        assert_eq!(arch("armv6l-linux"), ("arm", Some("v6")));
-        assert_eq!(arch("armv5tel-linux"), ("arm", Some("v5")));
-        assert_eq!(arch("i686-linux"), ("386", None));
-        assert_eq!(arch("powerpc64le-linux"), ("ppc64le", None));
-        assert_eq!(arch("riscv64-linux"), ("riscv64", None));
-        assert_eq!(arch("s390x-linux"), ("s390x", None));
-        assert_eq!(arch("mips64el-linux"), ("mips64le", None));
-        assert_eq!(arch("mipsel-linux"), ("mipsle", None));
-        assert_eq!(arch("loongarch64-linux"), ("loong64", None));
-        assert_eq!(arch("aarch64-darwin"), ("arm64", Some("v8")));
+        assert_eq!(arch("x86_64-linux"), ("amd64".into(), None));
+        assert_eq!(arch("aarch64-linux"), ("arm64".into(), Some("v8".into())));
+        assert_eq!(arch("armv7l-linux"), ("arm".into(), Some("v7".into())));
+        assert_eq!(arch("armv6l-linux"), ("arm".into(), Some("v6".into())));
+        assert_eq!(arch("armv5tel-linux"), ("arm".into(), Some("v5".into())));
+        assert_eq!(arch("i686-linux"), ("386".into(), None));
+        assert_eq!(arch("powerpc64le-linux"), ("ppc64le".into(), None));
+        assert_eq!(arch("riscv64-linux"), ("riscv64".into(), None));
+        assert_eq!(arch("s390x-linux"), ("s390x".into(), None));
+        assert_eq!(arch("mips64el-linux"), ("mips64le".into(), None));
+        assert_eq!(arch("mipsel-linux"), ("mipsle".into(), None));
+        assert_eq!(arch("loongarch64-linux"), ("loong64".into(), None));
+        assert_eq!(arch("aarch64-darwin"), ("arm64".into(), Some("v8".into())));
+    }
+
+    #[test]
+    fn shown_as_its_parts() {
+        let mut p = Platform::from_nix_system("aarch64-linux").unwrap();
+        assert_eq!(p.to_string(), "arm64/v8");
+        p.os = Some("linux".into());
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"architecture":"arm64","os":"linux","variant":"v8"}"#
+        );
+        assert_eq!(p.without_os().to_string(), "arm64/v8");
+        assert_eq!(Platform::cpu("amd64", None).to_string(), "amd64");
     }
 
     #[test]

@@ -23,10 +23,10 @@ pub mod entry;
 
 use crate::format::compress::{Compression, Metered};
 use crate::format::digest::{Digest, DigestReader};
+use crate::format::oci::{self, Descriptor, DockerManifestEntry, Document, ImageConfig};
 use crate::image::plan::{ArchiveLayer, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::read::entry::check_layer;
 use crate::{Error, Result};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -36,8 +36,6 @@ use std::path::Path;
 pub const METADATA_LIMIT: u64 = 16 << 20;
 /// The most metadata read into memory from one archive.
 pub const METADATA_TOTAL: u64 = 64 << 20;
-/// The annotation that names an image in an OCI layout's index.
-const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The most image indexes an OCI layout may nest (a multi-platform image needs one).
 const MAX_NESTED_INDEXES: usize = 16;
 
@@ -140,7 +138,7 @@ pub enum FoundLayer {
 
 impl FoundImage {
     /// The image config, parsed.
-    pub fn config_json(&self) -> Value {
+    pub fn config_document(&self) -> ImageConfig {
         serde_json::from_str(&self.config).expect("read_images checks every config")
     }
 }
@@ -203,8 +201,9 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
     let mut head = [0u8; 2];
     if file.read(&mut head).map_err(|e| Error::io(path, e))? == 2 && &head == b"#!" {
         let plan = Plan::read(path)?;
-        if let Some(image) = plan.images.iter().find(|i| serde_json::from_str::<Value>(&i.config).is_err()) {
-            return Err(bad(format!("the config of {} is not valid JSON", image.repo_tags.join(", "))));
+        for image in &plan.images {
+            let name = format!("the config of {}", image.repo_tags.join(", "));
+            oci::parse::<ImageConfig>(&name, image.config.as_bytes(), "image config").map_err(bad)?;
         }
         return Ok(plan
             .images
@@ -234,22 +233,11 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
         }
         Ok((name, bytes))
     };
-    let json = |name: &str| -> Result<Value> {
-        let (name, bytes) = metadata(name)?;
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("{name} is not valid JSON: {e}")))
-    };
     let image = |config_name: &str, files: Vec<String>, repo_tags: Vec<String>, listed_in: &str| {
         let (name, bytes) = metadata(config_name)?;
         let config = String::from_utf8(bytes.clone()).map_err(|_| bad(format!("{name} is not UTF-8")))?;
-        let parsed: Value =
-            serde_json::from_str(&config).map_err(|e| bad(format!("{name} is not valid JSON: {e}")))?;
-        let diff_ids = parsed["rootfs"]["diff_ids"]
-            .as_array()
-            .ok_or_else(|| bad(format!("config {name} has no rootfs.diff_ids")))?
-            .iter()
-            .map(|d| d.as_str().map(str::to_owned).and_then(|d| Digest::try_from(d).ok()))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad(format!("config {name} has a malformed diff_id")))?;
+        let parsed: ImageConfig = oci::parse(&name, bytes, "image config").map_err(bad)?;
+        let diff_ids = parsed.rootfs.diff_ids;
         if files.len() != diff_ids.len() {
             return Err(bad(format!(
                 "{listed_in} lists {} layers but its config {name} has {} diff_ids",
@@ -279,56 +267,45 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
     };
 
     if entries.contains_key("manifest.json") {
-        let manifest = json("manifest.json")?;
-        let list = manifest.as_array().ok_or_else(|| bad("manifest.json is not a list".into()))?;
+        let (name, bytes) = metadata("manifest.json")?;
+        let list: Vec<DockerManifestEntry> =
+            oci::parse(&name, bytes, "docker-archive manifest").map_err(bad)?;
         return list
-            .iter()
+            .into_iter()
             .map(|entry| {
-                let config =
-                    entry["Config"].as_str().ok_or_else(|| bad("a manifest entry has no Config".into()))?;
-                let files = strings(&entry["Layers"])
-                    .ok_or_else(|| bad("a manifest entry has no Layers list".into()))?;
-                image(config, files, strings(&entry["RepoTags"]).unwrap_or_default(), "manifest.json")
+                image(&entry.config, entry.layers, entry.repo_tags.unwrap_or_default(), "manifest.json")
             })
             .collect();
     }
     if entries.contains_key("index.json") {
-        let index = json("index.json")?;
-        let listed = |index: &Value, name: &str| -> Result<Vec<Value>> {
-            index["manifests"].as_array().cloned().ok_or_else(|| bad(format!("{name} has no manifests")))
-        };
+        let (name, bytes) = metadata("index.json")?;
+        let index: oci::Index = oci::parse(&name, bytes, "image index").map_err(bad)?;
         // Descriptors still to read, in document order, with the reference each is known by: a
         // nested index (a multi-platform image) lends its reference to the manifests it lists.
-        let mut pending: Vec<(Value, Option<String>)> =
-            listed(&index, "index.json")?.into_iter().rev().map(|d| (d, None)).collect();
+        let mut pending: Vec<(Descriptor, Option<String>)> =
+            index.manifests.into_iter().rev().map(|d| (d, None)).collect();
         let (mut images, mut nested) = (Vec::new(), 0);
         while let Some((descriptor, inherited)) = pending.pop() {
-            let blob = blob_name(&descriptor["digest"])
-                .ok_or_else(|| bad("a manifest descriptor has no digest".into()))?;
             // Build attestations ride along as manifests of platform unknown/unknown.
-            if descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+            if descriptor.annotation(oci::DOCKER_REFERENCE_TYPE) == Some("attestation-manifest") {
                 continue;
             }
-            let reference = descriptor["annotations"][OCI_REF_NAME].as_str().map(str::to_owned).or(inherited);
-            let manifest = json(&blob)?;
-            if manifest.get("manifests").is_some() {
-                nested += 1;
-                if nested > MAX_NESTED_INDEXES {
-                    return Err(bad(format!("more than {MAX_NESTED_INDEXES} nested image indexes")));
+            let reference = descriptor.annotation(oci::REF_NAME).map(str::to_owned).or(inherited);
+            let (blob, bytes) = metadata(&blob_name(&descriptor.digest))?;
+            match Document::parse(&blob, bytes).map_err(bad)? {
+                Document::Index(index) => {
+                    nested += 1;
+                    if nested > MAX_NESTED_INDEXES {
+                        return Err(bad(format!("more than {MAX_NESTED_INDEXES} nested image indexes")));
+                    }
+                    pending.extend(index.manifests.into_iter().rev().map(|d| (d, reference.clone())));
                 }
-                pending.extend(listed(&manifest, &blob)?.into_iter().rev().map(|d| (d, reference.clone())));
-                continue;
+                Document::Manifest(manifest) => {
+                    let files = manifest.layers.iter().map(|l| blob_name(&l.digest)).collect();
+                    let config = blob_name(&manifest.config.digest);
+                    images.push(image(&config, files, reference.into_iter().collect(), &blob)?);
+                }
             }
-            let config = blob_name(&manifest["config"]["digest"])
-                .ok_or_else(|| bad(format!("{blob} has no config")))?;
-            let files = manifest["layers"]
-                .as_array()
-                .ok_or_else(|| bad(format!("{blob} has no layers")))?
-                .iter()
-                .map(|l| blob_name(&l["digest"]))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad(format!("{blob} has a layer without a digest")))?;
-            images.push(image(&config, files, reference.into_iter().collect(), &blob)?);
         }
         return Ok(images);
     }
@@ -463,13 +440,8 @@ fn normalise(name: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-fn blob_name(digest: &Value) -> Option<String> {
-    let digest = Digest::try_from(digest.as_str()?.to_owned()).ok()?;
-    Some(format!("blobs/sha256/{}", digest.hex()))
-}
-
-fn strings(value: &Value) -> Option<Vec<String>> {
-    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
 #[cfg(test)]
@@ -546,7 +518,7 @@ pub(crate) mod tests {
             assert_eq!(images.len(), 1, "{name}");
             assert_eq!(images[0].repo_tags, ["app:1"]);
             assert_eq!(entry_names(&images[0]), [(format!("{}/layer.tar", diff_id.hex()), diff_id)]);
-            assert_eq!(images[0].config_json()["architecture"], "amd64");
+            assert_eq!(images[0].config_document().architecture.as_deref(), Some("amd64"));
             assert!(std::ptr::eq(select(&path, &images, Some("app"), Some("1")).unwrap(), &images[0]));
             let spec =
                 verify(images[0].clone(), &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap();
@@ -796,7 +768,7 @@ pub(crate) mod tests {
             "annotations": { "vnd.docker.reference.type": "attestation-manifest" } }));
         let nested = add(serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": manifests })).unwrap());
         let index = json!({ "schemaVersion": 2, "manifests": [{ "digest": nested,
-            "annotations": { OCI_REF_NAME: "multi:1" } }] })
+            "annotations": { oci::REF_NAME: "multi:1" } }] })
         .to_string();
         let mut files: Vec<(&str, &[u8])> = vec![("index.json", index.as_bytes())];
         files.extend(blobs.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
@@ -807,11 +779,14 @@ pub(crate) mod tests {
     fn a_multi_platform_oci_layout_holds_an_image_per_platform() {
         let dir = tempfile::tempdir().unwrap();
         let images = read_images(&multi_platform_oci(dir.path())).unwrap();
-        let found: Vec<(Vec<String>, Value)> =
-            images.iter().map(|i| (i.repo_tags.clone(), i.config_json()["architecture"].clone())).collect();
+        let found: Vec<(Vec<String>, Option<String>)> =
+            images.iter().map(|i| (i.repo_tags.clone(), i.config_document().architecture)).collect();
         assert_eq!(
             found,
-            [(vec!["multi:1".to_string()], json!("amd64")), (vec!["multi:1".into()], json!("arm64"))]
+            [
+                (vec!["multi:1".to_string()], Some("amd64".into())),
+                (vec!["multi:1".into()], Some("arm64".into()))
+            ]
         );
     }
 

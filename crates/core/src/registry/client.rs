@@ -67,14 +67,6 @@ const ERROR_BODY_LIMIT: u64 = 4096;
 /// redirects a blob to its storage once.
 const MAX_REDIRECTS: u32 = 5;
 
-/// Media types a manifest may be fetched as.
-pub const MANIFEST_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-
 /// A connection to one registry.
 pub struct Registry {
     /// `host[:port]`, as given.

@@ -20,15 +20,15 @@
 use crate::format::chunks::to_writer;
 use crate::format::compress::Compression;
 use crate::format::digest::{Digest, DigestWriter};
+use crate::format::oci::{to_json, Descriptor, ImageConfig, Index, Manifest, MediaType};
 use crate::functions::index::{check_platforms, platform_of};
 use crate::image::plan::{Format, ImageSpec, PlannedLayer};
 use crate::image::reference::ImageName;
 use crate::read::ArchiveReader;
 use crate::registry::blob_cache::BlobCache;
 use crate::registry::client::{Access, Failure, Registry};
-use crate::write::archive::{platform, produce_layer};
+use crate::write::archive::produce_layer;
 use crate::{Error, Result};
-use serde_json::json;
 use std::cell::Cell;
 use std::fs;
 use std::io::{self, Seek, Write};
@@ -163,26 +163,26 @@ pub struct Pushed {
 /// The media types of what a push sends, by how its layers are compressed: Docker's for
 /// gzip (what every registry and client takes), OCI's for zstd (which Docker's have no name for).
 struct MediaTypes {
-    layer: &'static str,
-    config: &'static str,
-    manifest: &'static str,
-    index: &'static str,
+    layer: MediaType,
+    config: MediaType,
+    manifest: MediaType,
+    index: MediaType,
 }
 
 impl MediaTypes {
     fn of(compressor: Compression) -> Result<MediaTypes> {
         match compressor {
             Compression::Gzip => Ok(MediaTypes {
-                layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                config: "application/vnd.docker.container.image.v1+json",
-                manifest: "application/vnd.docker.distribution.manifest.v2+json",
-                index: "application/vnd.docker.distribution.manifest.list.v2+json",
+                layer: MediaType::DockerLayerGzip,
+                config: MediaType::DockerConfig,
+                manifest: MediaType::DockerManifest,
+                index: MediaType::DockerManifestList,
             }),
             Compression::Zstd => Ok(MediaTypes {
-                layer: "application/vnd.oci.image.layer.v1.tar+zstd",
-                config: "application/vnd.oci.image.config.v1+json",
-                manifest: "application/vnd.oci.image.manifest.v1+json",
-                index: "application/vnd.oci.image.index.v1+json",
+                layer: MediaType::OciLayerZstd,
+                config: MediaType::OciConfig,
+                manifest: MediaType::OciManifest,
+                index: MediaType::OciIndex,
             }),
             Compression::None => {
                 Err(Error::argument("--compress", "must be gz or zstd: registries take compressed layers"))
@@ -214,18 +214,14 @@ pub fn push(
             let mut manifests = Vec::new();
             for image in images {
                 let manifest = sender.image(image, &mut pushed, &mut progress)?;
-                let digest = Digest::of(manifest.as_bytes()).to_string();
-                client.put_manifest(&digest, &manifest, types.manifest)?;
+                let digest = Digest::of(manifest.as_bytes());
+                client.put_manifest(&digest.to_string(), &manifest, types.manifest)?;
                 progress(&format!("manifest {digest} for {}", platform_of(&image.config)));
-                manifests.push(json!({
-                    "mediaType": types.manifest,
-                    "digest": digest,
-                    "size": manifest.len(),
-                    "platform": platform(&image.config),
-                }));
+                let mut descriptor = Descriptor::new(types.manifest, digest, manifest.len() as u64);
+                descriptor.platform = ImageConfig::platform_of(&image.config);
+                manifests.push(descriptor);
             }
-            let index = json!({ "schemaVersion": 2, "mediaType": types.index, "manifests": manifests });
-            (index.to_string(), types.index)
+            (to_json(&Index::new(types.index, manifests)), types.index)
         }
     };
     client.put_manifest(&dest.tag, &manifest, media_type)?;
@@ -295,10 +291,8 @@ impl Sender<'_> {
             }
             Ok(())
         })?;
-        let layers: Vec<_> = sent
-            .iter()
-            .map(|(_, digest, size)| json!({ "mediaType": self.types.layer, "digest": digest.to_string(), "size": size }))
-            .collect();
+        let layers =
+            sent.iter().map(|&(_, digest, size)| Descriptor::new(self.types.layer, digest, size)).collect();
         let config = image.config.as_bytes();
         let config_digest = Digest::of(config);
         if self.client.has_blob(&config_digest, config.len() as u64)? == Blob::Present {
@@ -308,13 +302,8 @@ impl Sender<'_> {
             pushed.sent += 1;
             pushed.bytes += config.len() as u64;
         }
-        Ok(json!({
-            "schemaVersion": 2,
-            "mediaType": self.types.manifest,
-            "config": { "mediaType": self.types.config, "digest": config_digest.to_string(), "size": config.len() },
-            "layers": layers,
-        })
-        .to_string())
+        let config = Descriptor::new(self.types.config, config_digest, config.len() as u64);
+        Ok(to_json(&Manifest::new(self.types.manifest, config, layers)))
     }
 
     /// The blob of `layer` (number `index`): its digest and size from the cache, or learnt by
@@ -535,12 +524,12 @@ impl Client {
         self.put_blob(&url, digest, size, body)
     }
 
-    fn put_manifest(&self, reference: &str, manifest: &str, media_type: &str) -> Result<()> {
+    fn put_manifest(&self, reference: &str, manifest: &str, media_type: MediaType) -> Result<()> {
         self.registry
             .send(
                 "PUT",
                 &self.url(&format!("manifests/{reference}")),
-                &[("Content-Type", media_type)],
+                &[("Content-Type", media_type.as_str())],
                 manifest.as_bytes(),
             )
             .map_err(|e| self.registry.failure("putting the manifest", e))?;

@@ -13,11 +13,13 @@
 
 use crate::format::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::format::digest::Digest;
+use crate::format::oci::{
+    to_json, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
+};
 use crate::image::plan::{Format, LayerSource, Plan, PlannedLayer};
 use crate::layer::tarball::{padding, write_layer, BLOCK};
 use crate::read::{archive_is_compressed, ArchiveReader};
 use crate::{Error, Result};
-use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -318,82 +320,54 @@ fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
         if configs_written.insert(config_file.clone()) {
             file(&mut tail, &config_file, image.config.as_bytes(), plan.mtime)?;
         }
-        let layers: Vec<String> = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
-        manifest.push(json!({ "Config": config_file, "RepoTags": image.repo_tags, "Layers": layers }));
+        let layers = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
+        manifest.push(DockerManifestEntry {
+            config: config_file,
+            layers,
+            repo_tags: Some(image.repo_tags.clone()),
+        });
     }
-    let manifest = serde_json::Value::from(manifest).to_string();
-    file(&mut tail, "manifest.json", manifest.as_bytes(), plan.mtime)?;
+    file(&mut tail, "manifest.json", to_json(&manifest).as_bytes(), plan.mtime)?;
     Ok(tail)
 }
-
-/// `oci-layout`: which version of the OCI image layout this is.
-pub(crate) const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The config and manifest blobs of an OCI layout, and `index.json`: a descriptor per
 /// `name:tag`, with the platform its config names.
 fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
     let mut blobs_written = BTreeSet::new();
     let mut tail = Vec::new();
-    let mut blob = |tail: &mut Vec<u8>, bytes: &[u8]| -> Result<serde_json::Value> {
+    let mut blob = |tail: &mut Vec<u8>, bytes: &[u8], media_type: MediaType| -> Result<Descriptor> {
         let digest = Digest::of(bytes);
         if blobs_written.insert(digest) {
             file(tail, &format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?;
         }
-        Ok(json!({ "digest": digest.to_string(), "size": bytes.len() }))
+        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
     };
     let mut descriptors = Vec::new();
     for image in &plan.images {
-        let mut config = blob(&mut tail, image.config.as_bytes())?;
-        config["mediaType"] = OCI_CONFIG.into();
-        let layers: Vec<serde_json::Value> = image
-            .layers
-            .iter()
-            .map(|l| json!({ "mediaType": OCI_LAYER, "digest": l.digest.to_string(), "size": l.size }))
-            .collect();
-        let manifest =
-            json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers });
-        let mut descriptor = blob(&mut tail, manifest.to_string().as_bytes())?;
-        descriptor["mediaType"] = OCI_MANIFEST.into();
-        descriptor["platform"] = platform(&image.config);
+        let config = blob(&mut tail, image.config.as_bytes(), MediaType::OciConfig)?;
+        let layers =
+            image.layers.iter().map(|l| Descriptor::new(MediaType::OciLayer, l.digest, l.size)).collect();
+        let manifest = Manifest::new(MediaType::OciManifest, config, layers);
+        let mut descriptor = blob(&mut tail, to_json(&manifest).as_bytes(), MediaType::OciManifest)?;
+        descriptor.platform = ImageConfig::platform_of(&image.config);
         if plan.index.is_some() {
             descriptors.push(descriptor);
             continue;
         }
         for name in &image.repo_tags {
-            descriptors.push(named(descriptor.clone(), name));
+            descriptors.push(descriptor.clone().named(name));
         }
     }
     // A multi-platform image: its index is a blob, which index.json names.
     if let Some(name) = &plan.index {
-        let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
-        let mut descriptor = blob(&mut tail, index.to_string().as_bytes())?;
-        descriptor["mediaType"] = OCI_INDEX.into();
-        descriptors = vec![named(descriptor, name)];
+        let index = Index::new(MediaType::OciIndex, descriptors);
+        let descriptor = blob(&mut tail, to_json(&index).as_bytes(), MediaType::OciIndex)?;
+        descriptors = vec![descriptor.named(name)];
     }
-    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
-    file(&mut tail, "index.json", index.to_string().as_bytes(), plan.mtime)?;
+    let index = Index::new(MediaType::OciIndex, descriptors);
+    file(&mut tail, "index.json", to_json(&index).as_bytes(), plan.mtime)?;
     Ok(tail)
-}
-
-/// The platform of an index's descriptor for the image whose config is `config`.
-pub(crate) fn platform(config: &str) -> serde_json::Value {
-    let parsed: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
-    let mut platform = json!({ "architecture": parsed["architecture"], "os": parsed["os"] });
-    if let Some(variant) = parsed["variant"].as_str() {
-        platform["variant"] = variant.into();
-    }
-    platform
-}
-
-/// `descriptor`, annotated with the reference `name` (as containerd and the OCI spec name it).
-fn named(mut descriptor: serde_json::Value, name: &str) -> serde_json::Value {
-    descriptor["annotations"] =
-        json!({ "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name });
-    descriptor
 }
 
 /// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
@@ -508,6 +482,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::image::plan::ImageSpec;
     use crate::layer::tarball::{layer_digest, Ownership, StoreLayer};
+    use serde_json::json;
     use std::fs;
     use std::path::Path;
 

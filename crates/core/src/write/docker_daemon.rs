@@ -70,14 +70,18 @@ pub fn load(image: &ImageSpec, socket: &std::path::Path, threads: usize) -> Resu
         }
     };
     // The body is chunked JSON messages: the stream lines say what was loaded.
+    /// A message of the engine's answer (others, and lines that are none, say nothing).
+    #[derive(serde::Deserialize)]
+    struct Message {
+        error: Option<String>,
+        stream: Option<String>,
+    }
     let said: Vec<String> = text
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|message| {
-            if let Some(error) = message["error"].as_str() {
-                return Some(Err(error.to_owned()));
-            }
-            message["stream"].as_str().map(|s| Ok(s.trim().to_owned()))
+        .filter_map(|line| serde_json::from_str::<Message>(line).ok())
+        .filter_map(|message| match message {
+            Message { error: Some(error), .. } => Some(Err(error)),
+            Message { stream, .. } => stream.map(|s| Ok(s.trim().to_owned())),
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::io(socket, io::Error::other(format!("the engine refused the image: {e}"))))?;
