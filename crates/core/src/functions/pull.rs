@@ -160,7 +160,7 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         let digest = chosen.digest;
         progress(&format!("{} is an index; chose {digest} for {}", source.image, to_json(&chosen.platform)));
         let size = chosen.size.unwrap_or(DOCUMENT_LIMIT).min(DOCUMENT_LIMIT);
-        fetched = source.manifest(&digest, chosen.media_type.clone().as_deref(), size)?;
+        fetched = source.manifest(&digest, chosen.media_type.as_deref(), size)?;
     }
     let Document::Manifest(manifest) = &fetched.document else {
         return Err(source.error("an index lists another index for the platform; that is not supported"));

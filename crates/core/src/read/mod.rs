@@ -568,6 +568,19 @@ pub(crate) mod tests {
             ("no-manifest", tar_of(&[("x", b"y")]), "neither manifest.json nor index.json"),
             ("bad-json", tar_of(&[("manifest.json", b"{")]), "manifest.json is not valid JSON"),
             (
+                "no-config-field",
+                tar_of(&[("manifest.json", br#"[{"Layers": []}]"#)]),
+                "manifest.json is not a valid docker-archive manifest: missing field `Config`",
+            ),
+            (
+                "no-rootfs",
+                tar_of(&[
+                    ("c.json", br#"{"os": "linux"}"#),
+                    ("manifest.json", br#"[{"Config": "c.json", "Layers": []}]"#),
+                ]),
+                "c.json is not a valid image config: missing field `rootfs`",
+            ),
+            (
                 "missing-layer",
                 tar_of(&[
                     (&config_file, &config),

@@ -557,15 +557,12 @@ pub(crate) mod tests {
             assert_eq!(Digest::of(&files[blob]).hex(), blob.trim_start_matches("blobs/sha256/"));
         }
         assert_eq!(files["oci-layout"], br#"{"imageLayoutVersion":"1.0.0"}"#);
-        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
-        let names: Vec<&str> = index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
-            .collect();
+        let index: Index = serde_json::from_slice(&files["index.json"]).unwrap();
+        let names: Vec<&str> =
+            index.manifests.iter().map(|m| m.annotation(crate::format::oci::REF_NAME).unwrap()).collect();
         assert_eq!(names, ["a:1", "a:2", "b:1"]);
-        assert_eq!(index["manifests"][0]["platform"], json!({ "architecture": "amd64", "os": "linux" }));
+        let platform = serde_json::to_value(&index.manifests[0].platform).unwrap();
+        assert_eq!(platform, json!({ "architecture": "amd64", "os": "linux" }));
         // and as a folder, the same files
         let folder = dir.path().join("layout");
         write_oci_dir(&plan, &folder, 2).unwrap();
