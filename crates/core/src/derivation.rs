@@ -55,8 +55,7 @@ struct ImagesAttrs {
 pub fn build_merge_stream(say: impl Fn(&str)) -> Result<()> {
     let attrs: ImagesAttrs = read_attrs()?;
     let merge = attrs.call.merge()?;
-    let plan = Plan { format: merge.format, ..merge_images(&attrs.images)? };
-    write_script(&plan, &attrs.outputs, say)
+    write_script(&merge_images(&attrs.images, merge.format)?, &attrs.outputs, say)
 }
 
 /// `build-index-stream`: plans a multi-platform image (an OCI index) and writes its stream

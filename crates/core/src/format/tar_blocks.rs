@@ -7,6 +7,7 @@
 //! image, the same bytes (POSIX.1-1988 ustar, as `docker save` writes them).
 
 use crate::{Error, Result};
+use std::io::{self, Read};
 
 /// Tar's block size: headers, and the padding that ends every entry's data on a whole block.
 pub const BLOCK: usize = 512;
@@ -52,6 +53,63 @@ fn header(name: &str, kind: tar::EntryType, size: u64, mode: u32, mtime: u64) ->
     Ok(*header.as_bytes())
 }
 
+/// Reads the entries of the layer tarball `layer` in order, handing each to `each`; a tar error
+/// becomes an error through `unreadable`.
+///
+/// A writer may leave off the padding after the last entry's data, or the end-of-archive
+/// blocks (umoci 0.4 does both): Docker, podman, skopeo and umoci read such layers, so stowage
+/// does too, with zeros standing in for what is missing. A layer that ends inside an entry's
+/// data is still refused.
+pub fn layer_entries<R: Read, E>(
+    layer: R,
+    unreadable: impl Fn(io::Error) -> E,
+    mut each: impl FnMut(&mut tar::Entry<'_, Terminated<R>>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut archive = tar::Archive::new(Terminated { inner: layer, read: 0, zeros: None });
+    let mut data_end = 0;
+    for entry in archive.entries().map_err(&unreadable)? {
+        let mut entry = entry.map_err(&unreadable)?;
+        data_end = entry.raw_file_position() + entry.size();
+        each(&mut entry)?;
+    }
+    let read = archive.into_inner().read;
+    if data_end > read {
+        return Err(unreadable(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("it ends inside the data of its last entry ({read} of {data_end} bytes)"),
+        )));
+    }
+    Ok(())
+}
+
+/// A layer tarball followed, once it ends, by the zeros of a complete ending: the padding of its
+/// last block and the end-of-archive blocks (see [`layer_entries`]).
+pub struct Terminated<R> {
+    inner: R,
+    /// The tarball's own bytes read so far.
+    read: u64,
+    /// The zeros left to give, once the tarball has ended.
+    zeros: Option<usize>,
+}
+
+impl<R: Read> Read for Terminated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.zeros.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.zeros = Some(padding(self.read).len() + END_OF_ARCHIVE.len());
+        }
+        let left = self.zeros.as_mut().expect("set above");
+        let n = (*left).min(buf.len());
+        buf[..n].fill(0);
+        *left -= n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +126,32 @@ mod tests {
         assert_eq!(read.path().unwrap().to_str(), Some("manifest.json"));
         assert_eq!(read.header().mode().unwrap(), 0o444);
         assert_eq!(read.header().mtime().unwrap(), 1);
+    }
+
+    fn names(layer: &[u8]) -> std::result::Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        layer_entries(
+            layer,
+            |e| e.to_string(),
+            |entry| {
+                names.push(entry.path().unwrap().display().to_string());
+                Ok(())
+            },
+        )?;
+        Ok(names)
+    }
+
+    #[test]
+    fn a_layer_without_its_ending_is_read_but_a_cut_one_is_not() {
+        let whole =
+            [entry("a", b"1", 1).unwrap(), entry("b", b"22", 1).unwrap(), END_OF_ARCHIVE.to_vec()].concat();
+        assert_eq!(names(&whole).unwrap(), ["a", "b"]);
+        // without the end blocks, then without the last entry's padding too (as umoci 0.4 writes)
+        let unended = &whole[..whole.len() - END_OF_ARCHIVE.len()];
+        assert_eq!(names(unended).unwrap(), ["a", "b"]);
+        let unpadded = &unended[..unended.len() - (BLOCK - 2)];
+        assert_eq!(names(unpadded).unwrap(), ["a", "b"]);
+        let err = names(&unpadded[..unpadded.len() - 1]).unwrap_err();
+        assert!(err.contains("ends inside the data of its last entry"), "{err}");
     }
 }
