@@ -4,7 +4,7 @@
 //! stores), and run. The archives are in tests/fixtures/, made by scripts/make-fixtures.sh; its
 //! README says which tool and version made each.
 //!
-//! (src/image_reader.rs keeps its own imitation of a Docker ≥ 25 archive, OCI-style
+//! (crates/core/src/read/mod.rs keeps its own imitation of a Docker ≥ 25 archive, OCI-style
 //! `blobs/sha256/…` names in `manifest.json`: the Docker Engine here, Debian 12's 20.10, writes
 //! the older `<id>/layer.tar` layout, which `docker-save.tar` holds.)
 
