@@ -329,6 +329,17 @@ fn timed_row(measure: String, (ours, baseline): (Duration, Duration), target: &'
     Row { measure, ours: secs(ours), baseline: secs(baseline), ratio: ratio(ours, baseline), target }
 }
 
+/// A row of times and the sizes of what each side made: ours, then the baseline's.
+fn sized_row(measure: String, ours: (Duration, u64), baseline: (Duration, u64), target: &'static str) -> Row {
+    Row {
+        measure,
+        ours: format!("{} ({})", secs(ours.0), mb(ours.1)),
+        baseline: format!("{} ({})", secs(baseline.0), mb(baseline.1)),
+        ratio: format!("{}; size {:.3}×", ratio(ours.0, baseline.0), ours.1 as f64 / baseline.1 as f64),
+        target,
+    }
+}
+
 /// Everything measured on one store.
 fn measure(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     let dir = work.join(set.name);
@@ -396,15 +407,14 @@ fn measure(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         let (ours, baseline) =
             pair(&archive_step, &format!("{tar} | {baseline_tool} > {}", baseline_out.display()));
         let (our_size, their_size) = (size(&archive), size(&baseline_out));
-        rows.push(Row {
-            measure: format!(
+        rows.push(sized_row(
+            format!(
                 "{name}: `buildLayeredImage` {compressor}, the archive ÷ `tar \\| {baseline_tool}`; sizes"
             ),
-            ours: format!("{} ({})", secs(ours), mb(our_size)),
-            baseline: format!("{} ({})", secs(baseline), mb(their_size)),
-            ratio: format!("{}; size {:.3}×", ratio(ours, baseline), our_size as f64 / their_size as f64),
+            (ours, our_size),
+            (baseline, their_size),
             target,
-        });
+        ));
         // What a first `nix-build` waits for: the plan's derivation, then the archive's.
         let whole = planned + ours;
         rows.push(Row {
@@ -515,15 +525,12 @@ fn pushes(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         their_bytes = registry.stored_bytes();
     }
     let (first, again, uncached, skopeo) = (median(first), median(again), median(uncached), median(skopeo));
-    rows.push(Row {
-        measure: format!(
-            "{name}: `stowage push` (gz) to a new registry ÷ `skopeo copy docker-archive:… docker://…`; bytes stored"
-        ),
-        ours: format!("{} ({})", secs(first), mb(our_bytes)),
-        baseline: format!("{} ({})", secs(skopeo), mb(their_bytes)),
-        ratio: format!("{}; size {:.3}×", ratio(first, skopeo), our_bytes as f64 / their_bytes as f64),
-        target: "≤ 0.7",
-    });
+    rows.push(sized_row(
+        format!("{name}: `stowage push` (gz) to a new registry ÷ `skopeo copy docker-archive:… docker://…`; bytes stored"),
+        (first, our_bytes),
+        (skopeo, their_bytes),
+        "≤ 0.7",
+    ));
     rows.push(timed_row(
         format!("{name}: the same push again, unchanged ÷ the first"),
         (again, first),

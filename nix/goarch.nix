@@ -1,5 +1,6 @@
 # builtins.stowage.goarch without the plugin: the GOARCH name (and variant) of a Nix system, from
-# the table the core reads too (./platforms.json; src/goarch.rs says where its names come from).
+# the table the core reads too (./platforms.json; crates/core/src/image/platform.rs says where
+# its names come from).
 system:
 let
   table = builtins.fromJSON (builtins.readFile ./platforms.json);

@@ -15,6 +15,7 @@ rec {
   # Nix's exportReferencesGraph refuses anything else before the builder could say what is wrong
   storeItems = builtins.filter (item: !(builtins.isString item)
     || builtins.substring 0 (builtins.stringLength builtins.storeDir + 1) item == "${builtins.storeDir}/");
-  # whether a script is given: not null, and more than blanks (the core's rule: src/layered_image.rs)
+  # whether a script is given: not null, and more than blanks (the core's rule:
+  # crates/core/src/functions/image.rs)
   isScript = text: builtins.isString text && builtins.match "[ \t\n\r]*" text == null;
 }

@@ -24,8 +24,8 @@ stowageDerivation "build-pull" (called // {
   outputHash = args.sha256 or args.hash or "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
   outputHashAlgo = "sha256";
   outputHashMode = "flat";
-  # the registry timeouts (src/timeouts.rs), as the caller's environment (or the daemon's) sets
-  # them: a fixed-output build may hear these
+  # the registry timeouts (crates/core/src/registry/timeouts.rs), as the caller's environment
+  # (or the daemon's) sets them: a fixed-output build may hear these
   impureEnvVars = [ "STOWAGE_REGISTRY_TIMEOUT" "STOWAGE_REGISTRY_MIN_RATE" ];
 })
 // {

@@ -1,6 +1,7 @@
 # The Nix side of stowage's functions, given the primitives they build on (`prims`): the
-# plugin's (cpp/plugin.cc, which bundles this file with the files it imports: build.rs inlines
-# them), or, without the plugin, the library's own (./library.nix). It only passes data: every
+# plugin's (crates/plugin/cpp/plugin.cc, which bundles this file with the files it imports:
+# crates/plugin/build.rs inlines them), or, without the plugin, the library's own
+# (./library.nix). It only passes data: every
 # check and every decision is the Rust core's. Derivations are the same in both modes — each
 # gets the public function's name and its arguments as given, which the builder checks before
 # it writes anything — so the same inputs give the same store paths and the same images.

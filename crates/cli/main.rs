@@ -5,27 +5,18 @@
 
 use clap::{Parser, Subcommand};
 use std::fs;
-use std::io::{self, BufWriter};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stowage_core::cores::cores;
+use stowage_core::derivation;
 use stowage_core::format::chunks::CHUNK;
-use stowage_core::format::compress::Compression;
-use stowage_core::functions::args::Outputs;
-use stowage_core::functions::call::Call;
-use stowage_core::functions::customise::{customise, CustomisationInput};
-use stowage_core::functions::fake_nss::FakeNss;
-use stowage_core::functions::index::plan_index;
-use stowage_core::functions::layered::{plan_image, BuildInput};
-use stowage_core::functions::merge::merge_images;
-use stowage_core::functions::pull::pull;
-use stowage_core::image::config::referenced_store_paths;
-use stowage_core::image::plan::{Format, Plan};
+use stowage_core::image::plan::Plan;
 use stowage_core::registry::client::Access;
 use stowage_core::registry::timeouts::Timeouts;
-use stowage_core::write::archive::{write_archive, write_oci_dir, OUTPUT_BUFFER};
+use stowage_core::write::archive::write_archive;
 use stowage_core::write::deliver::{deliver, CopyScript};
 use stowage_core::write::progress::{Mode, Progress};
 
@@ -181,7 +172,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Stream { plan } => {
             let plan = Plan::read(&plan)?;
-            let progress = progress_of(&plan, "stream", Mode::from_env()?);
+            let progress = Progress::of(&plan, "stream", Mode::from_env()?);
             let output = Path::new("(standard output)");
             match write_archive(&plan, progress.meter(stdout()?), output, cores()?, |_, _, _| {
                 progress.layer_done()
@@ -196,12 +187,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::BuildStream => {
-            let input: BuildInput = read_attrs()?;
-            let plan =
-                plan_image(&input, time::OffsetDateTime::now_utc(), |w| eprintln!("stowage: warning: {w}"))?;
-            write_script(&plan, &input.outputs)
-        }
+        Command::BuildStream => Ok(derivation::build_stream(say)?),
         Command::Push { image, dest, compress, access } => {
             Ok(deliver(&image, &dest, &compress, &access.access()?, cores()?, say)?)
         }
@@ -212,134 +198,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
             Ok(deliver(Path::new(&copy.image), &dest, &compress, &access.access()?, cores()?, say)?)
         }
-        Command::BuildCopyScript => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                image: String,
-                dest: Option<String>,
-                program: String,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let me =
-                std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
-            let bin = Path::new(&attrs.outputs.out).join("bin");
-            fs::create_dir_all(&bin).map_err(|e| stowage_core::Error::io(&bin, e))?;
-            let copy = CopyScript { image: attrs.image, dest: attrs.dest };
-            Ok(copy.write(&me, &bin.join(&attrs.program))?)
-        }
-        Command::BuildPull => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                #[serde(flatten)]
-                call: Call,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            pull(&attrs.call.pull()?, Path::new(&attrs.outputs.out), |line| eprintln!("stowage: {line}"))?;
-            Ok(())
-        }
-        Command::BuildReferences => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                config: serde_json::Value,
-                #[serde(rename = "storeDir")]
-                store_dir: String,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let mut list = String::new();
-            for path in referenced_store_paths(&attrs.config, &attrs.store_dir) {
-                list.push_str(&path);
-                list.push('\n');
-            }
-            let out = Path::new(&attrs.outputs.out);
-            fs::write(out, list).map_err(|e| stowage_core::Error::io(out, e))?;
-            Ok(())
-        }
-        Command::BuildFakeNss => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                arguments: serde_json::Value,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let nss = FakeNss::from_nix(&attrs.arguments.to_string()).map_err(|e| {
-                stowage_core::Error::InCall { function: "fakeNss".into(), source: Box::new(e) }
-            })?;
-            nss.tree().write_to(Path::new(&attrs.outputs.out))?;
-            Ok(())
-        }
-        Command::BuildCustomisation => {
-            let input: CustomisationInput = read_attrs()?;
-            let build_dir = std::env::current_dir().map_err(|e| stowage_core::Error::io(".", e))?;
-            customise(&input, &build_dir, time::OffsetDateTime::now_utc())?;
-            Ok(())
-        }
-        Command::BuildMergeStream => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                #[serde(flatten)]
-                call: Call,
-                images: Vec<String>,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let merge = attrs.call.merge()?;
-            let plan = Plan { format: merge.format, ..merge_images(&attrs.images)? };
-            write_script(&plan, &attrs.outputs)
-        }
-        Command::BuildIndexStream => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                #[serde(flatten)]
-                call: Call,
-                images: Vec<String>,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let index = attrs.call.index()?;
-            let reference = format!("{}:{}", index.name, index.tag);
-            write_script(&plan_index(&reference, &attrs.images, index.format)?, &attrs.outputs)
-        }
-        Command::BuildArchive => {
-            #[derive(serde::Deserialize)]
-            struct Attrs {
-                stream: PathBuf,
-                compressor: String,
-                outputs: Outputs,
-            }
-            let attrs: Attrs = read_attrs()?;
-            let compressor = Compression::from_name(&attrs.compressor)?;
-            let plan = Plan::read(&attrs.stream)?;
-            let path = Path::new(&attrs.outputs.out);
-            let io_err = |e| stowage_core::Error::io(path, e);
-            let threads = cores()?;
-            eprintln!("stowage: writing {} on {threads} thread(s)", path.display());
-            if plan.format == Format::OciDir {
-                if compressor != Compression::None {
-                    return Err(fail("argument 'compressor' must be \"none\" for format \"oci-dir\""));
-                }
-                return Ok(write_oci_dir(&plan, path, threads)?);
-            }
-            let file = fs::File::create(path).map_err(io_err)?;
-            let file =
-                compressor.writer(BufWriter::with_capacity(OUTPUT_BUFFER, file), threads).map_err(io_err)?;
-            let progress = progress_of(&plan, &path.display().to_string(), Mode::for_builder()?);
-            let file =
-                write_archive(&plan, progress.meter(file), path, threads, |_, _, _| progress.layer_done())?;
-            let file = file.into_inner().finish().map_err(io_err)?;
-            progress.finish();
-            file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
-            Ok(())
-        }
+        Command::BuildCopyScript => Ok(derivation::build_copy_script()?),
+        Command::BuildPull => Ok(derivation::build_pull(say)?),
+        Command::BuildReferences => Ok(derivation::build_references()?),
+        Command::BuildFakeNss => Ok(derivation::build_fake_nss()?),
+        Command::BuildCustomisation => Ok(derivation::build_customisation()?),
+        Command::BuildMergeStream => Ok(derivation::build_merge_stream(say)?),
+        Command::BuildIndexStream => Ok(derivation::build_index_stream(say)?),
+        Command::BuildArchive => Ok(derivation::build_archive(say)?),
     }
-}
-
-/// The progress of writing `plan`, called `what`.
-fn progress_of(plan: &Plan, what: &str, mode: Mode) -> Progress {
-    let layers = plan.unique_layers();
-    Progress::new(mode, what, layers.len(), layers.iter().map(|l| l.size).sum())
 }
 
 /// What the library says while it works, on stderr.
@@ -360,29 +227,4 @@ fn stdout() -> Result<fs::File, Failure> {
         unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
     }
     Ok(out)
-}
-
-/// Writes the stream script of `plan` to `$out`, run by this very executable.
-fn write_script(plan: &Plan, outputs: &Outputs) -> Result<(), Failure> {
-    let me = std::env::current_exe().map_err(|e| fail(format!("cannot find my own executable: {e}")))?;
-    let out = Path::new(&outputs.out);
-    fs::write(out, plan.to_script(&me)).map_err(|e| stowage_core::Error::io(out, e))?;
-    fs::set_permissions(out, fs::Permissions::from_mode(0o555))
-        .map_err(|e| stowage_core::Error::io(out, e))?;
-    for image in &plan.images {
-        eprintln!("stowage: planned {} layers for {}", image.layers.len(), image.repo_tags.join(", "));
-    }
-    Ok(())
-}
-
-/// Nix's structured attributes of the derivation being built.
-fn read_attrs<T: serde::de::DeserializeOwned>() -> Result<T, Failure> {
-    let named = std::env::var_os("NIX_ATTRS_JSON_FILE")
-        .map(PathBuf::from)
-        .ok_or_else(|| fail("NIX_ATTRS_JSON_FILE is not set: this subcommand is a derivation builder"))?;
-    // Nix 2.8 names the file by its path outside the sandbox; inside, it is in the build
-    // directory, which is where a builder starts.
-    let path = if named.exists() { named } else { PathBuf::from(".attrs.json") };
-    let text = fs::read_to_string(&path).map_err(|e| stowage_core::Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", path.display())))
 }

@@ -132,6 +132,14 @@ pub enum Error {
     /// The image's Nix database (`includeNixDB`) could not be written.
     #[error("the image's Nix database (includeNixDB): {0}")]
     NixDatabase(String),
+    /// A derivation's structured attributes are not what its builder takes.
+    #[error("{}: {problem}", .path.display())]
+    Attributes {
+        /// The attributes' file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// An image cannot go where it was sent (`stowage push`, the copy scripts).
     #[error("{0}")]
     Delivery(String),

@@ -7,6 +7,7 @@
 //!
 //! # Where things live
 //! From the top down; a folder imports only folders below it.
+//! - [`derivation`]: the builders of stowage's derivations, one per `stowage build-…`.
 //! - [`functions`]: the library functions — each one's arguments (checked while evaluating and
 //!   again by the builder) and what its derivation builds.
 //! - [`script`]: running customisation scripts in an image root, unprivileged.
@@ -20,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod cores;
+pub mod derivation;
 pub mod error;
 pub mod format;
 pub mod functions;

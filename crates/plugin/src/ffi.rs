@@ -7,9 +7,9 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use stowage_core::format::nar::Node;
+use stowage_core::format::oci::Platform;
 use stowage_core::functions::args::Evaluator;
 use stowage_core::functions::fake_nss::FakeNss;
-use stowage_core::image::platform::Platform;
 
 #[cxx::bridge(namespace = "stowage::ffi")]
 mod bridge {

@@ -1,16 +1,16 @@
 //! The OCI and Docker image documents, as types (go-containerregistry's `pkg/v1` is the model):
 //! [`Descriptor`], image [`Manifest`] and [`Index`], the image config ([`ImageConfig`], as far as
 //! stowage reads or writes it), docker-archive's `manifest.json` entries
-//! ([`DockerManifestEntry`]), the annotations stowage names, and the one table of media types
-//! ([`MediaType`]). Reading them ([`parse`]) says which document is wrong and how; writing them
+//! ([`DockerManifestEntry`]), the one platform type ([`Platform`], with the `Display` messages
+//! use), the annotations stowage names, and the one table of media types ([`MediaType`]). Reading them ([`parse`]) says which document is wrong and how; writing them
 //! ([`to_json`]) gives the bytes stowage has always written.
 
 use crate::format::digest::Digest;
-use crate::image::platform::Platform;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// `oci-layout`: which version of the OCI image layout this is.
 pub const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -341,6 +341,49 @@ pub fn parse<T: DeserializeOwned>(name: &str, bytes: &[u8], what: &str) -> Resul
 /// `serde_json::Value`, whose objects sort their keys), the keys a read document kept among them.
 pub fn to_json(document: &impl Serialize) -> String {
     serde_json::to_value(document).expect("a document is JSON").to_string()
+}
+
+/// An image's platform, as an image config's `architecture`, `os` and `variant` fields and an
+/// index's `platform` object hold it (fields in the order of their names: the order in which
+/// stowage writes them). Shown as its parts joined by `/` — `[os/]architecture[/variant]`, like
+/// `linux/arm64/v8` or, for a CPU alone, `arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// The `GOARCH` name, e.g. `amd64`, `arm64`, `arm`.
+    pub architecture: String,
+    /// The operating system (`linux`); none for a CPU alone (the platform of a Nix system: an
+    /// image's os is linux whatever the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// The CPU variant where one applies (`v7` for ARMv7, `v8` for arm64), as in the OCI
+    /// image index's `platform.variant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(os) = &self.os {
+            write!(f, "{os}/")?;
+        }
+        f.write_str(&self.architecture)?;
+        match &self.variant {
+            Some(variant) => write!(f, "/{variant}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Platform {
+    /// The platform of the CPU `architecture` (`variant`), without an os.
+    pub fn cpu(architecture: &str, variant: Option<&str>) -> Platform {
+        Platform { architecture: architecture.to_owned(), os: None, variant: variant.map(str::to_owned) }
+    }
+
+    /// The platform's CPU alone (without its os).
+    pub fn without_os(&self) -> Platform {
+        Platform { os: None, ..self.clone() }
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 //! runs the scripts is [`crate::functions::customise`].
 
 use crate::format::oci::ImageConfig;
+use crate::format::oci::Platform;
 use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::image::config::normalise_runtime_config;
 use crate::image::plan::{Format, ImageSpec};
-use crate::image::platform::{cpus, Platform};
+use crate::image::platform::cpus;
 use crate::image::reference::{check_tag, ImageName};
 use crate::layer::perms::{check_perms, Perm};
 use crate::read::{read_images, select, verify, ArchiveReader, FoundImage};

@@ -8,6 +8,7 @@ use crate::format::digest::Digest;
 use crate::functions::args::check_in_store;
 use crate::functions::args::Args;
 use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::image::reference::{check_tag, ImageName};
 use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -54,10 +55,10 @@ const DEFAULT_NAME: &str = "merged-images";
 /// The mtime of a merged archive's own entries: dockerTools' default, one second after the epoch.
 const MERGED_MTIME: u64 = 1;
 
-/// The plan of one archive holding every image in the files `inputs` (the `images` argument, in
-/// order). An image found twice is kept once, with every tag it was given; two different images
-/// with the same `name:tag` are an error naming both inputs.
-pub fn merge_images(inputs: &[String]) -> Result<Plan> {
+/// The plan of one image file in `format` holding every image in the files `inputs` (the
+/// `images` argument, in order). An image found twice is kept once, with every tag it was given;
+/// two different images with the same `name:tag` are an error naming both inputs.
+pub fn merge_images(inputs: &[String], format: Format) -> Result<Plan> {
     let mut reader = ArchiveReader::default();
     let mut known = BTreeMap::new();
     let mut images: Vec<(ImageSpec, Digest)> = Vec::new();
@@ -68,6 +69,18 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
             let spec = verify(found, &mut reader, &mut known)?;
             let id = Digest::of(spec.config.as_bytes());
             for tag in &spec.repo_tags {
+                if format == Format::DockerArchive {
+                    loadable_tag(tag).map_err(|problem| {
+                        Error::argument(
+                            "images",
+                            format!(
+                                "has an image tagged {tag:?} in images[{index}] ({input}): {problem}, so a \
+                                 docker-archive cannot carry it; give the image a name and a tag, or \
+                                 merge into format = \"oci-archive\", whose index names images freely"
+                            ),
+                        )
+                    })?;
+                }
                 match tagged.get(tag) {
                     Some(&(other_id, other)) if other_id != id => {
                         return Err(Error::argument(
@@ -99,10 +112,18 @@ pub fn merge_images(inputs: &[String]) -> Result<Plan> {
     }
     Ok(Plan {
         mtime: MERGED_MTIME,
-        format: Default::default(),
+        format,
         index: None,
         images: images.into_iter().map(|(spec, _)| spec).collect(),
     })
+}
+
+/// Whether `tag` is a `name:tag` a docker-archive's RepoTags can carry. An OCI layout may name
+/// an image by a tag alone (umoci and `skopeo copy … oci:DIR:TAG` do).
+fn loadable_tag(tag: &str) -> std::result::Result<(), String> {
+    let (name, tag) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or("it has no tag")?;
+    ImageName::parse(name).map_err(|_| format!("{name:?} is not an image name"))?;
+    check_tag(tag).map_err(|_| format!("{tag:?} is not a valid tag"))
 }
 
 #[cfg(test)]
@@ -145,7 +166,7 @@ mod tests {
         // The same image as `a`, retagged: same layer, same config.
         let a2 = a.replace("x-a.stream", "x-a2.stream");
         std::fs::write(&a2, std::fs::read_to_string(&a).unwrap().replace("\"a:1\"", "\"a:2\"")).unwrap();
-        let plan = merge_images(&[a_archive.clone(), b.clone(), a2]).unwrap();
+        let plan = merge_images(&[a_archive.clone(), b.clone(), a2], Format::DockerArchive).unwrap();
         let tags: Vec<&Vec<String>> = plan.images.iter().map(|i| &i.repo_tags).collect();
         assert_eq!(tags, [&vec!["a:1".to_string(), "a:2".into()], &vec!["b:1".to_string()]]);
         let bytes = write_archive(&plan, Vec::new(), Path::new("(test)"), 2, |_, _, _| {}).unwrap();
@@ -157,8 +178,8 @@ mod tests {
         names.sort();
         assert_eq!(names.len(), 5, "{names:?}"); // 2 layers, 2 configs, the manifest
         assert_eq!(
-            merge_images(&[a_archive.clone(), b.clone()]).unwrap(),
-            merge_images(&[a_archive, b]).unwrap()
+            merge_images(&[a_archive.clone(), b.clone()], Format::DockerArchive).unwrap(),
+            merge_images(&[a_archive, b], Format::DockerArchive).unwrap()
         );
     }
 
@@ -183,7 +204,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = stream(dir.path(), "x-a", "one", "app:1");
         let b = stream(dir.path(), "x-b", "two", "app:1");
-        let err = merge_images(&[a.clone(), b.clone()]).unwrap_err().to_string();
+        let err = merge_images(&[a.clone(), b.clone()], Format::DockerArchive).unwrap_err().to_string();
         assert_eq!(
             err,
             format!("argument 'images' has two different images tagged app:1: in images[0] ({a}) and in images[1] ({b})")

@@ -9,21 +9,20 @@
 //! leaves no output behind.
 
 use crate::format::digest::{Digest, DigestWriter};
+use crate::format::oci::Platform;
 use crate::format::oci::{
     self, to_json, Descriptor, Document, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
 };
+use crate::format::tar_blocks::{self, file_header, padding, END_OF_ARCHIVE};
 use crate::functions::args::{Args, Evaluator};
-use crate::image::platform::Platform;
 use crate::image::reference::{check_tag, ImageName};
-use crate::layer::tarball::padding;
 use crate::registry::client::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT};
 use crate::registry::timeouts::Timeouts;
-use crate::write::archive::header;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
 /// The mtime of the layout's entries.
@@ -195,17 +194,18 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
     let file = fs::File::create(out).map_err(|e| Error::io(out, e))?;
     let mut tar = BufWriter::with_capacity(1 << 20, file);
     let io_err = |e| Error::io(out, e);
-    entry(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes()).map_err(io_err)?;
-    entry(&mut tar, &blob_name(&config.digest), &config_bytes).map_err(io_err)?;
+    tar.write_all(&tar_blocks::entry("oci-layout", OCI_LAYOUT.as_bytes(), PULLED_MTIME)?).map_err(io_err)?;
+    tar.write_all(&tar_blocks::entry(&blob_name(&config.digest), &config_bytes, PULLED_MTIME)?)
+        .map_err(io_err)?;
     let mut written = std::collections::BTreeSet::from([config.digest]);
     let total: u64 = layers.iter().map(|l| l.size).sum();
     for (i, layer) in layers.iter().enumerate() {
         if !written.insert(layer.digest) {
             continue;
         }
-        tar.write_all(&header(&blob_name(&layer.digest), layer.size, PULLED_MTIME)?).map_err(io_err)?;
+        tar.write_all(&file_header(&blob_name(&layer.digest), layer.size, PULLED_MTIME)?).map_err(io_err)?;
         source.blob(layer, &mut tar)?;
-        tar.write_all(&vec![0; padding(layer.size)]).map_err(io_err)?;
+        tar.write_all(padding(layer.size)).map_err(io_err)?;
         progress(&format!(
             "layer {}/{} {} ({} bytes of {total})",
             i + 1,
@@ -216,11 +216,12 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
     }
     // The registry's manifest, as it is; the layout names it directly if it is an OCI one, else
     // through its OCI form, which readers of OCI layouts (skopeo, podman) require.
-    entry(&mut tar, &blob_name(&fetched.digest), &fetched.bytes).map_err(io_err)?;
+    tar.write_all(&tar_blocks::entry(&blob_name(&fetched.digest), &fetched.bytes, PULLED_MTIME)?)
+        .map_err(io_err)?;
     let (digest, size) = match oci_form(&fetched.media_type, manifest) {
         Some(oci) => {
             let digest = Digest::of(&oci);
-            entry(&mut tar, &blob_name(&digest), &oci).map_err(io_err)?;
+            tar.write_all(&tar_blocks::entry(&blob_name(&digest), &oci, PULLED_MTIME)?).map_err(io_err)?;
             (digest, oci.len())
         }
         None => (fetched.digest, fetched.bytes.len()),
@@ -233,8 +234,9 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         .get_or_insert_with(BTreeMap::new)
         .insert(PULLED_DIGEST_ANNOTATION.into(), args.image_digest.clone());
     let index = Index::new(MediaType::OciIndex, vec![descriptor]);
-    entry(&mut tar, "index.json", to_json(&index).as_bytes()).map_err(io_err)?;
-    tar.write_all(&[0; 2 * crate::layer::tarball::BLOCK]).map_err(io_err)?;
+    tar.write_all(&tar_blocks::entry("index.json", to_json(&index).as_bytes(), PULLED_MTIME)?)
+        .map_err(io_err)?;
+    tar.write_all(&END_OF_ARCHIVE).map_err(io_err)?;
     let file = tar.into_inner().map_err(|e| io_err(e.into_error()))?;
     file.sync_all().map_err(io_err)?;
     progress(&format!("pulled {} as {reference}", source.image));
@@ -383,14 +385,6 @@ impl Source {
 /// The layout's name for the blob `digest`.
 fn blob_name(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
-}
-
-/// Writes the tar entry `name` holding `bytes`.
-fn entry(out: &mut impl Write, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let head = header(name, bytes.len() as u64, PULLED_MTIME).map_err(io::Error::other)?;
-    out.write_all(&head)?;
-    out.write_all(bytes)?;
-    out.write_all(&vec![0; padding(bytes.len() as u64)])
 }
 
 #[cfg(test)]

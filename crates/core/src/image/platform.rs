@@ -1,47 +1,14 @@
-//! The one platform type ([`Platform`]: architecture, variant, and os where one is named — the
-//! OCI `platform` object, and what messages call a platform), and Nix system names → the GOARCH
-//! names (and variants) that image configs carry.
+//! Nix system names → the GOARCH names (and variants) that image configs carry, as a
+//! [`Platform`] (the OCI `platform` object, in [`crate::format::oci`]).
 //!
 //! Docker (through containerd) and the OCI image spec expect an image's `architecture` to be a
 //! Go `GOARCH` value and 32-bit ARM's version in `variant`; Nix names CPUs differently
-//! (`x86_64-linux`, `armv7l-linux`). `nix/platforms.json` is the one table that maps them; a CPU Go has no
-//! name for is an error rather than a guess.
+//! (`x86_64-linux`, `armv7l-linux`). `nix/platforms.json` is the one table that maps them; a CPU
+//! Go has no name for is an error rather than a guess.
 
+use crate::format::oci::Platform;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::OnceLock;
-
-/// An image's platform, as an image config's `architecture`, `os` and `variant` fields and an
-/// index's `platform` object hold it (fields in the order of their names: the order in which
-/// stowage writes them). Shown as its parts joined by `/` — `[os/]architecture[/variant]`, like
-/// `linux/arm64/v8` or, for a CPU alone, `arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    /// The `GOARCH` name, e.g. `amd64`, `arm64`, `arm`.
-    pub architecture: String,
-    /// The operating system (`linux`); none for a CPU alone (the platform of a Nix system: an
-    /// image's os is linux whatever the system's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os: Option<String>,
-    /// The CPU variant where one applies (`v7` for ARMv7, `v8` for arm64), as in the OCI
-    /// image index's `platform.variant`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(os) = &self.os {
-            write!(f, "{os}/")?;
-        }
-        f.write_str(&self.architecture)?;
-        match &self.variant {
-            Some(variant) => write!(f, "/{variant}"),
-            None => Ok(()),
-        }
-    }
-}
 
 /// One row of the table: a Nix CPU name (the part of a system before the first `-`), its GOARCH
 /// and its variant.
@@ -82,16 +49,6 @@ pub fn cpus() -> &'static [Cpu] {
 }
 
 impl Platform {
-    /// The platform of the CPU `architecture` (`variant`), without an os.
-    pub fn cpu(architecture: &str, variant: Option<&str>) -> Platform {
-        Platform { architecture: architecture.to_owned(), os: None, variant: variant.map(str::to_owned) }
-    }
-
-    /// The platform's CPU alone (without its os).
-    pub fn without_os(&self) -> Platform {
-        Platform { os: None, ..self.clone() }
-    }
-
     /// The platform (a CPU) of a Nix system name such as `aarch64-linux`.
     pub fn from_nix_system(system: &str) -> Result<Platform> {
         let unknown = |problem: String| Error::UnknownSystem { system: system.to_owned(), problem };

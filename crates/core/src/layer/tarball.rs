@@ -14,6 +14,7 @@
 
 use crate::format::chunks::{ChunkWriter, CopyError, Emit};
 use crate::format::digest::Digest;
+use crate::format::tar_blocks::{padding, BLOCK, END_OF_ARCHIVE};
 use crate::layer::perms::{Perm, Perms};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -201,7 +202,7 @@ fn splice_entries(out: &mut ChunkWriter<impl Emit>, path: &Path) -> Result<()> {
     let io_err = |e| Error::io(path, e);
     let mut file = fs::File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
-    let entries = size.checked_sub(2 * BLOCK as u64).filter(|n| n % BLOCK as u64 == 0);
+    let entries = size.checked_sub(END_OF_ARCHIVE.len() as u64).filter(|n| n % BLOCK as u64 == 0);
     let entries = entries.ok_or_else(|| io_err(io::Error::other("is not a tar file of whole blocks")))?;
     let copied = out.copy_from(&mut file, entries).map_err(|e| match e {
         CopyError::Read(e) | CopyError::Write(e) => io_err(e),
@@ -222,14 +223,6 @@ pub fn layer_digest(source: &StoreLayer) -> Result<(Digest, u64)> {
     write_layer(source, &mut out)?;
     let (_, _, size) = out.finish().map_err(|e| Error::io("(layer)", e))?;
     Ok((Digest(hasher.finalize().into()), size))
-}
-
-/// Tar's block size: headers, and the padding that ends every entry's data on a whole block.
-pub(crate) const BLOCK: usize = 512;
-
-/// The zeros that pad `size` bytes of an entry's data to a whole block.
-pub(crate) fn padding(size: u64) -> usize {
-    (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
 }
 
 /// A header for an entry of `kind` owned as `owner` says.
@@ -274,7 +267,7 @@ pub(crate) fn append_file<E: Emit>(
         let problem = format!("shrank from {size} to {copied} bytes while it was read");
         return Err(io_err(io::Error::other(problem)));
     }
-    out.write_all(&[0; BLOCK][..padding(copied)]).map_err(io_err)
+    out.write_all(padding(copied)).map_err(io_err)
 }
 
 /// `path` (absolute) without its leading `/`, as tar entries name it.

@@ -11,6 +11,7 @@
 //!   directory itself, its parent) are refused.
 //! - Names are bytes: one that is not UTF-8 is a name like any other.
 
+use crate::format::tar_blocks::layer_entries;
 use crate::layer::tree::{OPAQUE, WHITEOUT};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -95,11 +96,7 @@ const LEADS_OUT: &str = "which can lead out of the image root";
 /// refused, or says what made the tarball unreadable. Reads up to the end-of-archive blocks.
 pub fn check_layer(layer: impl Read) -> Result<(), String> {
     let unreadable = |e: io::Error| format!("not a readable tar file: {e}");
-    let mut archive = tar::Archive::new(layer);
-    for entry in archive.entries().map_err(unreadable)? {
-        check(&entry.map_err(unreadable)?).map_err(|bad| bad.to_string())?;
-    }
-    Ok(())
+    layer_entries(layer, unreadable, |entry| check(entry).map(drop).map_err(|bad| bad.to_string()))
 }
 
 /// `name` relative to the image root (`./etc/`, `/etc` → `etc`; `./` → empty), or `None` if it

@@ -9,6 +9,7 @@
 //! layer cannot make a later entry land outside it.
 
 use crate::format::chunks::to_writer;
+use crate::format::tar_blocks::layer_entries;
 use crate::image::plan::{LayerSource, PlannedLayer};
 use crate::layer::tarball::write_layer;
 use crate::layer::tree::{sorted_names, Modes};
@@ -85,14 +86,15 @@ fn problem(error: Error) -> String {
 impl Unpack<'_> {
     /// Unpacks the layer tarball `bytes`; an error says what is wrong, and with which entry.
     fn layer(&mut self, bytes: impl Read) -> Result<(), String> {
-        let mut archive = tar::Archive::new(bytes);
-        for entry in archive.entries().map_err(|e| e.to_string())? {
-            let mut entry = entry.map_err(|e| e.to_string())?;
-            let Some(checked) = check(&entry).map_err(|bad| bad.to_string())? else { continue };
-            self.entry(&checked, &mut entry)
-                .map_err(|problem| BadEntry { entry: checked.name, problem }.to_string())?;
-        }
-        Ok(())
+        layer_entries(
+            bytes,
+            |e| e.to_string(),
+            |entry| {
+                let Some(checked) = check(entry).map_err(|bad| bad.to_string())? else { return Ok(()) };
+                self.entry(&checked, entry)
+                    .map_err(|problem| BadEntry { entry: checked.name, problem }.to_string())
+            },
+        )
     }
 
     fn entry(&mut self, checked: &Checked, entry: &mut tar::Entry<impl Read>) -> Result<(), String> {

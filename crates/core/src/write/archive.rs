@@ -16,8 +16,9 @@ use crate::format::digest::Digest;
 use crate::format::oci::{
     to_json, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
 };
+use crate::format::tar_blocks::{self, directory_header, file_header, padding, END_OF_ARCHIVE};
 use crate::image::plan::{Format, LayerSource, Plan, PlannedLayer};
-use crate::layer::tarball::{padding, write_layer, BLOCK};
+use crate::layer::tarball::write_layer;
 use crate::read::{archive_is_compressed, ArchiveReader};
 use crate::{Error, Result};
 use sha2::{Digest as _, Sha256};
@@ -267,14 +268,15 @@ fn write_in_order(
     let oci = plan.format != Format::DockerArchive;
     if oci {
         let mut head = Vec::new();
-        file(&mut head, "oci-layout", OCI_LAYOUT.as_bytes(), mtime)?;
+        head.extend(tar_blocks::entry("oci-layout", OCI_LAYOUT.as_bytes(), mtime)?);
         head.extend(directory_header("blobs/", mtime)?);
         head.extend(directory_header("blobs/sha256/", mtime)?);
         out.write_all(&head).map_err(output_error)?;
     }
     for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
         budget.advance(index);
-        out.write_all(&header(&layer_file(plan.format, layer), layer.size, mtime)?).map_err(output_error)?;
+        out.write_all(&file_header(&layer_file(plan.format, layer), layer.size, mtime)?)
+            .map_err(output_error)?;
         let mut written = 0;
         loop {
             match from_reader.recv() {
@@ -302,11 +304,11 @@ fn write_in_order(
                 Err(_) => return Err(output_error(io::Error::other("a layer reader stopped"))),
             }
         }
-        out.write_all(&[0; BLOCK][..padding(layer.size)]).map_err(output_error)?;
+        out.write_all(padding(layer.size)).map_err(output_error)?;
     }
 
     let mut tail = if oci { oci_tail(plan)? } else { docker_tail(plan)? };
-    tail.extend_from_slice(&[0; 2 * BLOCK]);
+    tail.extend_from_slice(&END_OF_ARCHIVE);
     out.write_all(&tail).map_err(output_error)
 }
 
@@ -318,7 +320,7 @@ fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
     for image in &plan.images {
         let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
         if configs_written.insert(config_file.clone()) {
-            file(&mut tail, &config_file, image.config.as_bytes(), plan.mtime)?;
+            tail.extend(tar_blocks::entry(&config_file, image.config.as_bytes(), plan.mtime)?);
         }
         let layers = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
         manifest.push(DockerManifestEntry {
@@ -327,7 +329,7 @@ fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
             repo_tags: Some(image.repo_tags.clone()),
         });
     }
-    file(&mut tail, "manifest.json", to_json(&manifest).as_bytes(), plan.mtime)?;
+    tail.extend(tar_blocks::entry("manifest.json", to_json(&manifest).as_bytes(), plan.mtime)?);
     Ok(tail)
 }
 
@@ -339,7 +341,7 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
     let mut blob = |tail: &mut Vec<u8>, bytes: &[u8], media_type: MediaType| -> Result<Descriptor> {
         let digest = Digest::of(bytes);
         if blobs_written.insert(digest) {
-            file(tail, &format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?;
+            tail.extend(tar_blocks::entry(&format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?);
         }
         Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
     };
@@ -366,7 +368,7 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
         descriptors = vec![descriptor.named(name)];
     }
     let index = Index::new(MediaType::OciIndex, descriptors);
-    file(&mut tail, "index.json", to_json(&index).as_bytes(), plan.mtime)?;
+    tail.extend(tar_blocks::entry("index.json", to_json(&index).as_bytes(), plan.mtime)?);
     Ok(tail)
 }
 
@@ -438,37 +440,6 @@ fn layer_file(format: Format, layer: &PlannedLayer) -> String {
 
 fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
     Error::LayerMismatch { index, expected: layer.digest, found, expected_size: layer.size, found_size }
-}
-
-/// The ustar header of an archive entry of `size` bytes named `name`.
-pub(crate) fn header(name: &str, size: u64, mtime: u64) -> Result<Vec<u8>> {
-    entry_header(name, tar::EntryType::Regular, size, 0o444, mtime)
-}
-
-/// The ustar header of the directory entry `name`.
-fn directory_header(name: &str, mtime: u64) -> Result<Vec<u8>> {
-    entry_header(name, tar::EntryType::Directory, 0, 0o555, mtime)
-}
-
-fn entry_header(name: &str, kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> Result<Vec<u8>> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(name).map_err(|e| Error::io(name, e))?;
-    header.set_entry_type(kind);
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_mtime(mtime);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_cksum();
-    Ok(header.as_bytes().to_vec())
-}
-
-/// Appends the entry `name` holding `bytes` to `out`.
-fn file(out: &mut Vec<u8>, name: &str, bytes: &[u8], mtime: u64) -> Result<()> {
-    out.extend(header(name, bytes.len() as u64, mtime)?);
-    out.extend_from_slice(bytes);
-    out.resize(out.len() + padding(bytes.len() as u64), 0);
-    Ok(())
 }
 
 /// An error of a layer's reader writing its chunks: it only stops when the writer has stopped,
@@ -651,7 +622,7 @@ pub(crate) mod tests {
         let err = write_archive(&plan, &mut out, Path::new("(test)"), 2, |_, _, _| {}).unwrap_err();
         assert!(err.to_string().starts_with("layer 0 does not match its plan"), "{err}");
         assert!(
-            out.len() as u64 <= BLOCK as u64 + plan.images[0].layers[0].size,
+            out.len() as u64 <= crate::format::tar_blocks::BLOCK as u64 + plan.images[0].layers[0].size,
             "{} bytes written",
             out.len()
         );

@@ -7,6 +7,7 @@
 //! builder's progress belongs (`nix build` shows its latest line under the bar), so builders
 //! ask for it.
 
+use crate::image::plan::Plan;
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::io::{self, IsTerminal, Write};
@@ -74,6 +75,12 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The progress of writing `plan`, called `what`.
+    pub fn of(plan: &Plan, what: &str, mode: Mode) -> Progress {
+        let layers = plan.unique_layers();
+        Progress::new(mode, what, layers.len(), layers.iter().map(|l| l.size).sum())
+    }
+
     /// Progress of writing `what` (a name for the line), `layers` layers and `total` bytes.
     pub fn new(mode: Mode, what: impl Into<String>, layers: usize, total: u64) -> Progress {
         Progress {
