@@ -8,7 +8,7 @@
 //! `fromImage`, `mergeImages`, `podman load` and `skopeo copy oci-archive:…` read it. A failure
 //! leaves no output behind.
 
-use crate::format::digest::{Digest, DigestWriter};
+use crate::format::digest::Digest;
 use crate::format::oci::Platform;
 use crate::format::oci::{
     self, to_json, Descriptor, Document, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
@@ -16,13 +16,14 @@ use crate::format::oci::{
 use crate::format::tar_blocks::{self, file_header, padding, END_OF_ARCHIVE};
 use crate::functions::args::{Args, Evaluator};
 use crate::image::reference::{check_tag, ImageName};
-use crate::registry::client::{read_document, Access, Failure, Registry, DOCUMENT_LIMIT};
+use crate::registry::client::{Access, Registry, DOCUMENT_LIMIT};
+use crate::registry::repository::Repository;
 use crate::registry::timeouts::Timeouts;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 /// The mtime of the layout's entries.
@@ -151,7 +152,8 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
     let image = format!("{}@{}", args.image_name, args.image_digest);
     let access =
         Access { tls_verify: args.tls_verify, timeouts: Timeouts::new(None, None)?, ..Access::default() };
-    let source = Source { registry: Registry::connect(&host, &access)?, repository, image };
+    let source =
+        Source { repository: Repository::new(Registry::connect(&host, &access)?, repository), image };
     let wanted = Digest::try_from(args.image_digest.clone()).map_err(|e| source.error(e))?;
     let mut fetched = source.manifest(&wanted, None, DOCUMENT_LIMIT)?;
     if let Document::Index(index) = &fetched.document {
@@ -312,8 +314,7 @@ impl Blob {
 
 /// The repository an image is pulled from.
 struct Source {
-    registry: Registry,
-    repository: String,
+    repository: Repository,
     /// `name@digest`, for messages.
     image: String,
 }
@@ -326,17 +327,10 @@ impl Source {
     /// The manifest `digest`, checked against it, of at most `limit` bytes. `media_type` is
     /// what the index said it is.
     fn manifest(&self, digest: &Digest, media_type: Option<&str>, limit: u64) -> Result<Fetched> {
-        let url = self.registry.url(&format!("/v2/{}/manifests/{digest}", self.repository));
-        let accept: Vec<&str> = MediaType::MANIFESTS.iter().map(|t| t.as_str()).collect();
-        let accept = accept.join(", ");
         let what = format!("fetching the manifest {digest} of {}", self.image);
-        let response = self
-            .registry
-            .send("GET", &url, &[("Accept", &accept)], &[])
-            .map_err(|e| self.registry.failure(&what, e))?;
-        let header_type = response.content_type().to_owned();
-        let bytes = read_document(response, limit)
-            .map_err(|e| self.registry.failure(&what, Failure::Transfer(e)))?
+        let (bytes, header_type) = self
+            .repository
+            .manifest(&digest.to_string(), limit, &what)?
             .ok_or_else(|| self.error(format!("the manifest {digest} is larger than {limit} bytes")))?;
         let found = Digest::of(&bytes);
         if found != *digest {
@@ -351,21 +345,8 @@ impl Source {
 
     /// Copies the blob `blob` to `out`, checking its size and digest.
     fn blob(&self, blob: &Blob, out: &mut dyn Write) -> Result<()> {
-        let url = self.registry.url(&format!("/v2/{}/blobs/{}", self.repository, blob.digest));
         let what = format!("fetching blob {} of {}", blob.digest, self.image);
-        let response = self.registry.get_blob(&url).map_err(|e| self.registry.failure(&what, e))?;
-        let mut reader = self.registry.pace(response.into_reader()).take(blob.size);
-        let mut hashed = DigestWriter::new(out);
-        let mut buffer = vec![0; 1 << 16];
-        loop {
-            let n =
-                reader.read(&mut buffer).map_err(|e| self.registry.failure(&what, Failure::Transfer(e)))?;
-            if n == 0 {
-                break;
-            }
-            hashed.write_all(&buffer[..n]).map_err(|e| Error::io("(output)", e))?;
-        }
-        let (_, digest, size) = hashed.finish();
+        let (digest, size) = self.repository.copy_blob(&blob.digest, blob.size, out, &what)?;
         if size != blob.size {
             return Err(self.error(format!(
                 "the registry sent {size} bytes of blob {}, which has {}",

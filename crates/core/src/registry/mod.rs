@@ -1,9 +1,11 @@
-//! Registries, over the OCI distribution API: the client (TLS, credentials, authentication)
-//! that push and pull share ([`client`]), the deadlines every request is held to
-//! ([`timeouts`]), and `stowage push` ([`push`]) with its cache of compressed layer digests
-//! ([`blob_cache`]). `pullImage` is a library function: [`crate::functions::pull`].
+//! Registries, over the OCI distribution API: the connection (TLS, credentials,
+//! authentication) ([`client`]), one repository's endpoints, which push and pull share
+//! ([`repository`]), the deadlines every request is held to ([`timeouts`]), and `stowage push`
+//! ([`push`]) with its cache of compressed layer digests ([`blob_cache`]). `pullImage` is a
+//! library function: [`crate::functions::pull`].
 
 pub mod blob_cache;
 pub mod client;
 pub mod push;
+pub mod repository;
 pub mod timeouts;

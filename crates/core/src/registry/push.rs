@@ -27,6 +27,7 @@ use crate::image::reference::ImageName;
 use crate::read::ArchiveReader;
 use crate::registry::blob_cache::BlobCache;
 use crate::registry::client::{Access, Failure, Registry};
+use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
 use crate::{Error, Result};
 use std::cell::Cell;
@@ -204,7 +205,7 @@ pub fn push(
     mut progress: impl FnMut(&str),
 ) -> Result<Pushed> {
     let types = MediaTypes::of(compressor)?;
-    let client = Client { registry: Registry::connect(&dest.registry, access)?, dest: dest.clone() };
+    let client = Repository::new(Registry::connect(&dest.registry, access)?, dest.repository.clone());
     let mut pushed = Pushed::default();
     let sender = Sender { client: &client, types: &types, compressor, threads, cache: BlobCache::of_user() };
     let (manifest, media_type) = match images {
@@ -232,7 +233,7 @@ pub fn push(
 
 /// What sends an image's blobs.
 struct Sender<'a> {
-    client: &'a Client,
+    client: &'a Repository,
     types: &'a MediaTypes,
     compressor: Compression,
     threads: usize,
@@ -278,7 +279,7 @@ impl Sender<'_> {
                     // wrongly, and the manifest would list one layer twice, a wrong image.
                     self.cache.forget(&layer.digest, self.compressor);
                     self.cache.forget(&sent[other].0, self.compressor);
-                    return Err(self.client.registry.failure(
+                    return Err(self.client.registry().failure(
                         &format!("pushing {what}"),
                         Failure::Refused(format!(
                             "it and layer {}/{count} were both taken for blob {digest}: the compressed-digest \
@@ -295,7 +296,7 @@ impl Sender<'_> {
             sent.iter().map(|&(_, digest, size)| Descriptor::new(self.types.layer, digest, size)).collect();
         let config = image.config.as_bytes();
         let config_digest = Digest::of(config);
-        if self.client.has_blob(&config_digest, config.len() as u64)? == Blob::Present {
+        if self.client.blob_state(&config_digest, config.len() as u64)? == BlobState::Present {
             pushed.skipped += 1;
         } else {
             self.client.upload(&config_digest, config.len() as u64, config)?;
@@ -349,20 +350,20 @@ impl Sender<'_> {
     ) -> Result<(Digest, u64)> {
         let Prepared { digest, size, spooled } = ready;
         let described = format!("{what} {digest} ({size} bytes)");
-        match (self.client.has_blob(&digest, size)?, spooled) {
-            (Blob::Present, _) => {
+        match (self.client.blob_state(&digest, size)?, spooled) {
+            (BlobState::Present, _) => {
                 pushed.skipped += 1;
                 progress(&format!("{described}: the registry has it"));
                 Ok((digest, size))
             }
-            (Blob::Missing, Some(file)) => {
+            (BlobState::Missing, Some(file)) => {
                 self.client.upload(&digest, size, io::BufReader::with_capacity(SPOOL_BUFFER, file))?;
                 pushed.sent += 1;
                 pushed.bytes += size;
                 progress(&format!("{described}: sent"));
                 Ok((digest, size))
             }
-            (Blob::OtherSize(found), Some(_)) => Err(self.client.registry.failure(
+            (BlobState::OtherSize(found), Some(_)) => Err(self.client.registry().failure(
                 &format!("asking for blob {digest}"),
                 Failure::Refused(format!("it holds {found} bytes under that digest, not {size}")),
             )),
@@ -372,7 +373,7 @@ impl Sender<'_> {
             (found, None) => {
                 let fresh = self.compress(index, layer, archives)?;
                 if (fresh.digest, fresh.size) != (digest, size) {
-                    let said = if found == Blob::Missing { "" } else { ", and the registry disagreed" };
+                    let said = if found == BlobState::Missing { "" } else { ", and the registry disagreed" };
                     progress(&format!(
                         "{described}: the compressed-digest cache was wrong about it{said}; corrected"
                     ));
@@ -455,85 +456,6 @@ impl<W> Watched<'_, W> {
     fn keep(&self, e: &io::Error) {
         let first = self.failed.take().unwrap_or_else(|| io::Error::new(e.kind(), e.to_string()));
         self.failed.set(Some(first));
-    }
-}
-
-/// What a registry holds under a blob's digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Blob {
-    Missing,
-    Present,
-    /// A blob of another size than expected (the size it said).
-    OtherSize(u64),
-}
-
-/// One repository of a registry, as a push sees it.
-struct Client {
-    registry: Registry,
-    dest: Destination,
-}
-
-impl Client {
-    fn url(&self, path: &str) -> String {
-        self.registry.url(&format!("/v2/{}/{path}", self.dest.repository))
-    }
-
-    /// Whether the registry holds the blob `digest`, of `size` bytes (the size, where it says
-    /// it, must be that).
-    fn has_blob(&self, digest: &Digest, size: u64) -> Result<Blob> {
-        match self.registry.send("HEAD", &self.url(&format!("blobs/{digest}")), &[], &[]) {
-            Ok(answer) => match answer.header("Content-Length").and_then(|n| n.parse::<u64>().ok()) {
-                Some(found) if found != size => Ok(Blob::OtherSize(found)),
-                _ => Ok(Blob::Present),
-            },
-            Err(e) if e.status() == Some(404) => Ok(Blob::Missing),
-            Err(e) => Err(self.registry.failure(&format!("asking for blob {digest}"), e)),
-        }
-    }
-
-    /// Starts an upload of the blob `digest`: the URL its bytes go to, in one `PUT`.
-    fn start_upload(&self, digest: &Digest) -> Result<String> {
-        let started = self
-            .registry
-            .send("POST", &self.url("blobs/uploads/"), &[("Content-Length", "0")], &[])
-            .map_err(|e| self.registry.failure("starting an upload", e))?;
-        let location = started.header("Location").ok_or_else(|| {
-            self.registry.failure("starting an upload", Failure::Refused("no Location in the answer".into()))
-        })?;
-        let location =
-            if location.starts_with('/') { self.registry.url(location) } else { location.to_owned() };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        Ok(format!("{location}{separator}digest={digest}"))
-    }
-
-    /// Sends `body`, the `size` bytes of the blob `digest`, to the `url` of its upload. The
-    /// upload's POST earned the authorization the PUT needs, so it is not sent twice.
-    fn put_blob(&self, url: &str, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
-        self.registry
-            .blob_request("PUT", url)
-            .set("Content-Type", "application/octet-stream")
-            .set("Content-Length", &size.to_string())
-            .send(self.registry.pace(body))
-            .map(drop)
-            .map_err(|e| self.registry.failure(&format!("uploading blob {digest}"), e))
-    }
-
-    /// Uploads the blob `digest` of `size` bytes, read from `body`.
-    fn upload(&self, digest: &Digest, size: u64, body: impl io::Read) -> Result<()> {
-        let url = self.start_upload(digest)?;
-        self.put_blob(&url, digest, size, body)
-    }
-
-    fn put_manifest(&self, reference: &str, manifest: &str, media_type: MediaType) -> Result<()> {
-        self.registry
-            .send(
-                "PUT",
-                &self.url(&format!("manifests/{reference}")),
-                &[("Content-Type", media_type.as_str())],
-                manifest.as_bytes(),
-            )
-            .map_err(|e| self.registry.failure("putting the manifest", e))?;
-        Ok(())
     }
 }
 
