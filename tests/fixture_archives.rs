@@ -248,7 +248,7 @@ fn an_image_named_by_a_tag_alone_merges_into_an_oci_archive() {
     let err = nix.build_error(&expr(&format!("s.mergeImages [ {inputs} ]")));
     assert!(
         err.contains(r#"has an image tagged "1" in images[1] ("#)
-            && err.contains("so a docker-archive cannot carry it"),
+            && err.contains("which a docker-archive cannot carry: \"1\" has no tag"),
         "{err}"
     );
     let merged =

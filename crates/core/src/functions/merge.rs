@@ -8,7 +8,7 @@ use crate::format::digest::Digest;
 use crate::functions::args::check_in_store;
 use crate::functions::args::Args;
 use crate::image::plan::{Format, ImageSpec, Plan};
-use crate::image::reference::{check_tag, ImageName};
+use crate::image::reference::parse_name_tag;
 use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -70,13 +70,18 @@ pub fn merge_images(inputs: &[String], format: Format) -> Result<Plan> {
             let id = Digest::of(spec.config.as_bytes());
             for tag in &spec.repo_tags {
                 if format == Format::DockerArchive {
-                    loadable_tag(tag).map_err(|problem| {
+                    parse_name_tag("images", tag).map_err(|e| {
+                        let problem = match e {
+                            Error::Argument { problem, .. } => problem,
+                            other => other.to_string(),
+                        };
                         Error::argument(
                             "images",
                             format!(
-                                "has an image tagged {tag:?} in images[{index}] ({input}): {problem}, so a \
-                                 docker-archive cannot carry it; give the image a name and a tag, or \
-                                 merge into format = \"oci-archive\", whose index names images freely"
+                                "has an image tagged {tag:?} in images[{index}] ({input}), which a \
+                                 docker-archive cannot carry: {problem}; give the image a name and a \
+                                 tag, or merge into format = \"oci-archive\", whose index names images \
+                                 freely"
                             ),
                         )
                     })?;
@@ -116,14 +121,6 @@ pub fn merge_images(inputs: &[String], format: Format) -> Result<Plan> {
         index: None,
         images: images.into_iter().map(|(spec, _)| spec).collect(),
     })
-}
-
-/// Whether `tag` is a `name:tag` a docker-archive's RepoTags can carry. An OCI layout may name
-/// an image by a tag alone (umoci and `skopeo copy … oci:DIR:TAG` do).
-fn loadable_tag(tag: &str) -> std::result::Result<(), String> {
-    let (name, tag) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or("it has no tag")?;
-    ImageName::parse(name).map_err(|_| format!("{name:?} is not an image name"))?;
-    check_tag(tag).map_err(|_| format!("{tag:?} is not a valid tag"))
 }
 
 #[cfg(test)]

@@ -73,6 +73,16 @@ impl ImageName {
 /// Docker Hub's registry API host.
 const DOCKER_HUB: &str = "registry-1.docker.io";
 
+/// A `NAME:TAG` reference as a docker-archive's `RepoTags` carry it — the tag after the last
+/// `:` that no `/` follows (a registry's port is not a tag) — its name and tag checked; errors
+/// name `arg`.
+pub fn parse_name_tag<'a>(arg: &str, reference: &'a str) -> Result<(ImageName, &'a str)> {
+    let (name, tag) = reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or_else(|| {
+        Error::argument(arg, format!("{reference:?} has no tag: a docker-archive's image is named NAME:TAG"))
+    })?;
+    Ok((ImageName::parse_argument(arg, name)?, tag)).and_then(|named| check_tag(tag).map(|()| named))
+}
+
 /// Checks a tag against Docker's grammar.
 pub fn check_tag(tag: &str) -> Result<()> {
     let bad = |problem: &str| Error::argument("tag", format!("{tag:?} is not a valid image tag: {problem}"));

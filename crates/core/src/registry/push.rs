@@ -22,131 +22,18 @@ use crate::format::compress::Compression;
 use crate::format::digest::{Digest, DigestWriter};
 use crate::format::oci::{to_json, Descriptor, ImageConfig, Index, Manifest, MediaType};
 use crate::functions::index::{check_platforms, platform_of};
-use crate::image::plan::{Format, ImageSpec, PlannedLayer};
-use crate::image::reference::ImageName;
+use crate::image::plan::{ImageSpec, PlannedLayer};
 use crate::read::ArchiveReader;
 use crate::registry::blob_cache::BlobCache;
 use crate::registry::client::{Access, Failure, Registry};
+use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::fs;
 use std::io::{self, Seek, Write};
-use std::path::PathBuf;
 use std::sync::mpsc;
-
-/// Where an image goes: `docker://HOST[:PORT]/REPOSITORY[:TAG]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// `host[:port]`.
-    pub registry: String,
-    /// The repository, `team/app`.
-    pub repository: String,
-    /// The tag.
-    pub tag: String,
-}
-
-impl Destination {
-    /// Parses `docker://NAME[:TAG]` (the tag defaults to `latest`), the name read as Docker
-    /// reads it: `HOST[:PORT]/REPOSITORY`, or without a host (`team/app`, `app`) Docker Hub's.
-    pub fn parse(text: &str) -> Result<Destination> {
-        let rest = text.strip_prefix("docker://").ok_or_else(|| {
-            Error::argument(
-                "DEST",
-                format!("{text:?} is not a docker:// reference; the form is docker://HOST[:PORT]/REPOSITORY[:TAG]"),
-            )
-        })?;
-        if let Some((_, digest)) = rest.split_once('@') {
-            return Err(Error::argument(
-                "DEST",
-                format!("{text:?} names a digest (@{digest}); a push needs a tag to put the image under: docker://HOST[:PORT]/REPOSITORY[:TAG]"),
-            ));
-        }
-        let (name, tag) = match rest.rsplit_once(':') {
-            Some((name, tag)) if !tag.contains('/') => (name, tag),
-            _ => (rest, "latest"),
-        };
-        crate::image::reference::check_tag(tag)?;
-        let (registry, repository) = ImageName::parse_argument("DEST", name)?.locate();
-        Ok(Destination { registry, repository, tag: tag.into() })
-    }
-}
-
-/// Where `stowage push` and the copy scripts send an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `docker://HOST[:PORT]/REPOSITORY[:TAG]`: a registry.
-    Registry(Destination),
-    /// `docker-daemon:`: the Docker Engine `DOCKER_HOST` names.
-    DockerDaemon,
-    /// `podman:`: `podman load` (its store, as podman's configuration says).
-    Podman,
-    /// `docker-archive:FILE[:NAME:TAG]`, `oci-archive:FILE[:REF]`, `oci:DIR[:REF]`: an image file
-    /// or OCI layout folder (which must not exist yet), the image named `REF` if given.
-    File {
-        /// How the file lays the image out.
-        format: Format,
-        /// The file or folder.
-        path: PathBuf,
-        /// The name the image gets, in place of its own.
-        reference: Option<String>,
-    },
-}
-
-impl Target {
-    /// The forms [`Target::parse`] takes, for messages.
-    pub const FORMS: &'static str =
-        "docker://HOST[:PORT]/REPOSITORY[:TAG], docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:REF], oci:DIR[:REF], docker-daemon: or podman:";
-
-    /// Parses a destination.
-    pub fn parse(text: &str) -> Result<Target> {
-        if text.starts_with("docker://") {
-            return Destination::parse(text).map(Target::Registry);
-        }
-        let (transport, rest) = text.split_once(':').ok_or_else(|| {
-            Error::argument("DEST", format!("{text:?} names no transport; the forms are {}", Target::FORMS))
-        })?;
-        let format = match transport {
-            "docker-daemon" | "podman" if !rest.is_empty() => {
-                return Err(Error::argument(
-                    "DEST",
-                    format!("{text:?}: {transport}: takes nothing after the colon"),
-                ))
-            }
-            "docker-daemon" => return Ok(Target::DockerDaemon),
-            "podman" => return Ok(Target::Podman),
-            "docker-archive" => Format::DockerArchive,
-            "oci-archive" => Format::OciArchive,
-            "oci" => Format::OciDir,
-            _ => {
-                return Err(Error::argument(
-                    "DEST",
-                    format!("{text:?}: unknown transport {transport:?}; the forms are {}", Target::FORMS),
-                ))
-            }
-        };
-        let (path, reference) = match rest.split_once(':') {
-            Some((path, reference)) => (path, Some(reference.to_owned())),
-            None => (rest, None),
-        };
-        if path.is_empty() || reference.as_ref().is_some_and(|r| r.is_empty()) {
-            return Err(Error::argument(
-                "DEST",
-                format!("{text:?} is incomplete; the forms are {}", Target::FORMS),
-            ));
-        }
-        if let (Format::DockerArchive, Some(reference)) = (format, &reference) {
-            let (name, tag) =
-                reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or_else(|| {
-                    Error::argument("DEST", format!("{text:?}: a docker-archive's image is named NAME:TAG"))
-                })?;
-            crate::image::reference::ImageName::parse_argument("DEST", name)?;
-            crate::image::reference::check_tag(tag)?;
-        }
-        Ok(Target::File { format, path: path.into(), reference })
-    }
-}
 
 /// What a push did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -456,59 +343,5 @@ impl<W> Watched<'_, W> {
     fn keep(&self, e: &io::Error) {
         let first = self.failed.take().unwrap_or_else(|| io::Error::new(e.kind(), e.to_string()));
         self.failed.set(Some(first));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations() {
-        let d = Destination::parse("docker://127.0.0.1:5000/team/app:v1").unwrap();
-        assert_eq!(
-            (d.registry.as_str(), d.repository.as_str(), d.tag.as_str()),
-            ("127.0.0.1:5000", "team/app", "v1")
-        );
-        let d = Destination::parse("docker://registry.example.com/app").unwrap();
-        assert_eq!((d.registry.as_str(), d.tag.as_str()), ("registry.example.com", "latest"));
-        // Names without a registry are Docker Hub's, as Docker and skopeo read them.
-        for (name, repository) in
-            [("team/app:1", "team/app"), ("app:1", "library/app"), ("docker.io/app:1", "library/app")]
-        {
-            let d = Destination::parse(&format!("docker://{name}")).unwrap();
-            assert_eq!((d.registry.as_str(), d.repository.as_str()), ("registry-1.docker.io", repository));
-        }
-        for bad in ["registry.example.com/app", "docker://", "docker://host/app:-x", "docker://Host_/app"] {
-            assert!(Destination::parse(bad).is_err(), "{bad}");
-        }
-        // A digest is no place to push to.
-        let digest = format!("sha256:{}", "a".repeat(64));
-        for by_digest in [format!("docker://host/a@{digest}"), format!("docker://host:5000/a:1@{digest}")] {
-            let err = Destination::parse(&by_digest).unwrap_err().to_string();
-            assert!(err.contains(&format!("names a digest (@{digest}); a push needs a tag")), "{err}");
-        }
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(Target::parse("docker-daemon:").unwrap(), Target::DockerDaemon);
-        assert_eq!(Target::parse("podman:").unwrap(), Target::Podman);
-        let file = |format, path: &str, reference: Option<&str>| Target::File {
-            format,
-            path: path.into(),
-            reference: reference.map(str::to_owned),
-        };
-        assert_eq!(Target::parse("oci:/tmp/l:v1").unwrap(), file(Format::OciDir, "/tmp/l", Some("v1")));
-        assert_eq!(Target::parse("oci-archive:x.tar").unwrap(), file(Format::OciArchive, "x.tar", None));
-        assert_eq!(
-            Target::parse("docker-archive:x.tar:team/app:2").unwrap(),
-            file(Format::DockerArchive, "x.tar", Some("team/app:2"))
-        );
-        assert!(matches!(Target::parse("docker://h/app").unwrap(), Target::Registry(_)));
-        for bad in ["x.tar", "ftp:x", "oci:", "oci:d:", "docker-archive:x.tar:noTag", "podman:x"] {
-            let err = Target::parse(bad).unwrap_err().to_string();
-            assert!(err.starts_with("argument 'DEST'") || err.starts_with("argument 'tag'"), "{bad}: {err}");
-        }
     }
 }

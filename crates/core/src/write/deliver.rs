@@ -5,9 +5,11 @@
 
 use crate::format::compress::Compression;
 use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::image::reference::parse_name_tag;
 use crate::read::{read_images, verify, ArchiveReader, FoundImage};
 use crate::registry::client::Access;
-use crate::registry::push::{push, Target};
+use crate::registry::destination::Destination;
+use crate::registry::push::push;
 use crate::write::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
 use crate::write::docker_daemon;
 use crate::{Error, Result};
@@ -15,7 +17,7 @@ use std::fs;
 use std::io::{self, BufWriter};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a copy script holds: the image's stream, and where it goes unless told otherwise.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -180,4 +182,101 @@ fn podman_load(image: &ImageSpec, threads: usize) -> Result<()> {
         }
     };
     first_failure(written, loaded)
+}
+
+/// Where `stowage push` and the copy scripts send an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `docker://HOST[:PORT]/REPOSITORY[:TAG]`: a registry.
+    Registry(Destination),
+    /// `docker-daemon:`: the Docker Engine `DOCKER_HOST` names.
+    DockerDaemon,
+    /// `podman:`: `podman load` (its store, as podman's configuration says).
+    Podman,
+    /// `docker-archive:FILE[:NAME:TAG]`, `oci-archive:FILE[:REF]`, `oci:DIR[:REF]`: an image file
+    /// or OCI layout folder (which must not exist yet), the image named `REF` if given.
+    File {
+        /// How the file lays the image out.
+        format: Format,
+        /// The file or folder.
+        path: PathBuf,
+        /// The name the image gets, in place of its own.
+        reference: Option<String>,
+    },
+}
+
+impl Target {
+    /// The forms [`Target::parse`] takes, for messages.
+    pub const FORMS: &'static str =
+        "docker://HOST[:PORT]/REPOSITORY[:TAG], docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:REF], oci:DIR[:REF], docker-daemon: or podman:";
+
+    /// Parses a destination.
+    pub fn parse(text: &str) -> Result<Target> {
+        if text.starts_with("docker://") {
+            return Destination::parse(text).map(Target::Registry);
+        }
+        let (transport, rest) = text.split_once(':').ok_or_else(|| {
+            Error::argument("DEST", format!("{text:?} names no transport; the forms are {}", Target::FORMS))
+        })?;
+        let format = match transport {
+            "docker-daemon" | "podman" if !rest.is_empty() => {
+                return Err(Error::argument(
+                    "DEST",
+                    format!("{text:?}: {transport}: takes nothing after the colon"),
+                ))
+            }
+            "docker-daemon" => return Ok(Target::DockerDaemon),
+            "podman" => return Ok(Target::Podman),
+            "docker-archive" => Format::DockerArchive,
+            "oci-archive" => Format::OciArchive,
+            "oci" => Format::OciDir,
+            _ => {
+                return Err(Error::argument(
+                    "DEST",
+                    format!("{text:?}: unknown transport {transport:?}; the forms are {}", Target::FORMS),
+                ))
+            }
+        };
+        let (path, reference) = match rest.split_once(':') {
+            Some((path, reference)) => (path, Some(reference.to_owned())),
+            None => (rest, None),
+        };
+        if path.is_empty() || reference.as_ref().is_some_and(|r| r.is_empty()) {
+            return Err(Error::argument(
+                "DEST",
+                format!("{text:?} is incomplete; the forms are {}", Target::FORMS),
+            ));
+        }
+        if let (Format::DockerArchive, Some(reference)) = (format, &reference) {
+            parse_name_tag("DEST", reference)?;
+        }
+        Ok(Target::File { format, path: path.into(), reference })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(Target::parse("docker-daemon:").unwrap(), Target::DockerDaemon);
+        assert_eq!(Target::parse("podman:").unwrap(), Target::Podman);
+        let file = |format, path: &str, reference: Option<&str>| Target::File {
+            format,
+            path: path.into(),
+            reference: reference.map(str::to_owned),
+        };
+        assert_eq!(Target::parse("oci:/tmp/l:v1").unwrap(), file(Format::OciDir, "/tmp/l", Some("v1")));
+        assert_eq!(Target::parse("oci-archive:x.tar").unwrap(), file(Format::OciArchive, "x.tar", None));
+        assert_eq!(
+            Target::parse("docker-archive:x.tar:team/app:2").unwrap(),
+            file(Format::DockerArchive, "x.tar", Some("team/app:2"))
+        );
+        assert!(matches!(Target::parse("docker://h/app").unwrap(), Target::Registry(_)));
+        for bad in ["x.tar", "ftp:x", "oci:", "oci:d:", "docker-archive:x.tar:noTag", "podman:x"] {
+            let err = Target::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("argument 'DEST'") || err.starts_with("argument 'tag'"), "{bad}: {err}");
+        }
+    }
 }
