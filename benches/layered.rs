@@ -34,7 +34,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use stowage_core::image::layering::{plan_layers, PathInfo};
+use stowage_core::format::closure::PathInfo;
+use stowage_core::image::layering::plan_layers;
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -490,7 +490,7 @@ fn the_compressed_digest_cache_is_checked() {
     // A well-formed entry for a blob the registry lacks: the layer is compressed again, the
     // right blob sent and the entry corrected.
     let fresh = Registry::start();
-    let cache = stowage_core::registry::blob_cache::BlobCache::under(home.path());
+    let cache = stowage_core::write::blob_cache::BlobCache::under(home.path());
     let compressor = stowage_core::format::compress::Compression::Gzip;
     let bogus = stowage_core::format::digest::Digest::of(b"no such blob");
     cache.put(&diff_ids[1], compressor, &bogus, 1234);

@@ -6,17 +6,21 @@
 //! plugin (`nix/`), whose derivations run that command. It knows nothing of Nix's C++.
 //!
 //! # Where things live
-//! From the top down; a folder imports only folders below it.
+//! From the top down; a folder imports only folders below it (`script` and `write` side by
+//! side, and `registry` and `read`).
 //! - [`derivation`]: the builders of stowage's derivations, one per `stowage build-…`.
 //! - [`functions`]: the library functions — each one's arguments (checked while evaluating and
 //!   again by the builder) and what its derivation builds.
 //! - [`script`]: running customisation scripts in an image root, unprivileged.
-//! - [`mod@write`]: image files — docker-archive, OCI layout, Docker, registries as destinations.
-//! - [`registry`]: the OCI distribution API — one client for push and pull.
+//! - [`mod@write`]: images written — docker-archive, OCI layout, a Docker Engine, a registry
+//!   (`stowage push`), wherever `stowage push` is told.
+//! - [`registry`]: the OCI distribution API — the connection and one repository's endpoints,
+//!   shared by push and pull.
 //! - [`read`]: existing images (base images, merge inputs), read and checked.
-//! - [`layer`]: layer tarballs, deterministic, from store paths and trees.
 //! - [`image`]: what an image is — layering, plan, config, platform, reference.
-//! - [`mod@format`]: byte formats — digest, NAR, compression, chunks, the OCI and Docker documents.
+//! - [`layer`]: layer tarballs, deterministic, from store paths and trees.
+//! - [`mod@format`]: byte formats — digest, NAR, Nix's exported closure, compression, tar
+//!   blocks, OCI documents, chunks.
 //! - [`error`] is the one error type; [`cores`] is how many cores the work takes.
 #![deny(missing_docs)]
 

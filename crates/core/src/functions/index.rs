@@ -5,10 +5,8 @@
 //! each holding one image); the platform of each is its config's `os`, `architecture` and
 //! `variant`, and no two may share one.
 
-use crate::format::oci::ImageConfig;
-use crate::functions::args::check_in_store;
-use crate::functions::args::Args;
-use crate::image::plan::{Format, ImageSpec, Plan};
+use crate::functions::args::{check_in_store, Args};
+use crate::image::plan::{check_platforms, Format, ImageSpec, Plan};
 use crate::image::reference::{check_tag, ImageName};
 use crate::read::{read_images, verify, ArchiveReader};
 use crate::{Error, Result};
@@ -58,31 +56,6 @@ impl IndexArgs {
         };
         Ok(IndexArgs { name: name.name, tag, base_name: name.base, format })
     }
-}
-
-/// The platform the image config `config` names (`linux/arm64/v8`), or `unknown`.
-pub fn platform_of(config: &str) -> String {
-    ImageConfig::platform_of(config).map_or_else(|| "unknown".into(), |platform| platform.to_string())
-}
-
-/// Checks that no two of `images` are for the same platform; `what` names image `i` in errors.
-pub fn check_platforms(images: &[ImageSpec], what: impl Fn(usize) -> String) -> Result<()> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, image) in images.iter().enumerate() {
-        let platform = platform_of(&image.config);
-        if let Some(&other) = seen.get(&platform) {
-            return Err(Error::argument(
-                "images",
-                format!(
-                    "has two images for {platform}: {} and {}; an index has one per platform",
-                    what(other),
-                    what(i)
-                ),
-            ));
-        }
-        seen.insert(platform, i);
-    }
-    Ok(())
 }
 
 /// The plan of the index `reference` (`name:tag`) over the images in the files `inputs` (the

@@ -4,13 +4,14 @@
 //! that streaming replays.
 
 use crate::cores::{cores, map_parallel};
+use crate::format::closure::{ClosureEntry, PathInfo};
 use crate::format::digest::Digest;
 use crate::format::oci::to_json;
 use crate::functions::args::Outputs;
 use crate::functions::call::Call;
 use crate::functions::image::{read_base, resolve_time, LAYER_FILE, MAX_LAYERS};
 use crate::image::config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
-use crate::image::layering::{plan_layers, ClosureEntry, PathInfo};
+use crate::image::layering::plan_layers;
 use crate::image::plan::{ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::layer::contents::merge_contents;
 use crate::layer::nix_db;

@@ -5,8 +5,7 @@
 //! and is read and verified once: the first copy verified stands in for every later one.
 
 use crate::format::digest::Digest;
-use crate::functions::args::check_in_store;
-use crate::functions::args::Args;
+use crate::functions::args::{check_in_store, Args};
 use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::image::reference::parse_name_tag;
 use crate::read::{read_images, verify, ArchiveReader};
@@ -133,7 +132,7 @@ mod tests {
         let store = dir.join("store");
         std::fs::create_dir_all(store.join(name)).unwrap();
         std::fs::write(store.join(name).join("f"), contents).unwrap();
-        let plan = crate::write::archive::tests::plan(&store, &store.join(name).to_string_lossy(), tag);
+        let plan = crate::image::plan::tests::plan(&store, &store.join(name).to_string_lossy(), tag);
         let path = dir.join(format!("{name}.stream"));
         std::fs::write(&path, plan.to_script(Path::new("/bin/stowage"))).unwrap();
         path.to_string_lossy().into_owned()

@@ -24,21 +24,9 @@
 //! dependencies (most referred-to first), then roots — most stable first, so images share the
 //! longest possible chain of lower layers.
 
-use serde::Deserialize;
-use serde_json::Value;
+use crate::format::closure::PathInfo;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-
-/// One store path of the closure, as Nix's `exportReferencesGraph` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathInfo {
-    /// The store path.
-    pub path: String,
-    /// The size of its NAR serialisation: a good measure of its size in a layer.
-    pub nar_size: u64,
-    /// The store paths it refers to (possibly itself).
-    pub references: Vec<String>,
-}
 
 /// Plans at most `budget` (≥ 1) layers for `closure`: each inner list is one layer's paths, sorted;
 /// every path of the closure is in exactly one layer.
@@ -100,25 +88,6 @@ pub fn plan_layers(closure: &[PathInfo], budget: usize) -> Vec<Vec<String>> {
         .chain(dedicated.into_iter().map(single))
         .chain(dedicated_roots.into_iter().map(single))
         .collect()
-}
-
-/// One path of an exported closure.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClosureEntry {
-    /// The store path.
-    pub path: String,
-    /// Its NAR size.
-    pub nar_size: u64,
-    /// Its NAR hash, as Nix writes it (`sha256:…`, or SRI `sha256-…`).
-    #[serde(default)]
-    pub nar_hash: Option<String>,
-    /// Its content address, if it has one (a string, as Nix writes it).
-    #[serde(default)]
-    pub ca: Option<Value>,
-    /// What it refers to.
-    #[serde(default)]
-    pub references: Vec<String>,
 }
 
 #[cfg(test)]

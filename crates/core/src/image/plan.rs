@@ -5,9 +5,11 @@
 
 use crate::format::compress::Compression;
 use crate::format::digest::Digest;
+use crate::format::oci::ImageConfig;
 use crate::layer::tarball::StoreLayer;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The argument after the builder's path on a stream script's first line.
@@ -153,5 +155,57 @@ impl Plan {
             Some(plan) => plan.map_err(|e| not_a_plan(format!("not a stowage image plan: {e}"))),
             None => Err(not_a_plan("not a stowage stream script".into())),
         }
+    }
+}
+/// The platform the image config `config` names (`linux/arm64/v8`), or `unknown`.
+pub fn platform_of(config: &str) -> String {
+    ImageConfig::platform_of(config).map_or_else(|| "unknown".into(), |platform| platform.to_string())
+}
+
+/// Checks that no two of `images` are for the same platform; `what` names image `i` in errors.
+pub fn check_platforms(images: &[ImageSpec], what: impl Fn(usize) -> String) -> Result<()> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, image) in images.iter().enumerate() {
+        let platform = platform_of(&image.config);
+        if let Some(&other) = seen.get(&platform) {
+            return Err(Error::argument(
+                "images",
+                format!(
+                    "has two images for {platform}: {} and {}; an index has one per platform",
+                    what(other),
+                    what(i)
+                ),
+            ));
+        }
+        seen.insert(platform, i);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::layer::tarball::{layer_digest, Ownership};
+    use serde_json::json;
+
+    /// A plan of one image, `tag`, whose one layer holds `path`.
+    pub(crate) fn plan(store: &Path, path: &str, tag: &str) -> Plan {
+        let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
+        let source = StoreLayer {
+            store_dir: store.to_string_lossy().into_owned(),
+            owner,
+            store_paths: vec![path.into()],
+            synthetic: vec![],
+            tree: None,
+            perms: vec![],
+        };
+        let (digest, size) = layer_digest(&source).unwrap();
+        let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });
+        let image = ImageSpec {
+            repo_tags: vec![tag.into()],
+            layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
+            config: config.to_string(),
+        };
+        Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
     }
 }

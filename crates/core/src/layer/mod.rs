@@ -4,6 +4,7 @@
 
 pub mod contents;
 pub mod nix_db;
+pub mod owners;
 pub mod perms;
 pub mod tarball;
 pub mod tree;

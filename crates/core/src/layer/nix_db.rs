@@ -18,8 +18,8 @@
 //! registration time is the image's mtime, and nothing is ever deleted (no free pages). What is
 //! left is SQLite's own version in the file header: the bundled SQLite of Cargo.lock.
 
-use crate::image::layering::ClosureEntry;
-use crate::image::layering::PathInfo;
+use crate::format::closure::ClosureEntry;
+use crate::format::closure::PathInfo;
 use crate::layer::tarball::Synthetic;
 use crate::{Error, Result};
 use base64::Engine as _;

@@ -9,9 +9,9 @@
 //! are (see [`crate::layer::tarball`]).
 
 use crate::format::chunks::{ChunkWriter, Emit};
+use crate::layer::owners::{Inode, Owners};
 use crate::layer::perms::Perms;
 use crate::layer::tarball::{append_file, header, Ownership};
-use crate::script::seccomp::{Inode, Owners};
 use crate::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;

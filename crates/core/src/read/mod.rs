@@ -739,7 +739,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         std::fs::create_dir_all(store.join("x-a")).unwrap();
-        let plan = crate::write::archive::tests::plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
+        let plan = crate::image::plan::tests::plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         let path = write(dir.path(), "stream", plan.to_script(Path::new("/bin/stowage")).as_bytes());
         let images = read_images(&path).unwrap();
         assert_eq!(images[0].repo_tags, ["a:b"]);

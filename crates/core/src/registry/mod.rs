@@ -1,12 +1,10 @@
 //! Registries, over the OCI distribution API: the connection (TLS, credentials,
 //! authentication) ([`client`]), one repository's endpoints, which push and pull share
-//! ([`repository`]), where a push goes ([`destination`]), the deadlines every request is held to ([`timeouts`]), and `stowage push`
-//! ([`push`]) with its cache of compressed layer digests ([`blob_cache`]). `pullImage` is a
-//! library function: [`crate::functions::pull`].
+//! ([`repository`]), where a push goes ([`destination`]), and the deadlines every request is
+//! held to ([`timeouts`]). What is pushed is [`crate::write::push`]'s business; what is pulled,
+//! [`crate::functions::pull`]'s.
 
-pub mod blob_cache;
 pub mod client;
 pub mod destination;
-pub mod push;
 pub mod repository;
 pub mod timeouts;

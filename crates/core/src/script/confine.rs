@@ -15,7 +15,8 @@
 //! Scripts run with `sh -e -c SCRIPT NAME`: the text reaches the shell byte for byte, the first
 //! failing command fails the script (as in Nix's builders), and `$0` names the argument.
 
-use crate::script::seccomp::{self, Owners};
+use crate::layer::owners::Owners;
+use crate::script::seccomp;
 use crate::{Error, Result};
 use std::ffi::CString;
 use std::fs;
@@ -532,7 +533,7 @@ pub fn search_path(inputs: &[String], shell: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script::seccomp::Inode;
+    use crate::layer::owners::Inode;
     use std::os::unix::fs::MetadataExt;
 
     const BUSYBOX: &str = "/bin/busybox";

@@ -11,11 +11,11 @@
 use crate::format::chunks::to_writer;
 use crate::format::tar_blocks::layer_entries;
 use crate::image::plan::{LayerSource, PlannedLayer};
+use crate::layer::owners::{Inode, Owners};
 use crate::layer::tarball::write_layer;
 use crate::layer::tree::{sorted_names, Modes};
 use crate::read::entry::{check, Action, BadEntry, Checked};
 use crate::read::ArchiveReader;
-use crate::script::seccomp::{Inode, Owners};
 use crate::{Error, Result};
 use std::collections::HashSet;
 use std::fs;

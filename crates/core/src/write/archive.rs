@@ -449,34 +449,13 @@ fn stream_error(e: std::io::Error) -> Error {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::image::plan::tests::plan;
     use crate::image::plan::ImageSpec;
-    use crate::layer::tarball::{layer_digest, Ownership, StoreLayer};
     use serde_json::json;
     use std::fs;
     use std::path::Path;
-
-    /// A plan of one image, `tag`, whose one layer holds `path`.
-    pub(crate) fn plan(store: &Path, path: &str, tag: &str) -> Plan {
-        let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: 1 };
-        let source = StoreLayer {
-            store_dir: store.to_string_lossy().into_owned(),
-            owner,
-            store_paths: vec![path.into()],
-            synthetic: vec![],
-            tree: None,
-            perms: vec![],
-        };
-        let (digest, size) = layer_digest(&source).unwrap();
-        let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });
-        let image = ImageSpec {
-            repo_tags: vec![tag.into()],
-            layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
-            config: config.to_string(),
-        };
-        Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
-    }
 
     fn names(archive: &[u8]) -> Vec<String> {
         let mut a = tar::Archive::new(archive);

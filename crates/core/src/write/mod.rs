@@ -1,8 +1,11 @@
-//! Writing image files: a plan as a docker-archive or an OCI layout ([`archive`]), loaded into
-//! a Docker Engine ([`docker_daemon`]), or sent wherever `stowage push` and the copy scripts
-//! are told ([`deliver`]), with a progress line on stderr ([`progress`]).
+//! Writing images: a plan as a docker-archive or an OCI layout ([`archive`]), loaded into a
+//! Docker Engine ([`docker_daemon`]), pushed to a registry ([`push`], with its cache of
+//! compressed layer digests, [`blob_cache`]), or sent wherever `stowage push` and the copy
+//! scripts are told ([`deliver`]), with a progress line on stderr ([`progress`]).
 
 pub mod archive;
+pub mod blob_cache;
 pub mod deliver;
 pub mod docker_daemon;
 pub mod progress;
+pub mod push;

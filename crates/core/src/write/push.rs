@@ -1,6 +1,6 @@
 //! `stowage push`: an image straight from its plan to a registry, over the OCI distribution
 //! API, without a daemon and without writing the image to disk — or into an image file, an OCI
-//! layout, a Docker Engine or podman ([`Target`]).
+//! layout, a Docker Engine or podman ([`crate::write::deliver::Target`]).
 //!
 //! Every layer is compressed for the registry (gzip, or zstd) on every core; the compressors
 //! give the same bytes on any machine, so a layer's compressed digest is a function of its
@@ -21,14 +21,14 @@ use crate::format::chunks::to_writer;
 use crate::format::compress::Compression;
 use crate::format::digest::{Digest, DigestWriter};
 use crate::format::oci::{to_json, Descriptor, ImageConfig, Index, Manifest, MediaType};
-use crate::functions::index::{check_platforms, platform_of};
+use crate::image::plan::{check_platforms, platform_of};
 use crate::image::plan::{ImageSpec, PlannedLayer};
 use crate::read::ArchiveReader;
-use crate::registry::blob_cache::BlobCache;
 use crate::registry::client::{Access, Failure, Registry};
 use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
+use crate::write::blob_cache::BlobCache;
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::fs;
