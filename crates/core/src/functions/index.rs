@@ -8,7 +8,8 @@
 use crate::functions::args::{check_in_store, Args};
 use crate::image::plan::{check_platforms, Format, ImageSpec, Plan};
 use crate::image::reference::{check_tag, ImageName};
-use crate::read::{read_images, verify, ArchiveReader};
+use crate::read::archive::ArchiveReader;
+use crate::read::{read_images, verify};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

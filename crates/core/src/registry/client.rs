@@ -2,14 +2,10 @@
 //! where allowed), credentials and the authentication handshakes, and errors that say what the
 //! registry refused. `stowage push` and `pullImage` share it.
 //!
-//! - **Scheme**: HTTPS, with the system's CA store, Mozilla's roots (built in, for Nix's
-//!   sandbox, which has no CA store) and the CAs of `--cert-dir` (or, by default,
-//!   `/etc/containers/certs.d/HOST/` and `/etc/docker/certs.d/HOST/`). For `localhost` and
+//! - **Scheme**: HTTPS, verified as [`crate::registry::tls`] says. For `localhost` and
 //!   loopback addresses plain HTTP is used when the registry does not speak TLS, as Docker
 //!   does; for any other host only when asked (`--plain-http`).
-//! - **Credentials**: `--creds USER:PASSWORD`, else the first auth file that has the registry:
-//!   `--authfile`, `$REGISTRY_AUTH_FILE`, podman's `$XDG_RUNTIME_DIR/containers/auth.json`,
-//!   Docker's `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`).
+//! - **Credentials**: as [`crate::registry::credentials`] finds them.
 //! - **Authentication**: the registry's `401` names the scheme (`WWW-Authenticate`): `Basic`
 //!   sends the credentials; `Bearer realm=…,service=…,scope=…` fetches a token from the realm
 //!   (with the credentials, if any) and sends that.
@@ -18,13 +14,13 @@
 //! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
 //!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
 
+use crate::registry::credentials::{credentials, Credentials};
 use crate::registry::timeouts::Timeouts;
+use crate::registry::tls::tls_config;
 use crate::{Error, Result};
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// How to reach registries: what the command line says about TLS and credentials.
@@ -81,14 +77,6 @@ pub struct Registry {
     credentials: Option<Credentials>,
     /// The `Authorization` header the last handshake earned.
     authorization: Mutex<Option<String>>,
-}
-
-/// A user name and password, and where they were found (for messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Credentials {
-    user: String,
-    password: String,
-    from: String,
 }
 
 impl Registry {
@@ -450,180 +438,6 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The TLS settings for `host`.
-fn tls_config(host: &str, access: &Access) -> std::result::Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    if !access.tls_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    // A machine without a CA store (Nix's sandbox) still has the built-in roots.
-    if let Ok(native) = rustls_native_certs::load_native_certs() {
-        roots.add_parsable_certificates(native);
-    }
-    let dirs: Vec<PathBuf> = match &access.cert_dir {
-        Some(dir) => vec![dir.clone()],
-        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
-            .iter()
-            .map(|d| Path::new(d).join(host))
-            .collect(),
-    };
-    for dir in dirs {
-        for file in ca_files(&dir, access.cert_dir.is_some())? {
-            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&bytes)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| format!("{}: not PEM certificates: {e:?}", file.display()))?;
-            if certs.is_empty() {
-                return Err(format!("{}: holds no PEM certificate", file.display()));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| format!("{}: {e}", file.display()))?;
-            }
-        }
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// The CA files of `--cert-dir` (`*.crt` in a folder, or the file itself); a default folder
-/// that does not exist (`given` false) has none.
-fn ca_files(path: &Path, given: bool) -> std::result::Result<Vec<PathBuf>, String> {
-    if path.is_file() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let entries = match std::fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(_) if !given => return Ok(Vec::new()),
-        Err(e) => return Err(format!("--cert-dir {}: {e}", path.display())),
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// `--tls-verify=false`: any certificate is accepted (the handshake's signatures are still
-/// checked, so the connection is encrypted to whoever holds the certificate's key).
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The credentials for `host`: `--creds`, else the first auth file that has an entry for it.
-fn credentials(host: &str, access: &Access) -> std::result::Result<Option<Credentials>, String> {
-    if let Some(creds) = &access.creds {
-        let (user, password) = creds.split_once(':').ok_or("--creds must be USER:PASSWORD")?;
-        return Ok(Some(Credentials {
-            user: user.into(),
-            password: password.into(),
-            from: "--creds".into(),
-        }));
-    }
-    for (file, required) in auth_files(access) {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(_) if !required => continue,
-            Err(e) => return Err(format!("auth file {}: {e}", file.display())),
-        };
-        let parsed: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("auth file {}: not JSON: {e}", file.display()))?;
-        let Some(auths) = parsed["auths"].as_object() else { continue };
-        let Some((_, entry)) = auths.iter().find(|(key, _)| same_registry(key, host)) else { continue };
-        let from = file.display().to_string();
-        let (user, password) = if let Some(encoded) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok())
-                .ok_or_else(|| {
-                    format!("auth file {from}: the \"auth\" of {host} is not base64 of USER:PASSWORD")
-                })?;
-            let (user, password) = decoded
-                .split_once(':')
-                .ok_or_else(|| format!("auth file {from}: the \"auth\" of {host} is not USER:PASSWORD"))?;
-            (user.to_owned(), password.to_owned())
-        } else if let (Some(user), Some(password)) = (entry["username"].as_str(), entry["password"].as_str())
-        {
-            (user.to_owned(), password.to_owned())
-        } else {
-            return Err(format!(
-                "auth file {from}: the entry for {host} has neither \"auth\" nor \"username\" and \"password\" \
-                 (credential helpers are not supported)"
-            ));
-        };
-        return Ok(Some(Credentials { user, password, from }));
-    }
-    Ok(None)
-}
-
-/// The auth files to look in, in order, each with whether it must exist.
-fn auth_files(access: &Access) -> Vec<(PathBuf, bool)> {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let mut files = Vec::new();
-    if let Some(file) = &access.auth_file {
-        files.push((file.clone(), true));
-    }
-    if let Some(file) = env("REGISTRY_AUTH_FILE") {
-        files.push((file, true));
-    }
-    if let Some(dir) = env("XDG_RUNTIME_DIR") {
-        files.push((dir.join("containers/auth.json"), false));
-    }
-    if let Some(dir) = env("DOCKER_CONFIG").or_else(|| env("HOME").map(|h| h.join(".docker"))) {
-        files.push((dir.join("config.json"), false));
-    }
-    files
-}
-
-/// Whether an auth file's key (`host:port`, `https://host/v1/`) names `host`.
-fn same_registry(key: &str, host: &str) -> bool {
-    let key = key.trim_start_matches("https://").trim_start_matches("http://");
-    let key = key.split('/').next().unwrap_or(key);
-    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
-    key == host || (hub(key) && hub(host))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,39 +467,6 @@ mod tests {
         for host in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com"] {
             assert!(!is_loopback(host), "{host}");
         }
-    }
-
-    #[test]
-    fn auth_file_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("auth.json");
-        std::fs::write(
-            &file,
-            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"aHViOnNlY3JldA=="},"127.0.0.1:5000":{"username":"u","password":"p:q"},"bad.example.com":{"auth":"%%%"}}}"#,
-        )
-        .unwrap();
-        let access = Access { auth_file: Some(file.clone()), ..Access::default() };
-        let hub = credentials("registry-1.docker.io", &access).unwrap().unwrap();
-        assert_eq!((hub.user.as_str(), hub.password.as_str()), ("hub", "secret"));
-        let local = credentials("127.0.0.1:5000", &access).unwrap().unwrap();
-        assert_eq!((local.user.as_str(), local.password.as_str()), ("u", "p:q"));
-        assert!(credentials("bad.example.com", &access).unwrap_err().contains("not base64"));
-        let given = Access { creds: Some("a:b".into()), ..access.clone() };
-        assert_eq!(credentials("127.0.0.1:5000", &given).unwrap().unwrap().from, "--creds");
-        let missing = Access { auth_file: Some(dir.path().join("none.json")), ..Access::default() };
-        assert!(credentials("x", &missing).unwrap_err().contains("none.json"));
-    }
-
-    #[test]
-    fn bad_access_options_are_named() {
-        let creds = Access { creds: Some("no-colon".into()), ..Access::default() };
-        assert_eq!(credentials("h", &creds).unwrap_err(), "--creds must be USER:PASSWORD");
-        let missing = Access { cert_dir: Some("/nonexistent/certs".into()), ..Access::default() };
-        assert!(tls_config("h", &missing).unwrap_err().starts_with("--cert-dir /nonexistent/certs: "));
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("bad.crt"), "not a certificate").unwrap();
-        let bad = Access { cert_dir: Some(dir.path().into()), ..Access::default() };
-        assert!(tls_config("h", &bad).unwrap_err().contains("bad.crt: holds no PEM certificate"));
     }
 
     #[test]

@@ -13,16 +13,14 @@
 
 use crate::format::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::format::digest::Digest;
-use crate::format::oci::{
-    to_json, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
-};
-use crate::format::tar_blocks::{self, directory_header, file_header, padding, END_OF_ARCHIVE};
+use crate::format::tar_blocks::{file_header, padding};
 use crate::image::plan::{Format, LayerSource, Plan, PlannedLayer};
 use crate::layer::tarball::write_layer;
-use crate::read::{archive_is_compressed, ArchiveReader};
+use crate::read::archive::{archive_is_compressed, ArchiveReader};
+use crate::write::layout;
 use crate::{Error, Result};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::FromRawFd;
@@ -265,17 +263,10 @@ fn write_in_order(
 ) -> Result<()> {
     let output_error = |e| Error::io(output, e);
     let mtime = plan.mtime;
-    let oci = plan.format != Format::DockerArchive;
-    if oci {
-        let mut head = Vec::new();
-        head.extend(tar_blocks::entry("oci-layout", OCI_LAYOUT.as_bytes(), mtime)?);
-        head.extend(directory_header("blobs/", mtime)?);
-        head.extend(directory_header("blobs/sha256/", mtime)?);
-        out.write_all(&head).map_err(output_error)?;
-    }
+    out.write_all(&layout::head(plan)?).map_err(output_error)?;
     for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
         budget.advance(index);
-        out.write_all(&file_header(&layer_file(plan.format, layer), layer.size, mtime)?)
+        out.write_all(&file_header(&layout::layer_file(plan.format, layer), layer.size, mtime)?)
             .map_err(output_error)?;
         let mut written = 0;
         loop {
@@ -307,69 +298,7 @@ fn write_in_order(
         out.write_all(padding(layer.size)).map_err(output_error)?;
     }
 
-    let mut tail = if oci { oci_tail(plan)? } else { docker_tail(plan)? };
-    tail.extend_from_slice(&END_OF_ARCHIVE);
-    out.write_all(&tail).map_err(output_error)
-}
-
-/// The configs and `manifest.json` of a docker-archive.
-fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
-    let mut configs_written = BTreeSet::new();
-    let mut manifest = Vec::new();
-    let mut tail = Vec::new();
-    for image in &plan.images {
-        let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
-        if configs_written.insert(config_file.clone()) {
-            tail.extend(tar_blocks::entry(&config_file, image.config.as_bytes(), plan.mtime)?);
-        }
-        let layers = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
-        manifest.push(DockerManifestEntry {
-            config: config_file,
-            layers,
-            repo_tags: Some(image.repo_tags.clone()),
-        });
-    }
-    tail.extend(tar_blocks::entry("manifest.json", to_json(&manifest).as_bytes(), plan.mtime)?);
-    Ok(tail)
-}
-
-/// The config and manifest blobs of an OCI layout, and `index.json`: a descriptor per
-/// `name:tag`, with the platform its config names.
-fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
-    let mut blobs_written = BTreeSet::new();
-    let mut tail = Vec::new();
-    let mut blob = |tail: &mut Vec<u8>, bytes: &[u8], media_type: MediaType| -> Result<Descriptor> {
-        let digest = Digest::of(bytes);
-        if blobs_written.insert(digest) {
-            tail.extend(tar_blocks::entry(&format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?);
-        }
-        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
-    };
-    let mut descriptors = Vec::new();
-    for image in &plan.images {
-        let config = blob(&mut tail, image.config.as_bytes(), MediaType::OciConfig)?;
-        let layers =
-            image.layers.iter().map(|l| Descriptor::new(MediaType::OciLayer, l.digest, l.size)).collect();
-        let manifest = Manifest::new(MediaType::OciManifest, config, layers);
-        let mut descriptor = blob(&mut tail, to_json(&manifest).as_bytes(), MediaType::OciManifest)?;
-        descriptor.platform = ImageConfig::platform_of(&image.config);
-        if plan.index.is_some() {
-            descriptors.push(descriptor);
-            continue;
-        }
-        for name in &image.repo_tags {
-            descriptors.push(descriptor.clone().named(name));
-        }
-    }
-    // A multi-platform image: its index is a blob, which index.json names.
-    if let Some(name) = &plan.index {
-        let index = Index::new(MediaType::OciIndex, descriptors);
-        let descriptor = blob(&mut tail, to_json(&index).as_bytes(), MediaType::OciIndex)?;
-        descriptors = vec![descriptor.named(name)];
-    }
-    let index = Index::new(MediaType::OciIndex, descriptors);
-    tail.extend(tar_blocks::entry("index.json", to_json(&index).as_bytes(), plan.mtime)?);
-    Ok(tail)
+    out.write_all(&layout::tail(plan)?).map_err(output_error)
 }
 
 /// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
@@ -431,13 +360,6 @@ impl Budget {
     }
 }
 
-fn layer_file(format: Format, layer: &PlannedLayer) -> String {
-    match format {
-        Format::DockerArchive => format!("{}/layer.tar", layer.digest.hex()),
-        Format::OciArchive | Format::OciDir => format!("blobs/sha256/{}", layer.digest.hex()),
-    }
-}
-
 fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
     Error::LayerMismatch { index, expected: layer.digest, found, expected_size: layer.size, found_size }
 }
@@ -451,6 +373,7 @@ fn stream_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::oci::Index;
     use crate::image::plan::tests::plan;
     use crate::image::plan::ImageSpec;
     use serde_json::json;

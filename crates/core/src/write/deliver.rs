@@ -6,7 +6,8 @@
 use crate::format::compress::Compression;
 use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::image::reference::parse_name_tag;
-use crate::read::{read_images, verify, ArchiveReader, FoundImage};
+use crate::read::archive::ArchiveReader;
+use crate::read::{read_images, verify, FoundImage};
 use crate::registry::client::Access;
 use crate::registry::destination::Destination;
 use crate::write::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};

@@ -1,4 +1,5 @@
-//! Writing images: a plan as a docker-archive or an OCI layout ([`archive`]), loaded into a
+//! Writing images: a plan as a docker-archive or an OCI layout ([`archive`], the layouts'
+//! documents in [`layout`]), loaded into a
 //! Docker Engine ([`docker_daemon`]), pushed to a registry ([`push`], with its cache of
 //! compressed layer digests, [`blob_cache`]), or sent wherever `stowage push` and the copy
 //! scripts are told ([`deliver`]), with a progress line on stderr ([`progress`]).
@@ -7,5 +8,6 @@ pub mod archive;
 pub mod blob_cache;
 pub mod deliver;
 pub mod docker_daemon;
+pub mod layout;
 pub mod progress;
 pub mod push;

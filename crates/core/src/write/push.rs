@@ -23,7 +23,7 @@ use crate::format::digest::{Digest, DigestWriter};
 use crate::format::oci::{to_json, Descriptor, ImageConfig, Index, Manifest, MediaType};
 use crate::image::plan::{check_platforms, platform_of};
 use crate::image::plan::{ImageSpec, PlannedLayer};
-use crate::read::ArchiveReader;
+use crate::read::archive::ArchiveReader;
 use crate::registry::client::{Access, Failure, Registry};
 use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
