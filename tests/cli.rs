@@ -63,3 +63,21 @@ fn push_help_states_the_registry_timeout_defaults() {
         assert!(help.contains(&said), "{said}:\n{help}");
     }
 }
+
+/// docs/cli.md quotes the command's own help: each `$ stowage …` block there is what the
+/// command prints today, so the page cannot drift from the command.
+#[test]
+fn the_cli_page_quotes_the_current_help() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
+    let mut quoted = 0;
+    for block in page.split("```\n$ stowage ").skip(1) {
+        let (command, rest) = block.split_once('\n').unwrap();
+        let shown = &rest[..rest.find("```").expect("a closed code block")];
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let out = stowage(&args);
+        assert!(out.status.success(), "stowage {command}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), shown, "docs/cli.md: `stowage {command}`");
+        quoted += 1;
+    }
+    assert!(quoted >= 4, "docs/cli.md quotes {quoted} help texts");
+}
