@@ -52,7 +52,7 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := pinned_images images existing_images fixture_archives customisation build_image oci pull nixpkgs_binding nix_db
+LIBRARY_TESTS := pinned_images images existing_images fixture_archives binary_cache customisation build_image oci pull nixpkgs_binding nix_db
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
 # needs no Nix), `cross_nix` only with two Nix releases, `pinned_images` (the images whose bytes

@@ -4,14 +4,14 @@
 # (copyTo docker://HOST/REPO:TAG, or any other form `stowage push` takes), into the Docker
 # Engine DOCKER_HOST names, or into podman.
 {
-  # derivations built by the stowage executable (./stowage.nix)
-  stowageDerivation,
+  # small derivations built by the stowage executable (./stowage.nix)
+  smallDerivation,
 }:
 # the image's stream (a stream derivation with imageName and imageTag)
 stream:
 let
   script = program: dest:
-    stowageDerivation "build-copy-script" {
+    smallDerivation "build-copy-script" {
       name = program;
       image = stream;
       inherit dest program;

@@ -1,8 +1,7 @@
 # The Nix side of stowage's functions, given the primitives they build on (`prims`): the
 # plugin's (crates/plugin/cpp/plugin.cc, which bundles this file with the files it imports:
 # crates/plugin/build.rs inlines them), or, without the plugin, the library's own
-# (./library.nix). It only passes data: every
-# check and every decision is the Rust core's. Derivations are the same in both modes — each
+# (./library.nix). It only passes data: every check and every decision is the Rust core's. Derivations are the same in both modes — each
 # gets the public function's name and its arguments as given, which the builder checks before
 # it writes anything — so the same inputs give the same store paths and the same images.
 prims:
@@ -10,16 +9,22 @@ let
   names = import ./names.nix;
   # the image builder, added to the store once per evaluation, when an image first needs it
   builder = prims.builder null;
-  # a derivation built by `stowage <subcommand>`, from its structured attributes
+  # a derivation built by `stowage <subcommand>`, from its structured attributes. An image's
+  # derivations (its plan, its customisation layer, its archive, a pull) cost in proportion to
+  # the image: they read, hash and compress the closure, or download it. A binary cache that
+  # holds the output saves all of that, and a remote builder may take the work, as for any
+  # package.
   stowageDerivation = subcommand: attrs: derivation ({
     system = prims.system;
     inherit builder;
     args = [ subcommand ];
     __structuredAttrs = true;
-    preferLocalBuild = true;
-    allowSubstitutes = false;
     storeDir = builtins.storeDir;
   } // attrs);
+  # a derivation of a few bytes (a copy script, a list of references, fakeNss's tree): writing
+  # it here costs less than asking a substituter for it or sending it to another machine
+  smallDerivation = subcommand: attrs:
+    stowageDerivation subcommand ({ preferLocalBuild = true; allowSubstitutes = false; } // attrs);
   # The call of `function` with `arguments`, for the derivations that check them. With the
   # plugin, they are checked as soon as a derivation is evaluated, so that errors point at the
   # caller's code; the builder checks them again (without the plugin, only there).
@@ -32,13 +37,13 @@ let
   # references), which join the image's closure as in dockerTools; null when it mentions none
   configReferences = baseName: config:
     if builtins.hasContext (builtins.toJSON config) then
-      stowageDerivation "build-references" { name = "references-${baseName}"; inherit config; }
+      smallDerivation "build-references" { name = "references-${baseName}"; inherit config; }
     else
       null;
   # the archive of a stream, for the public function named (which errors name)
   archive = import ./archive.nix { inherit stowageDerivation; };
   # copyToRegistry and copyTo for an image's stream
-  copies = import ./copy-to.nix { inherit stowageDerivation; };
+  copies = import ./copy-to.nix { inherit smallDerivation; };
   # the stream derivation of a layered image, for the public function named
   layeredStream = import ./stream-layered-image.nix { inherit names call stowageDerivation configReferences copies; };
   streamLayeredImage = takesSet "streamLayeredImage" (layeredStream "streamLayeredImage");
@@ -56,7 +61,7 @@ let
   withNixDb = function: f: takesSet function (args: f (args // { includeNixDB = true; }));
   # the plugin writes fakeNss while evaluating; without it, the builder writes it
   fakeNss = prims.fakeNss or (args:
-    stowageDerivation "build-fake-nss" { name = "fake-nss"; function = "fakeNss"; arguments = args; });
+    smallDerivation "build-fake-nss" { name = "fake-nss"; function = "fakeNss"; arguments = args; });
   stowage = {
     inherit (prims) version goarch;
     inherit fakeNss;

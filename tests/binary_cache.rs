@@ -1,0 +1,54 @@
+//! Images from a binary cache: built on one machine, copied into a cache (`nix copy --to
+//! file://…`), then substituted by a fresh store with the same store root, which builds nothing
+//! (`--max-jobs 0`: a build it cannot avoid is an error) and gets the same bytes — the archive,
+//! its customisation layer and plan, and a stream script.
+
+mod support;
+
+use std::path::Path;
+use support::images::expr;
+use support::{run_ok, TestNix};
+
+const IMAGES: &[(&str, &str)] = &[
+    (
+        "layered, with scripts",
+        r#"s.buildLayeredImage { name = "cached/layered"; tag = "1"; contents = [ lib2 (app "1") ];
+             shell = busybox; extraCommands = "mkdir -p etc && echo made > etc/made";
+             fakeRootCommands = "chown 7:8 etc/made"; config.Cmd = [ "/app" ]; }"#,
+    ),
+    (
+        "buildImage with runAsRoot",
+        r#"s.buildImage { name = "cached/single"; tag = "2"; copyToRoot = [ lib1 ]; shell = busybox;
+             runAsRoot = "mkdir -p /srv && echo root > /srv/who"; }"#,
+    ),
+    ("a stream script", r#"(s.streamLayeredImage { name = "cached/stream"; tag = "3"; contents = [ lib4 ]; })"#),
+];
+
+#[test]
+fn a_fresh_store_substitutes_images_from_a_binary_cache_and_builds_nothing() {
+    let root = tempfile::Builder::new().prefix("stowage-cache-root-").tempdir().unwrap();
+    let cache = tempfile::Builder::new().prefix("stowage-cache-").tempdir().unwrap();
+    let cache_url = format!("file://{}", cache.path().display());
+
+    let built = TestNix::new_with_root(root.path());
+    let mut first = Vec::new();
+    for (what, body) in IMAGES {
+        let out = built.build(&expr(body));
+        run_ok(built.bare("nix").args(["copy", "--to", &cache_url]).arg(&out));
+        first.push((what, out.clone(), std::fs::read(&out).unwrap()));
+    }
+
+    // Another machine: the same store root, an empty store, the cache as its only substituter.
+    let fresh = TestNix::new_with_root(root.path());
+    assert!(!first[0].1.exists(), "the fresh store starts empty");
+    let options =
+        ["--option", "substituters", &cache_url, "--option", "require-sigs", "false", "--max-jobs", "0"];
+    for ((what, path, bytes), (_, body)) in first.iter().zip(IMAGES) {
+        let out = fresh.build_output_with(&expr(body), &options);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!log.contains("building '"), "{what}: built instead of substituted:\n{log}");
+        let substituted = Path::new(String::from_utf8(out.stdout).unwrap().trim()).to_owned();
+        assert_eq!(&substituted, path, "{what}: the same store path");
+        assert!(std::fs::read(&substituted).unwrap() == *bytes, "{what}: the same bytes");
+    }
+}
