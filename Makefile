@@ -55,15 +55,17 @@ build: setup builder
 LIBRARY_TESTS := pinned_images images existing_images fixture_archives binary_cache customisation build_image oci pull nixpkgs_binding nix_db
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
-# needs no Nix), `cross_nix` only with two Nix releases, `pinned_images` (the images whose bytes
-# are written down) first, the rest once per Nix.
-INTEGRATION_TESTS := $(filter-out cli cross_nix pinned_images,$(basename $(notdir $(wildcard tests/*.rs))))
+# needs no Nix), and so does `large_files` (it writes 8 GiB some six times, for about eight
+# minutes, and what it tests — tar's large sizes — is the core's, the same for every Nix),
+# `cross_nix` only with two Nix releases, `pinned_images` (the images whose bytes are written
+# down) first, the rest once per Nix.
+INTEGRATION_TESTS := $(filter-out cli large_files cross_nix pinned_images,$(basename $(notdir $(wildcard tests/*.rs))))
 
 # The Rust tests once; then everything that runs Nix with the plugin, once per Nix; then the
 # image tests in library mode, once per Nix.
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --package stowage-core
-	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli
+	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli --test large_files
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
 		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
 		$(CARGO) test --release --locked $(addprefix --test ,$(INTEGRATION_TESTS)) \

@@ -21,7 +21,10 @@ const IMAGES: &[(&str, &str)] = &[
         r#"s.buildImage { name = "cached/single"; tag = "2"; copyToRoot = [ lib1 ]; shell = busybox;
              runAsRoot = "mkdir -p /srv && echo root > /srv/who"; }"#,
     ),
-    ("a stream script", r#"(s.streamLayeredImage { name = "cached/stream"; tag = "3"; contents = [ lib4 ]; })"#),
+    (
+        "a stream script",
+        r#"(s.streamLayeredImage { name = "cached/stream"; tag = "3"; contents = [ lib4 ]; })"#,
+    ),
 ];
 
 #[test]
