@@ -81,3 +81,37 @@ fn the_cli_page_quotes_the_current_help() {
     }
     assert!(quoted >= 4, "docs/cli.md quotes {quoted} help texts");
 }
+
+/// A builder subcommand outside a derivation (no structured attributes), or given attributes it
+/// cannot read, fails with a message naming what is wrong, and writes nothing.
+#[test]
+fn builders_need_their_structured_attributes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("build-archive")
+        .env_remove("NIX_ATTRS_JSON_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "environment variable NIX_ATTRS_JSON_FILE is not set: this subcommand is a derivation builder"
+        ),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let attrs = dir.path().join("attrs.json");
+    let out_path = dir.path().join("out");
+    std::fs::write(&attrs, format!(r#"{{"outputs": {{"out": "{}"}}}}"#, out_path.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .arg("build-archive")
+        .env("NIX_ATTRS_JSON_FILE", &attrs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}: missing field `stream`", attrs.display())), "{stderr}");
+    assert!(!out_path.exists(), "nothing is written");
+}
