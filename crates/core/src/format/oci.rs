@@ -386,6 +386,11 @@ impl Platform {
     }
 }
 
+/// An OCI image layout's name for the blob `digest` (`blobs/sha256/<hex>`).
+pub fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,9 @@
 //! leaves no output behind.
 
 use crate::format::digest::Digest;
-use crate::format::oci::Platform;
 use crate::format::oci::{
-    self, to_json, Descriptor, Document, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
+    self, blob_name, to_json, Descriptor, Document, ImageConfig, Index, Manifest, MediaType, Platform,
+    OCI_LAYOUT,
 };
 use crate::format::tar_blocks::{self, file_header, padding, END_OF_ARCHIVE};
 use crate::functions::args::{Args, Evaluator};
@@ -361,11 +361,6 @@ impl Source {
         }
         Ok(())
     }
-}
-
-/// The layout's name for the blob `digest`.
-fn blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
 }
 
 #[cfg(test)]

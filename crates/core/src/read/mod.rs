@@ -22,7 +22,7 @@ pub mod archive;
 pub mod entry;
 
 use crate::format::digest::{Digest, DigestReader};
-use crate::format::oci::{self, Descriptor, DockerManifestEntry, Document, ImageConfig};
+use crate::format::oci::{self, blob_name, Descriptor, DockerManifestEntry, Document, ImageConfig};
 use crate::image::plan::{ArchiveLayer, ImageSpec, LayerSource, Plan, PlannedLayer};
 use crate::read::archive::{index, normalise, open_archive, ArchiveReader, EntryInfo, METADATA_LIMIT};
 use crate::read::entry::check_layer;
@@ -265,10 +265,6 @@ pub fn select<'a>(
             i.repo_tags.iter().any(|t| *t == wanted || t.strip_prefix("docker.io/library/") == Some(&wanted))
         })
         .ok_or_else(|| bad(format!("it has no image {wanted} (it has: {})", all())))
-}
-
-fn blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use crate::format::digest::Digest;
 use crate::format::oci::{
-    to_json, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
+    blob_name, to_json, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest, MediaType, OCI_LAYOUT,
 };
 use crate::format::tar_blocks::{self, directory_header, END_OF_ARCHIVE};
 use crate::image::plan::{Format, Plan, PlannedLayer};
@@ -28,7 +28,7 @@ pub fn head(plan: &Plan) -> Result<Vec<u8>> {
 pub fn layer_file(format: Format, layer: &PlannedLayer) -> String {
     match format {
         Format::DockerArchive => format!("{}/layer.tar", layer.digest.hex()),
-        Format::OciArchive | Format::OciDir => format!("blobs/sha256/{}", layer.digest.hex()),
+        Format::OciArchive | Format::OciDir => blob_name(&layer.digest),
     }
 }
 
@@ -68,7 +68,7 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
     let mut blob = |tail: &mut Vec<u8>, bytes: &[u8], media_type: MediaType| -> Result<Descriptor> {
         let digest = Digest::of(bytes);
         if blobs_written.insert(digest) {
-            tail.extend(tar_blocks::entry(&format!("blobs/sha256/{}", digest.hex()), bytes, plan.mtime)?);
+            tail.extend(tar_blocks::entry(&blob_name(&digest), bytes, plan.mtime)?);
         }
         Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
     };
