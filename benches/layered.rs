@@ -25,6 +25,11 @@
 //!   docker-archive:… docker://…` of the same image, and a second push of the unchanged image
 //!   ÷ the first (with the compressed-digest cache, and without it, as on another machine).
 //!
+//! - rebuilds on the synthetic store grown past 2 GB ("large", 550 paths): after the
+//!   application (a path on top of the closure) changed, the stream's build ÷ the first, with
+//!   the closure in a `buildLayer` layer (whose derivation Nix does not build again) and
+//!   without; and that rebuild with its push ÷ the first build with its push.
+//!
 //! The synthetic store also gets an image on a base archive of the whole store (streamed ÷
 //! `tar | cat`), merges of 1, 4 and 16 images on it, and planning alone for a 10,000-path
 //! graph. The real files also make an image through `nix-build` in library mode ÷ with the
@@ -45,6 +50,8 @@ use support::registry::Registry;
 const RUNS: usize = 5;
 const SEED: u64 = 0x5eed_cafe;
 const SYNTHETIC_PATHS: usize = 300;
+/// Paths added to the synthetic store for the rebuild measures, which want a closure of 2 GB.
+const LARGE_EXTRA_PATHS: usize = 250;
 const REAL_PATHS: usize = 200;
 /// About how many bytes of this machine's files the real store copies.
 const REAL_BYTES: u64 = 600 << 20;
@@ -105,8 +112,6 @@ impl DataSet {
 /// Generates the synthetic store (once).
 fn synthetic_store(root: &Path) -> DataSet {
     let store = root.join("store");
-    let mut rng = Rng(SEED);
-    let mut closure: Vec<PathInfo> = Vec::new();
     let done = root.join(".complete");
     let fresh = !done.exists();
     if fresh {
@@ -114,20 +119,56 @@ fn synthetic_store(root: &Path) -> DataSet {
         fs::create_dir_all(&store).unwrap();
         eprintln!("bench: generating the synthetic store in {}", store.display());
     }
+    let mut closure = Vec::new();
+    let files = generate_paths(&store, "pkg", SYNTHETIC_PATHS, SEED, fresh, &mut closure);
+    if fresh {
+        fs::write(&done, "").unwrap();
+    }
+    DataSet { name: "synthetic", store, closure, files }
+}
+
+/// The synthetic store grown past 2 GB: [`LARGE_EXTRA_PATHS`] more paths in the same store
+/// (generated once), referring to its paths and each other.
+fn large_store(synthetic: &DataSet) -> DataSet {
+    let done = synthetic.store.with_file_name(".complete-large");
+    let fresh = !done.exists();
+    if fresh {
+        eprintln!("bench: growing the synthetic store past 2 GB");
+    }
+    let mut closure = synthetic.closure.clone();
+    let files = generate_paths(&synthetic.store, "big", LARGE_EXTRA_PATHS, !SEED >> 1, fresh, &mut closure);
+    if fresh {
+        fs::write(&done, "").unwrap();
+    }
+    DataSet { name: "large", store: synthetic.store.clone(), closure, files: synthetic.files + files }
+}
+
+/// Appends `count` generated paths (`prefix0`, `prefix1`, …) to `closure`, writing their files
+/// when `write` (the layout is the same either way); returns how many files they have.
+fn generate_paths(
+    store: &Path,
+    prefix: &str,
+    count: usize,
+    seed: u64,
+    write: bool,
+    closure: &mut Vec<PathInfo>,
+) -> usize {
+    let mut rng = Rng(seed);
     let mut block = vec![0u8; 1 << 20];
     // The bytes come from their own generator, so the layout (names, sizes, references) is the
     // same whether or not the files are written this time.
-    let mut bytes = Rng(!SEED);
-    let mut count = 0;
-    for i in 0..SYNTHETIC_PATHS {
-        let path = store.join(store_name(&format!("pkg{i}"), &mut rng));
+    let mut bytes = Rng(!seed);
+    let mut count_files = 0;
+    for _ in 0..count {
+        let i = closure.len();
+        let path = store.join(store_name(&format!("{prefix}{i}"), &mut rng));
         let files = 1 + rng.below(30);
-        count += files as usize;
+        count_files += files as usize;
         let mut size = 0;
         for f in 0..files {
             let len = file_size(&mut rng);
             size += len + 200; // NAR framing per file, roughly
-            if fresh {
+            if write {
                 let dir = path.join(format!("d{}", f % 4));
                 fs::create_dir_all(&dir).unwrap();
                 let mut out = std::io::BufWriter::new(fs::File::create(dir.join(format!("f{f}"))).unwrap());
@@ -142,13 +183,10 @@ fn synthetic_store(root: &Path) -> DataSet {
                 }
             }
         }
-        let references = references(i, &closure, &mut rng);
+        let references = references(i, closure, &mut rng);
         closure.push(PathInfo { path: path.to_string_lossy().into_owned(), nar_size: size, references });
     }
-    if fresh {
-        fs::write(&done, "").unwrap();
-    }
-    DataSet { name: "synthetic", store, closure, files: count }
+    count_files
 }
 
 /// Every regular file and symlink under `dir`, sorted, with its size.
@@ -254,24 +292,38 @@ fn peak_mib(command: &str, rest: &str, dir: &Path) -> u64 {
 /// tagged with the name of `out`; with a base (`from_image`), its budget is the most layers an
 /// image may have.
 fn attrs(dir: &Path, set: &DataSet, closure: &[PathInfo], out: &Path, from_image: Option<&Path>) -> PathBuf {
+    write_attrs(dir, out, image_attrs(set, closure, out, from_image, &[]))
+}
+
+/// The attributes of [`attrs`], the image built on the buildLayer outputs `layers`.
+fn image_attrs(
+    set: &DataSet,
+    closure: &[PathInfo],
+    out: &Path,
+    from_image: Option<&Path>,
+    layers: &[&Path],
+) -> serde_json::Value {
     let max_layers = if from_image.is_some() { 125 } else { 100 };
     let tag = out.file_name().unwrap().to_string_lossy();
-    let closure: Vec<_> = closure
-        .iter()
-        .map(|p| serde_json::json!({ "path": p.path, "narSize": p.nar_size, "references": p.references }))
-        .collect();
     // (the base, outside the store here, is not among the arguments the builder checks)
-    let attrs = serde_json::json!({
+    serde_json::json!({
         "function": "streamLayeredImage",
         "arguments": {
             "name": "bench", "tag": tag, "architecture": "amd64", "created": "1970-01-01T00:00:01Z",
-            "maxLayers": max_layers,
+            "maxLayers": max_layers, "layers": layers,
         },
         "system": "x86_64-linux",
-        "contents": [], "config": {}, "storeDir": set.store, "closure": closure, "outputs": { "out": out },
-        "fromImage": from_image,
-    });
-    write_attrs(dir, out, attrs)
+        "contents": [], "config": {}, "storeDir": set.store, "closure": closure_json(closure),
+        "outputs": { "out": out }, "fromImage": from_image,
+    })
+}
+
+/// A closure as Nix exports it to a build.
+fn closure_json(closure: &[PathInfo]) -> Vec<serde_json::Value> {
+    closure
+        .iter()
+        .map(|p| serde_json::json!({ "path": p.path, "narSize": p.nar_size, "references": p.references }))
+        .collect()
 }
 
 /// The attributes `stowage build-merge-stream` reads, merging `images` (in `dir`, which stands
@@ -545,6 +597,95 @@ fn pushes(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     let _ = fs::remove_file(&archive);
 }
 
+/// A rebuild after one application path changed, on the large store: building the image's
+/// stream (its plan) again ÷ the first build, with the closure in an explicit layer
+/// (`buildLayer`, whose derivation Nix does not build again) and without; and the rebuild and
+/// its push to a registry that holds the first image ÷ the first build and its push.
+fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    eprintln!("bench (large): rebuilds after a change of the application");
+    let dir = work.join("large");
+    fs::create_dir_all(&dir).unwrap();
+    // two versions of an application (1 MB) on the whole closure, in the store
+    let apps: Vec<PathInfo> = (1..=2)
+        .map(|version| {
+            let path = large.store.join(format!("{}-app", "0".repeat(31) + &version.to_string()));
+            fs::create_dir_all(&path).unwrap();
+            fs::write(path.join("app"), vec![version as u8; 1 << 20]).unwrap();
+            let roots = large.closure.iter().rev().take(8).map(|p| p.path.clone()).collect();
+            PathInfo {
+                path: path.to_string_lossy().into_owned(),
+                nar_size: (1 << 20) + 200,
+                references: roots,
+            }
+        })
+        .collect();
+    let with_app = |app: &PathInfo| -> Vec<PathInfo> {
+        let mut closure = large.closure.clone();
+        closure.push(app.clone());
+        closure
+    };
+    let layer_out = large.store.join(format!("{}-layer", "1".repeat(32)));
+    let layer_attrs = write_attrs(
+        &dir,
+        &layer_out,
+        serde_json::json!({
+            "function": "buildLayer",
+            "arguments": { "deps": large.closure.iter().map(|p| &p.path).collect::<Vec<_>>() },
+            "system": "x86_64-linux", "storeDir": large.store, "closure": closure_json(&large.closure),
+            "outputs": { "out": layer_out },
+        }),
+    );
+    // a stream's attributes, and the stream they build
+    let stream = |version: usize, layers: &[&Path]| -> (PathBuf, PathBuf) {
+        let out = dir.join(format!("stream-{version}{}", if layers.is_empty() { "" } else { "-layered" }));
+        (write_attrs(&dir, &out, image_attrs(large, &with_app(&apps[version - 1]), &out, None, layers)), out)
+    };
+    let build_layer =
+        format!("rm -rf {} && {}", layer_out.display(), builder(stowage, "build-layer", &layer_attrs));
+    run_shell(&build_layer);
+    let (explicit_first, explicit_again) =
+        (stream(1, &[layer_out.as_path()]), stream(2, &[layer_out.as_path()]));
+    let (auto_first, auto_again) = (stream(1, &[]), stream(2, &[]));
+    let (mut first, mut again, mut auto1, mut auto2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut push1, mut push2) = (Vec::new(), Vec::new());
+    let cache = dir.join("push-cache");
+    for _ in 0..RUNS {
+        first.push(run_shell(&build_layer) + run_shell(&builder(stowage, "build-stream", &explicit_first.0)));
+        again.push(run_shell(&builder(stowage, "build-stream", &explicit_again.0)));
+        auto1.push(run_shell(&builder(stowage, "build-stream", &auto_first.0)));
+        auto2.push(run_shell(&builder(stowage, "build-stream", &auto_again.0)));
+        let registry = Registry::start();
+        let _ = fs::remove_dir_all(&cache);
+        let push = |stream: &Path| {
+            format!(
+                "XDG_CACHE_HOME={} {stowage} push {} docker://{}/bench/large:1 2>/dev/null",
+                cache.display(),
+                stream.display(),
+                registry.address()
+            )
+        };
+        push1.push(run_shell(&push(&explicit_first.1)));
+        push2.push(run_shell(&push(&explicit_again.1)));
+    }
+    let (first, again, auto1, auto2) = (median(first), median(again), median(auto1), median(auto2));
+    let (push1, push2) = (median(push1), median(push2));
+    rows.push(timed_row(
+        "large: `.stream` rebuild after the application changed ÷ the first build (its closure in a `buildLayer` layer)".into(),
+        (again, first),
+        "≤ 0.05",
+    ));
+    rows.push(timed_row(
+        "large: … rebuild and push ÷ first build and push (gz, a registry holding the first image)".into(),
+        (again + push2, first + push1),
+        "≤ 0.1",
+    ));
+    rows.push(timed_row(
+        "large: `.stream` rebuild ÷ the first build, every layer the image's own (no `buildLayer`)".into(),
+        (auto2, auto1),
+        "",
+    ));
+}
+
 /// The synthetic store's images on a base archive of the whole store, and merges of 1, 4 and
 /// 16 of them: times that should follow the distinct layers, not the number of images.
 fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
@@ -755,13 +896,17 @@ fn main() {
     let work = tempfile::Builder::new().prefix("stowage-bench-").tempdir_in(&root).unwrap();
     let mut rows = Vec::new();
     // `STOWAGE_BENCH=push` (`make bench STOWAGE_BENCH=push`) measures the pushes alone,
-    // `STOWAGE_BENCH=library` library mode alone.
+    // `STOWAGE_BENCH=library` library mode alone, `STOWAGE_BENCH=rebuild` the rebuilds alone.
     let only = std::env::var("STOWAGE_BENCH").ok();
     let pushes_only = only.as_deref() == Some("push");
     if only.as_deref() == Some("library") {
         library_mode(&sets[1], work.path(), &mut rows);
     }
-    for set in sets.iter().filter(|_| only.as_deref() != Some("library")) {
+    let large = (only.is_none() || only.as_deref() == Some("rebuild")).then(|| large_store(&sets[0]));
+    if let Some(large) = &large {
+        rebuilds(stowage, large, work.path(), &mut rows);
+    }
+    for set in sets.iter().filter(|_| !matches!(only.as_deref(), Some("library" | "rebuild"))) {
         if pushes_only {
             let dir = work.path().join(set.name);
             fs::create_dir_all(&dir).unwrap();
@@ -780,7 +925,7 @@ fn main() {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("## stowage benchmark (medians of {RUNS} runs, {cores} cores)\n");
-    for set in &sets {
+    for set in sets.iter().chain(&large) {
         println!(
             "- {}: {} paths, {} files, {:.2} GB",
             set.name,

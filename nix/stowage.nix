@@ -57,6 +57,7 @@ let
   buildImageIndex =
     takesSet "buildImageIndex" (import ./build-image-index.nix { inherit names call stowageDerivation archive copies; });
   pullImage = takesSet "pullImage" (import ./pull-image.nix { inherit names call stowageDerivation; });
+  buildLayer = takesSet "buildLayer" (import ./build-layer.nix { inherit names call stowageDerivation; });
   # dockerTools' names for images holding a Nix database of their store paths
   withNixDb = function: f: takesSet function (args: f (args // { includeNixDB = true; }));
   # the plugin writes fakeNss while evaluating; without it, the builder writes it
@@ -65,7 +66,7 @@ let
   stowage = {
     inherit (prims) version goarch;
     inherit fakeNss;
-    inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage;
+    inherit streamLayeredImage buildLayeredImage buildImage buildImageIndex pullImage buildLayer;
     inherit (merges) mergeImages streamMergedImages;
     buildImageWithNixDb = withNixDb "buildImageWithNixDb" buildImage;
     buildLayeredImageWithNixDb = withNixDb "buildLayeredImageWithNixDb" buildLayeredImage;

@@ -32,6 +32,8 @@ function:
   enableFakechroot ? false,
   shell ? null,
   nativeBuildInputs ? [ ],
+  # layers made by buildLayer, below the image's own (their store paths in no other layer)
+  layers ? [ ],
   # name, tag, architecture, created, mtime, uid, gid, uname, gname, maxLayers,
   # includeStorePaths, fromImageName, fromImageTag, perms, format: checked by the core
   ...
@@ -61,7 +63,8 @@ let
     name = "stream-${baseName}";
     inherit config fromImage;
     contents = contentsList;
-    exportReferencesGraph.closure = names.storeItems contentsList ++ internal;
+    exportReferencesGraph.closure = names.storeItems contentsList ++ internal
+      ++ (if builtins.isList layers then names.storeItems layers else [ ]);
   } // (if customisation != null then { inherit customisation; } else { })
     // (if references != null then { configReferences = references; } else { }));
   named = stream // {

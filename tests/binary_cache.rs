@@ -1,7 +1,7 @@
 //! Images from a binary cache: built on one machine, copied into a cache (`nix copy --to
 //! file://…`), then substituted by a fresh store with the same store root, which builds nothing
 //! (`--max-jobs 0`: a build it cannot avoid is an error) and gets the same bytes — the archive,
-//! its customisation layer and plan, and a stream script.
+//! its customisation layer and plan, the layers of `buildLayer`, and a stream script.
 
 mod support;
 
@@ -20,6 +20,11 @@ const IMAGES: &[(&str, &str)] = &[
         "buildImage with runAsRoot",
         r#"s.buildImage { name = "cached/single"; tag = "2"; copyToRoot = [ lib1 ]; shell = busybox;
              runAsRoot = "mkdir -p /srv && echo root > /srv/who"; }"#,
+    ),
+    (
+        "an image on a buildLayer layer",
+        r#"s.buildLayeredImage { name = "cached/explicit"; tag = "4"; contents = [ (app "4") ];
+             layers = [ (s.buildLayer { deps = [ lib3 ]; }) ]; }"#,
     ),
     (
         "a stream script",

@@ -44,6 +44,8 @@ enum Command {
     /// Derivation builder: runs an image's customisation scripts and writes the layer entries
     /// they leave to $out.
     BuildCustomisation,
+    /// Derivation builder: plans and hashes a buildLayer layer into $out/layers.json.
+    BuildLayer,
     /// Derivation builder: plans the merge of the images in Nix's structured attributes and
     /// writes the stream script to $out.
     BuildMergeStream,
@@ -203,6 +205,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::BuildReferences => Ok(derivation::build_references()?),
         Command::BuildFakeNss => Ok(derivation::build_fake_nss()?),
         Command::BuildCustomisation => Ok(derivation::build_customisation()?),
+        Command::BuildLayer => Ok(derivation::build_layer(say)?),
         Command::BuildMergeStream => Ok(derivation::build_merge_stream(say)?),
         Command::BuildIndexStream => Ok(derivation::build_index_stream(say)?),
         Command::BuildArchive => Ok(derivation::build_archive(say)?),

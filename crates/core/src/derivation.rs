@@ -10,6 +10,7 @@ use crate::functions::call::Call;
 use crate::functions::customise::{customise, CustomisationInput};
 use crate::functions::fake_nss::FakeNss;
 use crate::functions::index::plan_index;
+use crate::functions::layer::{write_layers, LayerInput};
 use crate::functions::layered::{plan_image, BuildInput};
 use crate::functions::merge::merge_images;
 use crate::functions::pull::pull;
@@ -32,6 +33,12 @@ pub fn build_stream(say: impl Fn(&str)) -> Result<()> {
     let input: BuildInput = read_attrs()?;
     let plan = plan_image(&input, OffsetDateTime::now_utc(), |w| say(&format!("warning: {w}")))?;
     write_script(&plan, &input.outputs, say)
+}
+
+/// `build-layer`: plans and hashes a `buildLayer` layer into `$out`.
+pub fn build_layer(say: impl Fn(&str)) -> Result<()> {
+    let input: LayerInput = read_attrs()?;
+    write_layers(&input, |w| say(&format!("warning: {w}")))
 }
 
 /// `build-customisation`: runs an image's scripts in its root, and writes what they left as the

@@ -5,6 +5,7 @@
 use crate::functions::args::Evaluator;
 use crate::functions::image::ImageArgs;
 use crate::functions::index::IndexArgs;
+use crate::functions::layer::LayerArgs;
 use crate::functions::merge::MergeArgs;
 use crate::functions::pull::PullArgs;
 use crate::{Error, Result};
@@ -23,6 +24,8 @@ pub enum Checked {
     Index(IndexArgs),
     /// `pullImage`.
     Pull(PullArgs),
+    /// `buildLayer`.
+    Layer(LayerArgs),
 }
 
 /// Checks `args_json`, the arguments of the library function `function`, for `nix`.
@@ -35,6 +38,7 @@ pub fn check(function: &str, args_json: &str, nix: &Evaluator) -> Result<Checked
         }
         "buildImageIndex" => Checked::Index(IndexArgs::from_nix(args_json, &nix.store_dir)?),
         "pullImage" => Checked::Pull(PullArgs::from_nix(args_json, nix)?),
+        "buildLayer" => Checked::Layer(LayerArgs::from_nix(args_json, nix)?),
         other => return Err(Error::UnknownFunction(other.to_owned())),
     })
 }
@@ -96,6 +100,14 @@ impl Call {
         match self.check()? {
             Checked::Pull(pull) => Ok(pull),
             _ => Err(self.not("pullImage")),
+        }
+    }
+
+    /// The checked arguments of a layer.
+    pub fn layer(&self) -> Result<LayerArgs> {
+        match self.check()? {
+            Checked::Layer(layer) => Ok(layer),
+            _ => Err(self.not("buildLayer")),
         }
     }
 

@@ -61,6 +61,7 @@ const ARGUMENTS: &[&str] = &[
     "perms",
     "format",
     "includeNixDB",
+    "layers",
 ];
 
 /// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
@@ -142,6 +143,9 @@ pub struct ImageArgs {
     /// Whether the image holds a Nix database of its store paths (`includeNixDB`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub include_nix_db: bool,
+    /// Layers made by `buildLayer`, below the image's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 impl ImageArgs {
@@ -237,6 +241,10 @@ impl ImageArgs {
         for (i, path) in args.string_list("contents")?.iter().enumerate() {
             check_in_store(format!("contents[{i}]"), path, store_dir)?;
         }
+        let layers = args.string_list("layers")?;
+        for (i, path) in layers.iter().enumerate() {
+            check_in_store(format!("layers[{i}]"), path, store_dir)?;
+        }
         if let Some(base) = args.string("fromImage")? {
             check_in_store("fromImage", &base, store_dir)?;
         }
@@ -265,6 +273,7 @@ impl ImageArgs {
             customise: scripts.is_some(),
             sandbox_shell: scripts.flatten().map(Into::into),
             include_nix_db: args.bool("includeNixDB")?.unwrap_or(false),
+            layers,
         })
     }
 }

@@ -10,6 +10,7 @@ use crate::format::oci::to_json;
 use crate::functions::args::Outputs;
 use crate::functions::call::Call;
 use crate::functions::image::{read_base, resolve_time, LAYER_FILE, MAX_LAYERS};
+use crate::functions::layer::read_layers;
 use crate::image::config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image::layering::plan_layers;
 use crate::image::plan::{ImageSpec, LayerSource, Plan, PlannedLayer};
@@ -83,22 +84,21 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         None => None,
     };
     let base_layers = base.as_ref().map_or(0, |(spec, _)| spec.layers.len() as u64);
-    let store_budget = if image.single_layer {
-        if base_layers + 1 > MAX_LAYERS {
-            return Err(Error::argument(
-                "fromImage",
-                format!("has {base_layers} layers: with this image's, that is more than the {MAX_LAYERS} an image may have"),
-            ));
-        }
-        1
-    } else {
-        store_budget(image.max_layers, base_layers)?
-    };
+    if image.single_layer && base_layers + 1 > MAX_LAYERS {
+        return Err(Error::argument(
+            "fromImage",
+            format!("has {base_layers} layers: with this image's, that is more than the {MAX_LAYERS} an image may have"),
+        ));
+    }
 
-    // The customisation output and the config's references are not themselves in the image:
-    // what they refer to is.
+    // Layers made by buildLayer come as they were planned, their paths in no other layer.
+    let given = read_layers(&image.layers)?;
+    // The customisation output, the config's references and the layer derivations are not
+    // themselves in the image: what they refer to is.
     let in_image = |p: &&String| {
-        Some(*p) != input.customisation.as_ref() && Some(*p) != input.config_references.as_ref()
+        Some(*p) != input.customisation.as_ref()
+            && Some(*p) != input.config_references.as_ref()
+            && !given.outputs.contains(*p)
     };
     let closure: Vec<PathInfo> = if image.include_store_paths {
         input
@@ -125,6 +125,15 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         tree: None,
         perms: image.perms.clone(),
     };
+    // what the image's own store layers hold: the closure but for the given layers' paths
+    let own: Vec<PathInfo> = closure
+        .iter()
+        .filter(|p| !given.store_paths.contains(&p.path))
+        .map(|p| PathInfo {
+            references: p.references.iter().filter(|r| !given.store_paths.contains(*r)).cloned().collect(),
+            ..p.clone()
+        })
+        .collect();
     let mut sources: Vec<(StoreLayer, String)> = if image.single_layer {
         // one layer: what the customisation made, and the closure of what it refers to
         let tree =
@@ -136,10 +145,10 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
             ..store_layer(paths, std::mem::take(&mut nix_db))
         };
         vec![(layer, "buildImage layer".into())]
-    } else if closure.is_empty() {
-        Vec::new()
     } else {
-        plan_layers(&closure, store_budget as usize)
+        let budget = store_budget(image.max_layers, base_layers, given.layers.len() as u64, !own.is_empty())?;
+        let planned = if own.is_empty() { Vec::new() } else { plan_layers(&own, budget as usize) };
+        planned
             .into_iter()
             .map(|paths| {
                 let comment = format!("store paths: {}", paths.join(" "));
@@ -166,6 +175,16 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
 
     let mut layers = base.as_ref().map(|(spec, _)| spec.layers.clone()).unwrap_or_default();
     let mut comments = Vec::new();
+    for layer in given.layers {
+        // (not the layer derivation's output: the image does not hold it)
+        comments.push(match &layer.source {
+            LayerSource::Store(source) if !source.store_paths.is_empty() => {
+                format!("buildLayer, store paths: {}", source.store_paths.join(" "))
+            }
+            _ => "buildLayer".into(),
+        });
+        layers.push(layer);
+    }
     // Layers are hashed side by side: sha256 bounds this, one core per layer.
     let digests = map_parallel(&sources, cores()?, |(source, _)| layer_digest(source));
     for ((source, comment), digest) in sources.into_iter().zip(digests) {
@@ -191,23 +210,30 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
 }
 
 /// How many store layers an image of at most `max_layers` layers has room for, next to
-/// `base_layers` and the customisation layer: at least one, or an error that says what to do.
-fn store_budget(max_layers: u64, base_layers: u64) -> Result<u64> {
-    if let Some(budget) = max_layers.checked_sub(1 + base_layers).filter(|&b| b >= 1) {
+/// `base_layers`, `given` layers (buildLayer's) and the customisation layer: at least one when
+/// `needed` (there are store paths left for them), or an error that says what to do.
+fn store_budget(max_layers: u64, base_layers: u64, given: u64, needed: bool) -> Result<u64> {
+    let least = u64::from(needed);
+    if let Some(budget) = max_layers.checked_sub(1 + base_layers + given).filter(|&b| b >= least) {
         return Ok(budget);
     }
-    let needed = base_layers + 2;
+    let needed = base_layers + given + 1 + least;
     let fix = if needed <= MAX_LAYERS {
         format!("set maxLayers to at least {needed}")
     } else {
         format!("an image may have at most {MAX_LAYERS}, so this base cannot be built on")
     };
+    let below = match (base_layers, given) {
+        (base, 0) => format!("the base image (fromImage) has {base} layers"),
+        (0, given) => format!("the layers given (`layers`) are {given}"),
+        (base, given) => {
+            format!("the base image (fromImage) has {base} layers and those given (`layers`) {given}")
+        }
+    };
+    let left = if least == 1 { "that leaves no layer for store paths" } else { "that is too many" };
     Err(Error::argument(
         "maxLayers",
-        format!(
-            "is {max_layers}, but the base image (fromImage) has {base_layers} layers: with the \
-             customisation layer, that leaves no layer for store paths; {fix}"
-        ),
+        format!("is {max_layers}, but {below}: with the customisation layer, {left}; {fix}"),
     ))
 }
 
@@ -217,11 +243,14 @@ mod tests {
 
     #[test]
     fn the_base_takes_from_the_layer_budget() {
-        assert_eq!(store_budget(100, 0).unwrap(), 99);
-        assert_eq!(store_budget(10, 8).unwrap(), 1);
-        let err = store_budget(10, 9).unwrap_err().to_string();
+        assert_eq!(store_budget(100, 0, 0, true).unwrap(), 99);
+        assert_eq!(store_budget(10, 8, 0, true).unwrap(), 1);
+        assert_eq!(store_budget(10, 8, 1, false).unwrap(), 0);
+        let err = store_budget(10, 9, 0, true).unwrap_err().to_string();
         assert!(err.ends_with("has 9 layers: with the customisation layer, that leaves no layer for store paths; set maxLayers to at least 11"), "{err}");
-        let err = store_budget(125, 124).unwrap_err().to_string();
+        let err = store_budget(125, 124, 0, true).unwrap_err().to_string();
         assert!(err.ends_with("an image may have at most 125, so this base cannot be built on"), "{err}");
+        let err = store_budget(10, 2, 8, false).unwrap_err().to_string();
+        assert_eq!(err, "argument 'maxLayers' is 10, but the base image (fromImage) has 2 layers and those given (`layers`) 8: with the customisation layer, that is too many; set maxLayers to at least 11");
     }
 }

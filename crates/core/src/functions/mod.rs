@@ -1,7 +1,7 @@
 //! The library functions (`builtins.stowage.*`, and the Nix library without the plugin): for
 //! each, its arguments — checked while evaluating (the plugin) and again by the builder (the
 //! only place they run in library mode) — and what its derivation builds. One module per
-//! function or group ([`layered`], [`customise`], [`merge`], [`index`], [`pull`], [`fake_nss`]);
+//! function or group ([`layered`], [`layer`], [`customise`], [`merge`], [`index`], [`pull`], [`fake_nss`]);
 //! what the image functions share is [`image`]; a builtin's arguments and outputs are read
 //! through [`args`]; [`call`] checks a call by the function's name.
 //!
@@ -15,6 +15,7 @@ pub mod customise;
 pub mod fake_nss;
 pub mod image;
 pub mod index;
+pub mod layer;
 pub mod layered;
 pub mod merge;
 pub mod pull;
