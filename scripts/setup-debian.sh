@@ -36,6 +36,8 @@ test_packages=(
   apache2-utils
   # a real Docker Engine, which loads the gz archives
   docker.io
+  # sshd: the remote builder (ssh-ng://) that tests/remote_builder.rs starts on 127.0.0.1
+  openssh-server
   # make bench: its baselines (what dockerTools' compressors run) and the peak-memory
   # measurement
   tar openssl time pigz zstd
