@@ -52,7 +52,7 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := pinned_images images existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull nixpkgs_binding nix_db
+LIBRARY_TESTS := pinned_images images existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull remote_builder nixpkgs_binding nix_db
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
 # needs no Nix), and so does `large_files` (it writes 8 GiB some six times, for about eight

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::images::{expr, skopeo_config, tar_files, Podman};
 use support::registry::{FaultyProxy, Registry};
-use support::{run_ok, TestNix};
+use support::{reported_hash, run_ok, TestNix};
 
 fn stowage() -> PathBuf {
     PathBuf::from(std::env::var_os("STOWAGE_BUILDER").expect("STOWAGE_BUILDER names the built stowage"))
@@ -61,14 +61,6 @@ fn index_manifest(files: &[(String, Vec<u8>)]) -> (serde_json::Value, serde_json
     let blob =
         format!("blobs/sha256/{}", descriptor["digest"].as_str().unwrap().trim_start_matches("sha256:"));
     (descriptor, serde_json::from_slice(file(&blob)).unwrap())
-}
-
-/// The hash Nix says a fixed-output derivation really has, from its "hash mismatch" error.
-fn reported_hash(error: &str) -> String {
-    assert!(error.contains("hash mismatch"), "{error}");
-    let line =
-        error.lines().find(|l| l.trim_start().starts_with("got:")).unwrap_or_else(|| panic!("{error}"));
-    line.split_whitespace().last().unwrap().to_owned()
 }
 
 /// The path a failed build would have had: nothing may be there.

@@ -3,16 +3,19 @@
 //! elsewhere), is the local Nix's only builder (`--builders ssh-ng://…`, `--max-jobs 0`: a local
 //! build is an error). Every image derivation — a buildLayer layer, the customisation layer
 //! (scripts), the plan, the archive — is built there, and the archive is byte for byte the one a
-//! local build makes.
+//! local build makes. A pull (a fixed-output derivation) is fetched there too. Scripts given no
+//! `shell` are refused by a builder whose Nix puts no shell into its sandbox, naming `shell`.
 
 mod support;
 
+use sha2::{Digest, Sha256};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::images::{expr, skopeo_config, Podman};
-use support::{nix_program, run_ok, TestNix};
+use support::images::{expr, skopeo_config, tar_files, Podman};
+use support::registry::Registry;
+use support::{nix_program, reported_hash, run_ok, TestNix};
 
 /// An sshd on 127.0.0.1 taking the test's key for root, stopped when dropped.
 struct Sshd {
@@ -152,6 +155,32 @@ impl Builder {
     }
 }
 
+/// `nix-build EXPR` by `nix` with `builder` (through `sshd`) its only builder, and `options`.
+fn remote_build_with(nix: &TestNix, sshd: &Sshd, builder: &Builder, expr: &str, options: &[&str]) -> Output {
+    nix.cmd("nix-build")
+        .env("NIX_SSHOPTS", sshd.ssh_options())
+        .args(["--no-out-link", "--max-jobs", "0", "--option", "builders", &builder.entry(sshd)])
+        .args(["--option", "builders-use-substitutes", "false"])
+        .args(["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"])
+        .args(options)
+        .args(["-E", expr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// [`remote_build_with`] the test's sandbox options alone.
+fn remote_build(nix: &TestNix, sshd: &Sshd, builder: &Builder, expr: &str) -> Output {
+    remote_build_with(nix, sshd, builder, expr, &[])
+}
+
+/// Asserts that the build `log` built the derivation whose name ends in `derivation` remotely.
+fn assert_built_remotely(log: &str, derivation: &str) {
+    let built_there =
+        log.lines().any(|l| l.contains(derivation) && l.contains("on 'ssh-ng://root@127.0.0.1"));
+    assert!(built_there, "{derivation} was not built on the remote builder:\n{log}");
+}
+
 const IMAGE: &str = r#"s.buildLayeredImage {
     name = "remote"; tag = "1"; compressor = "none"; contents = [ busybox (app "1") ];
     layers = [ (s.buildLayer { deps = [ lib3 ]; }) ];
@@ -166,23 +195,12 @@ fn image_derivations_build_on_a_remote_builder_to_the_same_bytes() {
     let root = tempfile::Builder::new().prefix("stowage-remote-root-").tempdir().unwrap();
     let nix = TestNix::new_with_root(root.path());
     let builder = Builder::new(&nix.store_dir());
-    let out = nix
-        .cmd("nix-build")
-        .env("NIX_SSHOPTS", sshd.ssh_options())
-        .args(["--no-out-link", "--max-jobs", "0", "--option", "builders", &builder.entry(&sshd)])
-        .args(["--option", "builders-use-substitutes", "false"])
-        .args(["--option", "sandbox", "true", "--option", "sandbox-paths", "/bin/busybox"])
-        .args(["-E", &expr(IMAGE)])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = remote_build(&nix, &sshd, &builder, &expr(IMAGE));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the remote build failed:\n{log}\nsshd:\n{}", sshd.log());
     let archive = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     for derivation in ["-layer.drv", "-customisation-remote.drv", "-stream-remote.drv", "-remote.tar.drv"] {
-        let built_there =
-            log.lines().any(|l| l.contains(derivation) && l.contains("on 'ssh-ng://root@127.0.0.1"));
-        assert!(built_there, "{derivation} was not built on the remote builder:\n{log}");
+        assert_built_remotely(&log, derivation);
     }
     assert!(builder.holds(&archive), "the builder's store holds the archive");
     assert_eq!(skopeo_config(&archive, 0)["config"]["Cmd"][0], "/bin/sh");
@@ -199,5 +217,76 @@ fn image_derivations_build_on_a_remote_builder_to_the_same_bytes() {
     assert!(
         std::fs::read(&built_here).unwrap() == remote_bytes,
         "the remote build made other bytes than a local one"
+    );
+}
+
+#[test]
+fn a_pull_is_fetched_by_the_remote_builder() {
+    let registry = Registry::start();
+    let sshd = Sshd::start();
+    let nix = TestNix::new();
+    let builder = Builder::new(&nix.store_dir());
+    let image = nix
+        .build(&expr(r#"s.streamLayeredImage { name = "team/app"; tag = "v1"; contents = [ (app "1") ]; }"#));
+    let dest = format!("docker://{}/team/app:v1", registry.address());
+    let cache = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(support::builder())
+            .arg("push")
+            .arg(&image)
+            .arg(&dest)
+            .env("XDG_CACHE_HOME", cache.path()),
+    );
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout;
+    let digest = format!("sha256:{:x}", Sha256::digest(&raw));
+    let pull = |hash: &str| {
+        expr(&format!(
+            r#"s.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}"; sha256 = "{hash}"; name = "pulled.oci.tar"; }}"#,
+            registry.address()
+        ))
+    };
+    // the first try has a wrong hash: the builder says which it got
+    let out =
+        remote_build(&nix, &sshd, &builder, &pull("0000000000000000000000000000000000000000000000000000"));
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert_built_remotely(&log, "-pulled.oci.tar.drv");
+    let out = remote_build(&nix, &sshd, &builder, &pull(&reported_hash(&log)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_built_remotely(&log, "-pulled.oci.tar.drv");
+    let pulled = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(builder.holds(&pulled), "the builder's store holds the pull");
+    let files = tar_files(&std::fs::read(&pulled).unwrap());
+    let index = &files.iter().find(|(name, _)| name == "index.json").unwrap().1;
+    let index: serde_json::Value = serde_json::from_slice(index).unwrap();
+    assert_eq!(index["manifests"][0]["annotations"]["io.stowage.image.digest"], digest.as_str());
+    let manifest = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    assert!(
+        files.iter().any(|(name, bytes)| *name == manifest && *bytes == raw),
+        "the registry's manifest, byte for byte"
+    );
+    run_ok(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}", pulled.display())));
+}
+
+#[test]
+fn scripts_without_a_shell_are_refused_by_a_builder_that_has_none() {
+    let sshd = Sshd::start();
+    let nix = TestNix::new();
+    let builder = Builder::new(&nix.store_dir());
+    // This machine's Nix has a sandbox shell; the builder's (sandbox-paths = /bin/busybox) has not.
+    let here = ["--option", "sandbox-paths", "/bin/busybox /bin/sh=/bin/busybox"];
+    let image = expr(
+        r#"s.buildLayeredImage { name = "noshell"; contents = [ busybox ]; extraCommands = "mkdir etc"; }"#,
+    );
+    let out = remote_build_with(&nix, &sshd, &builder, &image, &here);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert_built_remotely(&log, "-customisation-noshell.drv");
+    assert!(
+        log.contains(
+            "argument 'shell' is needed to run extraCommands: this Nix puts no shell into its sandbox"
+        ),
+        "{log}"
     );
 }

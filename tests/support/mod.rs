@@ -277,3 +277,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 pub fn nix_str(s: &str) -> String {
     serde_json::to_string(s).unwrap().replace("${", "\\${")
 }
+
+/// The hash Nix says a fixed-output derivation really has, from its "hash mismatch" error.
+pub fn reported_hash(error: &str) -> String {
+    assert!(error.contains("hash mismatch"), "{error}");
+    let line =
+        error.lines().find(|l| l.trim_start().starts_with("got:")).unwrap_or_else(|| panic!("{error}"));
+    line.split_whitespace().last().unwrap().to_owned()
+}
