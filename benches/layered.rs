@@ -366,8 +366,14 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// A ratio, with a third decimal below 0.1, where the targets are.
 fn ratio(ours: Duration, baseline: Duration) -> String {
-    format!("{:.2}", ours.as_secs_f64() / baseline.as_secs_f64())
+    let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+    if ratio < 0.1 {
+        format!("{ratio:.3}")
+    } else {
+        format!("{ratio:.2}")
+    }
 }
 
 fn mb(bytes: u64) -> String {
