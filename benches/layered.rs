@@ -30,6 +30,9 @@
 //!   the closure in a `buildLayer` layer (whose derivation Nix does not build again) and
 //!   without; and that rebuild with its push ÷ the first build with its push.
 //!
+//! - peak memory of the plan's build, the stream and the gz archive's build for a closure of
+//!   20,000 paths and one of 10 GB (generated once).
+//!
 //! The synthetic store also gets an image on a base archive of the whole store (streamed ÷
 //! `tar | cat`), merges of 1, 4 and 16 images on it, and planning alone for a 10,000-path
 //! graph. The real files also make an image through `nix-build` in library mode ÷ with the
@@ -109,20 +112,29 @@ impl DataSet {
     }
 }
 
-/// Generates the synthetic store (once).
-fn synthetic_store(root: &Path) -> DataSet {
+/// The file that marks a generated store as complete.
+const COMPLETE: &str = ".complete";
+
+/// The store under `root` and whether it is to be generated (it is not complete: whatever is
+/// there is removed).
+fn store_to_generate(root: &Path, name: &str) -> (PathBuf, bool) {
     let store = root.join("store");
-    let done = root.join(".complete");
-    let fresh = !done.exists();
+    let fresh = !root.join(COMPLETE).exists();
     if fresh {
         let _ = fs::remove_dir_all(root);
         fs::create_dir_all(&store).unwrap();
-        eprintln!("bench: generating the synthetic store in {}", store.display());
+        eprintln!("bench: generating the {name} store in {}", store.display());
     }
+    (store, fresh)
+}
+
+/// Generates the synthetic store (once).
+fn synthetic_store(root: &Path) -> DataSet {
+    let (store, fresh) = store_to_generate(root, "synthetic");
     let mut closure = Vec::new();
     let files = generate_paths(&store, "pkg", SYNTHETIC_PATHS, SEED, fresh, &mut closure);
     if fresh {
-        fs::write(&done, "").unwrap();
+        fs::write(root.join(COMPLETE), "").unwrap();
     }
     DataSet { name: "synthetic", store, closure, files }
 }
@@ -171,22 +183,27 @@ fn generate_paths(
             if write {
                 let dir = path.join(format!("d{}", f % 4));
                 fs::create_dir_all(&dir).unwrap();
-                let mut out = std::io::BufWriter::new(fs::File::create(dir.join(format!("f{f}"))).unwrap());
-                let mut left = len;
-                while left > 0 {
-                    for b in block.iter_mut().step_by(8) {
-                        *b = bytes.next() as u8;
-                    }
-                    let n = left.min(block.len() as u64) as usize;
-                    std::io::Write::write_all(&mut out, &block[..n]).unwrap();
-                    left -= n as u64;
-                }
+                write_generated(&dir.join(format!("f{f}")), len, &mut block, &mut bytes);
             }
         }
         let references = references(i, closure, &mut rng);
         closure.push(PathInfo { path: path.to_string_lossy().into_owned(), nar_size: size, references });
     }
     count_files
+}
+
+/// Writes a file of `len` bytes to `path`, one eighth of them from `data`, through `block`.
+fn write_generated(path: &Path, len: u64, block: &mut [u8], data: &mut Rng) {
+    let mut out = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut left = len;
+    while left > 0 {
+        for b in block.iter_mut().step_by(8) {
+            *b = data.next() as u8;
+        }
+        let n = left.min(block.len() as u64) as usize;
+        std::io::Write::write_all(&mut out, &block[..n]).unwrap();
+        left -= n as u64;
+    }
 }
 
 /// Every regular file and symlink under `dir`, sorted, with its size.
@@ -208,7 +225,6 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
 /// `/usr/share` (every k-th file, k chosen for about [`REAL_BYTES`]), in [`REAL_PATHS`] paths of
 /// consecutive files, each file at its own place under its path.
 fn real_store(root: &Path) -> DataSet {
-    let store = root.join("store");
     let mut files = Vec::new();
     for dir in ["/usr/lib", "/usr/share"] {
         walk(Path::new(dir), &mut files);
@@ -217,13 +233,7 @@ fn real_store(root: &Path) -> DataSet {
     let stride = (total / REAL_BYTES).max(1) as usize;
     let sample: Vec<&(PathBuf, u64)> = files.iter().step_by(stride).collect();
     let per_path = sample.len().div_ceil(REAL_PATHS);
-    let done = root.join(".complete");
-    let fresh = !done.exists();
-    if fresh {
-        let _ = fs::remove_dir_all(root);
-        fs::create_dir_all(&store).unwrap();
-        eprintln!("bench: copying {} of this machine's files into {}", sample.len(), store.display());
-    }
+    let (store, fresh) = store_to_generate(root, &format!("real ({} of this machine's files)", sample.len()));
     let mut rng = Rng(SEED);
     let mut closure: Vec<PathInfo> = Vec::new();
     for (i, group) in sample.chunks(per_path).enumerate() {
@@ -246,7 +256,7 @@ fn real_store(root: &Path) -> DataSet {
         closure.push(PathInfo { path: path.to_string_lossy().into_owned(), nar_size: size, references });
     }
     if fresh {
-        fs::write(&done, "").unwrap();
+        fs::write(root.join(COMPLETE), "").unwrap();
     }
     DataSet { name: "real", store, closure, files: sample.len() }
 }
@@ -692,6 +702,72 @@ fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     ));
 }
 
+/// A generated store (once, under `root`): `count` paths of one file of `bytes` each (one
+/// eighth random, as the synthetic store's), referring to each other as a DAG.
+fn uniform_store(root: &Path, name: &'static str, count: usize, bytes: u64) -> DataSet {
+    let (store, fresh) = store_to_generate(root, name);
+    let (mut rng, mut data) = (Rng(SEED ^ count as u64), Rng(!SEED ^ count as u64));
+    let mut block = vec![0u8; (bytes as usize).min(1 << 20)];
+    let mut closure: Vec<PathInfo> = Vec::with_capacity(count);
+    for i in 0..count {
+        let path = store.join(store_name(&format!("p{i}"), &mut rng));
+        if fresh {
+            fs::create_dir(&path).unwrap();
+            write_generated(&path.join("f"), bytes, &mut block, &mut data);
+        }
+        let references = references(i, &closure, &mut rng);
+        closure.push(PathInfo {
+            path: path.to_string_lossy().into_owned(),
+            nar_size: bytes + 200,
+            references,
+        });
+    }
+    if fresh {
+        fs::write(root.join(COMPLETE), "").unwrap();
+    }
+    DataSet { name, store, closure, files: count }
+}
+
+/// Peak memory at scale, for a closure of 20,000 paths and one of 10 GB: the plan's build, the
+/// stream, and the gz archive's build.
+fn scale(stowage: &str, root: &Path, work: &Path, rows: &mut Vec<Row>) -> Vec<DataSet> {
+    let sets = [
+        uniform_store(&root.join("many"), "20,000 paths", 20_000, 1 << 10),
+        uniform_store(&root.join("huge"), "10 GB", 40, 250 << 20),
+    ];
+    for (i, set) in sets.iter().enumerate() {
+        let name = set.name;
+        eprintln!("bench ({name}): peak memory");
+        let dir = work.join(format!("scale{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        let stream = dir.join("stream");
+        let plan = builder(stowage, "build-stream", &attrs(&dir, set, &set.closure, &stream, None));
+        let (start, plan_peak) = (Instant::now(), peak_mib(&plan, "", &dir));
+        let planned = start.elapsed();
+        let stream_peak =
+            peak_mib(&format!("{stowage} stream {}", stream.display()), "2>/dev/null | cat >/dev/null", &dir);
+        let archive = dir.join("archive.gz");
+        let archive_attrs = write_attrs(
+            &dir,
+            &archive,
+            serde_json::json!({ "stream": stream, "compressor": "gz", "outputs": { "out": archive } }),
+        );
+        let archive_peak = peak_mib(&builder(stowage, "build-archive", &archive_attrs), "", &dir);
+        let _ = fs::remove_file(&archive);
+        rows.push(Row {
+            measure: format!(
+                "{name}: peak memory of the plan's build ({}); the stream; the gz archive's build",
+                secs(planned)
+            ),
+            ours: format!("{plan_peak} MiB; {stream_peak} MiB; {archive_peak} MiB"),
+            baseline: String::new(),
+            ratio: String::new(),
+            target: "bounded: ≤ 64 MiB stream, ≤ 96 MiB archive",
+        });
+    }
+    sets.into()
+}
+
 /// The synthetic store's images on a base archive of the whole store, and merges of 1, 4 and
 /// 16 of them: times that should follow the distinct layers, not the number of images.
 fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
@@ -902,17 +978,23 @@ fn main() {
     let work = tempfile::Builder::new().prefix("stowage-bench-").tempdir_in(&root).unwrap();
     let mut rows = Vec::new();
     // `STOWAGE_BENCH=push` (`make bench STOWAGE_BENCH=push`) measures the pushes alone,
-    // `STOWAGE_BENCH=library` library mode alone, `STOWAGE_BENCH=rebuild` the rebuilds alone.
+    // `STOWAGE_BENCH=library` library mode alone, `STOWAGE_BENCH=rebuild` the rebuilds alone, `STOWAGE_BENCH=scale` the
+    // peak memory at scale alone.
     let only = std::env::var("STOWAGE_BENCH").ok();
     let pushes_only = only.as_deref() == Some("push");
     if only.as_deref() == Some("library") {
         library_mode(&sets[1], work.path(), &mut rows);
     }
-    let large = (only.is_none() || only.as_deref() == Some("rebuild")).then(|| large_store(&sets[0]));
-    if let Some(large) = &large {
-        rebuilds(stowage, large, work.path(), &mut rows);
+    let mut extra = Vec::new();
+    if only.is_none() || only.as_deref() == Some("rebuild") {
+        let large = large_store(&sets[0]);
+        rebuilds(stowage, &large, work.path(), &mut rows);
+        extra.push(large);
     }
-    for set in sets.iter().filter(|_| !matches!(only.as_deref(), Some("library" | "rebuild"))) {
+    if only.is_none() || only.as_deref() == Some("scale") {
+        extra.extend(scale(stowage, &root, work.path(), &mut rows));
+    }
+    for set in sets.iter().filter(|_| !matches!(only.as_deref(), Some("library" | "rebuild" | "scale"))) {
         if pushes_only {
             let dir = work.path().join(set.name);
             fs::create_dir_all(&dir).unwrap();
@@ -931,7 +1013,7 @@ fn main() {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("## stowage benchmark (medians of {RUNS} runs, {cores} cores)\n");
-    for set in sets.iter().chain(&large) {
+    for set in sets.iter().chain(&extra) {
         println!(
             "- {}: {} paths, {} files, {:.2} GB",
             set.name,

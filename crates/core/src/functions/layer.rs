@@ -195,13 +195,8 @@ pub fn write_layers(input: &LayerInput, mut warn: impl FnMut(&str)) -> Result<()
     }
     let owner =
         Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: default_mtime() };
-    let store_layer = |store_paths, synthetic| StoreLayer {
-        store_dir: input.call.store_dir.clone(),
-        owner: owner.clone(),
-        store_paths,
-        synthetic,
-        tree: None,
-        perms: args.perms.clone(),
+    let store_layer = |store_paths, synthetic| {
+        StoreLayer::new(&input.call.store_dir, &owner, &args.perms, store_paths, synthetic)
     };
     let mut sources: Vec<StoreLayer> = if closure.is_empty() {
         Vec::new()

@@ -117,13 +117,8 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     // in the image's own layer: the customisation layer, or buildImage's one layer
     let mut nix_db =
         if image.include_nix_db { nix_db::entries(&closure, &input.closure, mtime)? } else { Vec::new() };
-    let store_layer = |store_paths, synthetic| StoreLayer {
-        store_dir: input.call.store_dir.clone(),
-        owner: owner.clone(),
-        store_paths,
-        synthetic,
-        tree: None,
-        perms: image.perms.clone(),
+    let store_layer = |store_paths, synthetic| {
+        StoreLayer::new(&input.call.store_dir, &owner, &image.perms, store_paths, synthetic)
     };
     // what the image's own store layers hold: the closure but for the given layers' paths
     let own: Vec<PathInfo> = closure

@@ -150,6 +150,27 @@ pub struct StoreLayer {
     pub perms: Vec<Perm>,
 }
 
+impl StoreLayer {
+    /// A layer of `store_paths` and `synthetic` entries in the store `store_dir`, owned as `owner`
+    /// and `perms` say.
+    pub fn new(
+        store_dir: &str,
+        owner: &Ownership,
+        perms: &[Perm],
+        store_paths: Vec<String>,
+        synthetic: Vec<Synthetic>,
+    ) -> Self {
+        StoreLayer {
+            store_dir: store_dir.to_owned(),
+            owner: owner.clone(),
+            store_paths,
+            synthetic,
+            tree: None,
+            perms: perms.to_vec(),
+        }
+    }
+}
+
 /// Writes the layer tarball of `source` to `out`; the store root's ancestors come first as
 /// directories (mode 0755) when the layer holds store paths.
 pub fn write_layer(source: &StoreLayer, out: &mut ChunkWriter<impl Emit>) -> Result<()> {
