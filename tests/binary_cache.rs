@@ -1,13 +1,17 @@
 //! Images from a binary cache: built on one machine, copied into a cache (`nix copy --to
 //! file://…`), then substituted by a fresh store with the same store root, which builds nothing
 //! (`--max-jobs 0`: a build it cannot avoid is an error) and gets the same bytes — the archive,
-//! its customisation layer and plan, the layers of `buildLayer`, and a stream script.
+//! its customisation layer and plan, the layers of `buildLayer`, and a stream script; and a
+//! pull, substituted after its registry is gone.
 
 mod support;
 
+use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::process::Command;
 use support::images::expr;
-use support::{run_ok, TestNix};
+use support::registry::Registry;
+use support::{reported_hash, run_ok, TestNix};
 
 const IMAGES: &[(&str, &str)] = &[
     (
@@ -59,4 +63,50 @@ fn a_fresh_store_substitutes_images_from_a_binary_cache_and_builds_nothing() {
         assert_eq!(&substituted, path, "{what}: the same store path");
         assert!(std::fs::read(&substituted).unwrap() == *bytes, "{what}: the same bytes");
     }
+}
+
+#[test]
+fn a_pull_is_substituted_from_a_binary_cache_after_its_registry_is_gone() {
+    let root = tempfile::Builder::new().prefix("stowage-cache-root-").tempdir().unwrap();
+    let cache = tempfile::Builder::new().prefix("stowage-cache-").tempdir().unwrap();
+    let cache_url = format!("file://{}", cache.path().display());
+    let registry = Registry::start();
+    let built = TestNix::new_with_root(root.path());
+    let image = built
+        .build(&expr(r#"s.streamLayeredImage { name = "team/app"; tag = "v1"; contents = [ (app "1") ]; }"#));
+    let dest = format!("docker://{}/team/app:v1", registry.address());
+    let blobs = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(support::builder())
+            .arg("push")
+            .arg(&image)
+            .arg(&dest)
+            .env("XDG_CACHE_HOME", blobs.path()),
+    );
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout;
+    let pull = |hash: &str| {
+        expr(&format!(
+            r#"s.pullImage {{ imageName = "{}/team/app"; imageDigest = "sha256:{:x}"; sha256 = "{hash}"; }}"#,
+            registry.address(),
+            Sha256::digest(&raw)
+        ))
+    };
+    let hash =
+        reported_hash(&built.build_error(&pull("0000000000000000000000000000000000000000000000000000")));
+    let pulled = built.build(&pull(&hash));
+    let bytes = std::fs::read(&pulled).unwrap();
+    run_ok(built.bare("nix").args(["copy", "--to", &cache_url]).arg(&pulled));
+    let expression = pull(&hash);
+    drop(registry);
+    drop(built);
+
+    let fresh = TestNix::new_with_root(root.path());
+    let options =
+        ["--option", "substituters", &cache_url, "--option", "require-sigs", "false", "--max-jobs", "0"];
+    let out = fresh.build_output_with(&expression, &options);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("building '"), "built instead of substituted:\n{log}");
+    let substituted = Path::new(String::from_utf8(out.stdout).unwrap().trim()).to_owned();
+    assert_eq!(substituted, pulled);
+    assert!(std::fs::read(&substituted).unwrap() == bytes, "the same bytes");
 }
