@@ -14,7 +14,7 @@ use stowage_core::cores::cores;
 use stowage_core::derivation;
 use stowage_core::format::chunks::CHUNK;
 use stowage_core::image::plan::Plan;
-use stowage_core::registry::client::Access;
+use stowage_core::registry::access::Access;
 use stowage_core::registry::timeouts::Timeouts;
 use stowage_core::write::archive::write_archive;
 use stowage_core::write::deliver::{deliver, CopyScript};

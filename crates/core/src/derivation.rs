@@ -4,13 +4,14 @@
 //! builder by name. Every builder checks the call's arguments before it writes anything.
 
 use crate::cores::cores;
+use crate::format::closure::ClosureEntry;
 use crate::format::compress::Compression;
 use crate::functions::args::Outputs;
 use crate::functions::call::Call;
 use crate::functions::customise::{customise, CustomisationInput};
 use crate::functions::fake_nss::FakeNss;
 use crate::functions::index::plan_index;
-use crate::functions::layer::{write_layers, LayerInput};
+use crate::functions::layer::write_layers;
 use crate::functions::layered::{plan_image, BuildInput};
 use crate::functions::merge::merge_images;
 use crate::functions::pull::pull;
@@ -37,8 +38,19 @@ pub fn build_stream(say: impl Fn(&str)) -> Result<()> {
 
 /// `build-layer`: plans and hashes a `buildLayer` layer into `$out`.
 pub fn build_layer(say: impl Fn(&str)) -> Result<()> {
-    let input: LayerInput = read_attrs()?;
-    write_layers(&input, |w| say(&format!("warning: {w}")))
+    #[derive(Deserialize)]
+    struct Attrs {
+        #[serde(flatten)]
+        call: Call,
+        /// The closure of deps, copyToRoot and layers (`exportReferencesGraph.closure`).
+        #[serde(default)]
+        closure: Vec<ClosureEntry>,
+        outputs: Outputs,
+    }
+    let attrs: Attrs = read_attrs()?;
+    let args = attrs.call.layer()?;
+    let out = Path::new(&attrs.outputs.out);
+    write_layers(&args, &attrs.call.store_dir, &attrs.closure, out, |w| say(&format!("warning: {w}")))
 }
 
 /// `build-customisation`: runs an image's scripts in its root, and writes what they left as the

@@ -17,8 +17,7 @@ use crate::cores::{cores, map_parallel};
 use crate::format::chunks::ChunkWriter;
 use crate::format::closure::{ClosureEntry, PathInfo};
 use crate::format::digest::Digest;
-use crate::functions::args::{check_in_store, Args, Evaluator, Outputs};
-use crate::functions::call::Call;
+use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::functions::image::{DEFAULT_CREATED, MAX_LAYERS};
 use crate::image::layering::plan_layers;
 use crate::image::plan::{LayerSource, PlannedLayer};
@@ -31,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The file in a layer derivation's output that describes its layers.
 pub const LAYERS_FILE: &str = "layers.json";
@@ -156,31 +155,22 @@ fn add_layer(output: &str, arg: &dyn Fn() -> String, found: &mut GivenLayers) ->
     Ok(())
 }
 
-/// What a layer derivation's build gets: Nix's structured attributes.
-#[derive(Debug, Deserialize)]
-pub struct LayerInput {
-    /// The call that made the derivation.
-    #[serde(flatten)]
-    pub call: Call,
-    /// The closure of `deps`, `copyToRoot` and `layers` (`exportReferencesGraph.closure`).
-    #[serde(default)]
-    pub closure: Vec<ClosureEntry>,
-    /// The derivation's outputs.
-    pub outputs: Outputs,
-}
-
-/// `buildLayer`'s build: plans and hashes the layers into `$out/layers.json` (and, for a layer
-/// that is not reproducible, writes their tarballs beside it). `warn` hears about clashes
+/// `buildLayer`'s build: plans and hashes the layers of `args` (for the store `store_dir`, whose
+/// `closure` of deps, copyToRoot and layers Nix exported) into `out/layers.json` (and, for a
+/// layer that is not reproducible, writes their tarballs beside it). `warn` hears about clashes
 /// between `copyToRoot` paths.
-pub fn write_layers(input: &LayerInput, mut warn: impl FnMut(&str)) -> Result<()> {
-    let args = input.call.layer()?;
+pub fn write_layers(
+    args: &LayerArgs,
+    store_dir: &str,
+    closure: &[ClosureEntry],
+    out: &Path,
+    mut warn: impl FnMut(&str),
+) -> Result<()> {
     let below = read_layers(&args.layers)?;
-    let out = PathBuf::from(&input.outputs.out);
     let left_out = |path: &String| {
         below.store_paths.contains(path) || below.outputs.contains(path) || Some(path) == args.ignore.as_ref()
     };
-    let closure: Vec<PathInfo> = input
-        .closure
+    let closure: Vec<PathInfo> = closure
         .iter()
         .filter(|e| !left_out(&e.path))
         .map(|e| PathInfo {
@@ -195,9 +185,8 @@ pub fn write_layers(input: &LayerInput, mut warn: impl FnMut(&str)) -> Result<()
     }
     let owner =
         Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: default_mtime() };
-    let store_layer = |store_paths, synthetic| {
-        StoreLayer::new(&input.call.store_dir, &owner, &args.perms, store_paths, synthetic)
-    };
+    let store_layer =
+        |store_paths, synthetic| StoreLayer::new(store_dir, &owner, &args.perms, store_paths, synthetic);
     let mut sources: Vec<StoreLayer> = if closure.is_empty() {
         Vec::new()
     } else {
@@ -213,7 +202,7 @@ pub fn write_layers(input: &LayerInput, mut warn: impl FnMut(&str)) -> Result<()
         None => {}
     }
     let store_paths: Vec<String> = sources.iter().flat_map(|s| s.store_paths.iter().cloned()).collect();
-    fs::create_dir(&out).map_err(|e| Error::io(&out, e))?;
+    fs::create_dir(out).map_err(|e| Error::io(out, e))?;
     let numbered: Vec<(usize, StoreLayer)> = sources.into_iter().enumerate().collect();
     let planned = map_parallel(&numbered, cores()?, |(i, source)| {
         if args.reproducible {

@@ -16,7 +16,8 @@ use crate::format::oci::{
 use crate::format::tar_blocks::{self, file_header, padding, END_OF_ARCHIVE};
 use crate::functions::args::{Args, Evaluator};
 use crate::image::reference::{check_tag, ImageName};
-use crate::registry::client::{Access, Registry, DOCUMENT_LIMIT};
+use crate::registry::access::Access;
+use crate::registry::client::{Registry, DOCUMENT_LIMIT};
 use crate::registry::repository::Repository;
 use crate::registry::timeouts::Timeouts;
 use crate::{Error, Result};

@@ -14,44 +14,14 @@
 //! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
 //!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
 
+use crate::registry::access::Access;
 use crate::registry::credentials::{credentials, Credentials};
 use crate::registry::timeouts::Timeouts;
 use crate::registry::tls::tls_config;
 use crate::{Error, Result};
 use base64::Engine as _;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-/// How to reach registries: what the command line says about TLS and credentials.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// `USER:PASSWORD`, ahead of any auth file.
-    pub creds: Option<String>,
-    /// An auth file to read credentials from, ahead of the usual ones.
-    pub auth_file: Option<PathBuf>,
-    /// Whether certificates are verified.
-    pub tls_verify: bool,
-    /// A folder of CA certificates (`*.crt`), or one file of them.
-    pub cert_dir: Option<PathBuf>,
-    /// Speak plain HTTP to any host.
-    pub plain_http: bool,
-    /// How long requests may take.
-    pub timeouts: Timeouts,
-}
-
-impl Default for Access {
-    fn default() -> Self {
-        Access {
-            creds: None,
-            auth_file: None,
-            tls_verify: true,
-            cert_dir: None,
-            plain_http: false,
-            timeouts: Timeouts::default(),
-        }
-    }
-}
 
 /// The largest document (a manifest, a config, a token service's answer) read into memory.
 pub const DOCUMENT_LIMIT: u64 = 16 << 20;

@@ -3,7 +3,7 @@
 //! `$XDG_RUNTIME_DIR/containers/auth.json`, Docker's `$DOCKER_CONFIG/config.json`
 //! (`~/.docker/config.json`) — with Docker Hub's many names taken as one.
 
-use crate::registry::client::Access;
+use crate::registry::access::Access;
 use base64::Engine as _;
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! `/etc/containers/certs.d/HOST/` and `/etc/docker/certs.d/HOST/`); or no verification, when
 //! asked (`--tls-verify=false`).
 
-use crate::registry::client::Access;
+use crate::registry::access::Access;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use crate::image::plan::{Format, ImageSpec, Plan};
 use crate::image::reference::parse_name_tag;
 use crate::read::archive::ArchiveReader;
 use crate::read::{read_images, verify, FoundImage};
-use crate::registry::client::Access;
+use crate::registry::access::Access;
 use crate::registry::destination::Destination;
 use crate::write::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
 use crate::write::docker_daemon;

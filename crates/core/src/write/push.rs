@@ -24,7 +24,8 @@ use crate::format::oci::{to_json, Descriptor, ImageConfig, Index, Manifest, Medi
 use crate::image::plan::{check_platforms, platform_of};
 use crate::image::plan::{ImageSpec, PlannedLayer};
 use crate::read::archive::ArchiveReader;
-use crate::registry::client::{Access, Failure, Registry};
+use crate::registry::access::Access;
+use crate::registry::client::{Failure, Registry};
 use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
