@@ -17,6 +17,7 @@ fn builtins_has_stowage_only_with_the_plugin() {
             "buildImage",
             "buildImageIndex",
             "buildImageWithNixDb",
+            "buildLayer",
             "buildLayeredImage",
             "buildLayeredImageWithNixDb",
             "fakeNss",
