@@ -8,7 +8,6 @@ mod support;
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::process::Command;
 use support::images::expr;
 use support::registry::Registry;
 use support::{reported_hash, run_ok, TestNix};
@@ -74,16 +73,7 @@ fn a_pull_is_substituted_from_a_binary_cache_after_its_registry_is_gone() {
     let built = TestNix::new_with_root(root.path());
     let image = built
         .build(&expr(r#"s.streamLayeredImage { name = "team/app"; tag = "v1"; contents = [ (app "1") ]; }"#));
-    let dest = format!("docker://{}/team/app:v1", registry.address());
-    let blobs = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(support::builder())
-            .arg("push")
-            .arg(&image)
-            .arg(&dest)
-            .env("XDG_CACHE_HOME", blobs.path()),
-    );
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout;
+    let raw = registry.push(&image, "team/app:v1", &[]);
     let pull = |hash: &str| {
         expr(&format!(
             r#"s.pullImage {{ imageName = "{}/team/app"; imageDigest = "sha256:{:x}"; sha256 = "{hash}"; }}"#,

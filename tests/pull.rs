@@ -7,15 +7,11 @@
 mod support;
 
 use sha2::{Digest as _, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use support::images::{expr, skopeo_config, tar_files, Podman};
 use support::registry::{FaultyProxy, Registry};
 use support::{reported_hash, run_ok, TestNix};
-
-fn stowage() -> PathBuf {
-    PathBuf::from(std::env::var_os("STOWAGE_BUILDER").expect("STOWAGE_BUILDER names the built stowage"))
-}
 
 /// Pushes an image (busybox and an application printing `1 …`) to `registry` as team/app:v1,
 /// layers compressed by `compress`; returns the manifest's digest and bytes as the registry has
@@ -25,16 +21,7 @@ fn push_app(nix: &TestNix, registry: &Registry, compress: &str) -> (String, Vec<
         r#"s.streamLayeredImage { name = "team/app"; tag = "v1"; contents = [ busybox (app "1") ];
            config.Cmd = [ "/bin/sh" "-c" "cat ${app "1"}/app" ]; }"#,
     ));
-    let cache = tempfile::tempdir().unwrap();
-    let dest = format!("docker://{}/team/app:v1", registry.address());
-    run_ok(
-        Command::new(stowage())
-            .args(["push", "--compress", compress])
-            .arg(&image)
-            .arg(&dest)
-            .env("XDG_CACHE_HOME", cache.path()),
-    );
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout;
+    let raw = registry.push(&image, "team/app:v1", &["--compress", compress]);
     (format!("sha256:{:x}", Sha256::digest(&raw)), raw)
 }
 

@@ -228,16 +228,7 @@ fn a_pull_is_fetched_by_the_remote_builder() {
     let builder = Builder::new(&nix.store_dir());
     let image = nix
         .build(&expr(r#"s.streamLayeredImage { name = "team/app"; tag = "v1"; contents = [ (app "1") ]; }"#));
-    let dest = format!("docker://{}/team/app:v1", registry.address());
-    let cache = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(support::builder())
-            .arg("push")
-            .arg(&image)
-            .arg(&dest)
-            .env("XDG_CACHE_HOME", cache.path()),
-    );
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout;
+    let raw = registry.push(&image, "team/app:v1", &[]);
     let digest = format!("sha256:{:x}", Sha256::digest(&raw));
     let pull = |hash: &str| {
         expr(&format!(

@@ -133,6 +133,23 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Pushes `image` (a stream script or an archive) here as `reference` (`team/app:v1`) with
+    /// `stowage push ARGS`, with a blob cache of its own, and returns the manifest as the
+    /// registry has it.
+    pub fn push(&self, image: &Path, reference: &str, args: &[&str]) -> Vec<u8> {
+        let dest = format!("docker://{}/{reference}", self.address());
+        let cache = tempfile::tempdir().unwrap();
+        run_ok(
+            Command::new(super::builder())
+                .arg("push")
+                .args(args)
+                .arg(image)
+                .arg(&dest)
+                .env("XDG_CACHE_HOME", cache.path()),
+        );
+        run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest])).stdout
+    }
+
     /// The bytes of every blob the registry stores.
     pub fn stored_bytes(&self) -> u64 {
         fn walk(dir: &Path) -> u64 {

@@ -14,19 +14,16 @@
 //! the image was not given.
 
 use crate::cores::{cores, map_parallel};
-use crate::format::chunks::ChunkWriter;
 use crate::format::closure::{ClosureEntry, PathInfo};
-use crate::format::digest::Digest;
 use crate::functions::args::{check_in_store, Args, Evaluator};
-use crate::functions::image::{DEFAULT_CREATED, MAX_LAYERS};
+use crate::functions::image::{resolve_time, DEFAULT_CREATED, MAX_LAYERS};
 use crate::image::layering::plan_layers;
 use crate::image::plan::{LayerSource, PlannedLayer};
 use crate::layer::contents::merge_contents;
 use crate::layer::perms::{check_perms, Perm};
-use crate::layer::tarball::{layer_digest, write_layer, Ownership, StoreLayer};
+use crate::layer::tarball::{layer_digest, layer_digest_into, Ownership, StoreLayer};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
@@ -183,8 +180,9 @@ pub fn write_layers(
     for clash in &clashes {
         warn(&format!("copyToRoot clash at {clash}"));
     }
-    let owner =
-        Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime: default_mtime() };
+    // dockerTools' default time, one second after the epoch
+    let (_, mtime) = resolve_time("mtime", DEFAULT_CREATED, time::OffsetDateTime::UNIX_EPOCH)?;
+    let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime };
     let store_layer =
         |store_paths, synthetic| StoreLayer::new(store_dir, &owner, &args.perms, store_paths, synthetic);
     let mut sources: Vec<StoreLayer> = if closure.is_empty() {
@@ -230,14 +228,7 @@ pub fn write_layers(
 fn keep_tarball(source: &StoreLayer, path: &Path) -> Result<PlannedLayer> {
     let io_err = |e| Error::io(path, e);
     let mut file = io::BufWriter::new(fs::File::create(path).map_err(io_err)?);
-    let mut hasher = Sha256::new();
-    let mut out = ChunkWriter::new(Vec::new(), |chunk: Vec<u8>| {
-        hasher.update(&chunk);
-        file.write_all(&chunk)?;
-        Ok(chunk)
-    });
-    write_layer(source, &mut out)?;
-    let (_, _, size) = out.finish().map_err(io_err)?;
+    let (digest, size) = layer_digest_into(source, |chunk| file.write_all(chunk))?;
     file.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
     let kept = StoreLayer {
         store_paths: vec![],
@@ -246,14 +237,7 @@ fn keep_tarball(source: &StoreLayer, path: &Path) -> Result<PlannedLayer> {
         perms: vec![],
         ..source.clone()
     };
-    Ok(PlannedLayer { source: LayerSource::Store(kept), digest: Digest(hasher.finalize().into()), size })
-}
-
-/// The mtime of a layer's entries: dockerTools' default, one second after the epoch.
-fn default_mtime() -> u64 {
-    time::OffsetDateTime::parse(DEFAULT_CREATED, &time::format_description::well_known::Rfc3339)
-        .expect("DEFAULT_CREATED is RFC 3339")
-        .unix_timestamp() as u64
+    Ok(PlannedLayer { source: LayerSource::Store(kept), digest, size })
 }
 
 #[cfg(test)]
@@ -293,5 +277,19 @@ mod tests {
         let given = dir.path().to_string_lossy().into_owned();
         let err = read_layers(std::slice::from_ref(&given)).unwrap_err().to_string();
         assert_eq!(err, format!("argument 'layers[0]' is {given}, which is not a layer made by buildLayer (it has no layers.json)"));
+    }
+
+    #[test]
+    fn a_layer_description_that_is_not_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LAYERS_FILE), "{}").unwrap();
+        let err = read_layers(&[dir.path().to_string_lossy().into_owned()]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: not a stowage layer description: missing field",
+                dir.path().join(LAYERS_FILE).display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -236,9 +236,18 @@ fn splice_entries(out: &mut ChunkWriter<impl Emit>, path: &Path) -> Result<()> {
 
 /// The digest (the layer's diff_id) and size of the layer tarball of `source`.
 pub fn layer_digest(source: &StoreLayer) -> Result<(Digest, u64)> {
+    layer_digest_into(source, |_| Ok(()))
+}
+
+/// [`layer_digest`], each chunk of the tarball also handed to `sink` (which keeps it).
+pub fn layer_digest_into(
+    source: &StoreLayer,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(Digest, u64)> {
     let mut hasher = Sha256::new();
     let mut out = ChunkWriter::new(Vec::new(), |chunk: Vec<u8>| {
         hasher.update(&chunk);
+        sink(&chunk)?;
         Ok(chunk)
     });
     write_layer(source, &mut out)?;
