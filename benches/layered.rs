@@ -28,7 +28,8 @@
 //! - rebuilds on the synthetic store grown past 2 GB ("large", 550 paths): after the
 //!   application (a path on top of the closure) changed, the stream's build ÷ the first, with
 //!   the closure in a `buildLayer` layer (whose derivation Nix does not build again) and
-//!   without; and that rebuild with its push ÷ the first build with its push.
+//!   without; and that rebuild with its push ÷ the first build with its push. The same on the
+//!   real files.
 //!
 //! - peak memory of the plan's build, the stream and the gz archive's build for a closure of
 //!   20,000 paths and one of 10 GB (generated once).
@@ -613,21 +614,22 @@ fn pushes(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     let _ = fs::remove_file(&archive);
 }
 
-/// A rebuild after one application path changed, on the large store: building the image's
+/// A rebuild after one application path changed, on `set`: building the image's
 /// stream (its plan) again ÷ the first build, with the closure in an explicit layer
 /// (`buildLayer`, whose derivation Nix does not build again) and without; and the rebuild and
 /// its push to a registry that holds the first image ÷ the first build and its push.
-fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
-    eprintln!("bench (large): rebuilds after a change of the application");
-    let dir = work.join("large");
+fn rebuilds(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
+    let name = set.name;
+    eprintln!("bench ({name}): rebuilds after a change of the application");
+    let dir = work.join(format!("{name}-rebuild"));
     fs::create_dir_all(&dir).unwrap();
     // two versions of an application (1 MB) on the whole closure, in the store
     let apps: Vec<PathInfo> = (1..=2)
         .map(|version| {
-            let path = large.store.join(format!("{}-app", "0".repeat(31) + &version.to_string()));
+            let path = set.store.join(format!("{}-app", "0".repeat(31) + &version.to_string()));
             fs::create_dir_all(&path).unwrap();
             fs::write(path.join("app"), vec![version as u8; 1 << 20]).unwrap();
-            let roots = large.closure.iter().rev().take(8).map(|p| p.path.clone()).collect();
+            let roots = set.closure.iter().rev().take(8).map(|p| p.path.clone()).collect();
             PathInfo {
                 path: path.to_string_lossy().into_owned(),
                 nar_size: (1 << 20) + 200,
@@ -636,25 +638,25 @@ fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         })
         .collect();
     let with_app = |app: &PathInfo| -> Vec<PathInfo> {
-        let mut closure = large.closure.clone();
+        let mut closure = set.closure.clone();
         closure.push(app.clone());
         closure
     };
-    let layer_out = large.store.join(format!("{}-layer", "1".repeat(32)));
+    let layer_out = set.store.join(format!("{}-layer", "1".repeat(32)));
     let layer_attrs = write_attrs(
         &dir,
         &layer_out,
         serde_json::json!({
             "function": "buildLayer",
-            "arguments": { "deps": large.closure.iter().map(|p| &p.path).collect::<Vec<_>>() },
-            "system": "x86_64-linux", "storeDir": large.store, "closure": closure_json(&large.closure),
+            "arguments": { "deps": set.closure.iter().map(|p| &p.path).collect::<Vec<_>>() },
+            "system": "x86_64-linux", "storeDir": set.store, "closure": closure_json(&set.closure),
             "outputs": { "out": layer_out },
         }),
     );
     // a stream's attributes, and the stream they build
     let stream = |version: usize, layers: &[&Path]| -> (PathBuf, PathBuf) {
         let out = dir.join(format!("stream-{version}{}", if layers.is_empty() { "" } else { "-layered" }));
-        (write_attrs(&dir, &out, image_attrs(large, &with_app(&apps[version - 1]), &out, None, layers)), out)
+        (write_attrs(&dir, &out, image_attrs(set, &with_app(&apps[version - 1]), &out, None, layers)), out)
     };
     let build_layer =
         format!("rm -rf {} && {}", layer_out.display(), builder(stowage, "build-layer", &layer_attrs));
@@ -674,7 +676,7 @@ fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
         let _ = fs::remove_dir_all(&cache);
         let push = |stream: &Path| {
             format!(
-                "XDG_CACHE_HOME={} {stowage} push {} docker://{}/bench/large:1 2>/dev/null",
+                "XDG_CACHE_HOME={} {stowage} push {} docker://{}/bench/{name}:1 2>/dev/null",
                 cache.display(),
                 stream.display(),
                 registry.address()
@@ -686,17 +688,17 @@ fn rebuilds(stowage: &str, large: &DataSet, work: &Path, rows: &mut Vec<Row>) {
     let (first, again, auto1, auto2) = (median(first), median(again), median(auto1), median(auto2));
     let (push1, push2) = (median(push1), median(push2));
     rows.push(timed_row(
-        "large: `.stream` rebuild after the application changed ÷ the first build (its closure in a `buildLayer` layer)".into(),
+        format!("{name}: `.stream` rebuild after the application changed ÷ the first build (its closure in a `buildLayer` layer)"),
         (again, first),
         "≤ 0.05",
     ));
     rows.push(timed_row(
-        "large: … rebuild and push ÷ first build and push (gz, a registry holding the first image)".into(),
+        format!("{name}: … rebuild and push ÷ first build and push (gz, a registry holding the first image)"),
         (again + push2, first + push1),
         "≤ 0.1",
     ));
     rows.push(timed_row(
-        "large: `.stream` rebuild ÷ the first build, every layer the image's own (no `buildLayer`)".into(),
+        format!("{name}: `.stream` rebuild ÷ the first build, every layer the image's own (no `buildLayer`)"),
         (auto2, auto1),
         "",
     ));
@@ -990,6 +992,7 @@ fn main() {
         let large = large_store(&sets[0]);
         rebuilds(stowage, &large, work.path(), &mut rows);
         extra.push(large);
+        rebuilds(stowage, &sets[1], work.path(), &mut rows);
     }
     if only.is_none() || only.as_deref() == Some("scale") {
         extra.extend(scale(stowage, &root, work.path(), &mut rows));
