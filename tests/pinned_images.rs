@@ -34,14 +34,14 @@ const PINNED: &[(&str, &str, &str)] = &[
              contents = [ lib3 (app "1") ]; maxLayers = 4; shell = busybox;
              extraCommands = "mkdir -p etc && echo made > etc/made"; fakeRootCommands = "chown 7:8 etc/made";
              config = { Cmd = [ "/app" ]; Env = [ "A=1" "B=2" "A=3" ]; WorkingDir = "/etc"; }; }"#,
-        "0e9887b748e74c129ced7d9e53ef36201caadd7e01ff9f0b353ab341f048667b",
+        "0e65ff92ff1eea81e2a3914c3a064ae856e5f0246f6b830c05044759bc742fb6",
     ),
     (
         "buildImage with runAsRoot",
         r#"s.buildImage { name = "pinned/single"; tag = "2"; compressor = "none"; copyToRoot = [ lib2 ];
              shell = busybox; runAsRoot = "mkdir -p /srv && echo root > /srv/who && chown 5:6 /srv/who";
              config.Env = [ "PATH=/bin" ]; }"#,
-        "e1bc23d690bd9da0a9b25a7bfdf5971c573395202643190a6761eae38233c528",
+        "527e5fb9df22d896fe22775cf065be3823fd08a0cfcc9b377be6e1cfb16d3635",
     ),
     (
         "an OCI index of two platforms",

@@ -7,6 +7,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use stowage_core::write::blob_cache::Blob;
 use support::images::{expr, Podman};
 use support::registry::{FaultyProxy, Registry, PASSWORD, USER};
 use support::{run_ok, TestNix};
@@ -399,10 +400,11 @@ fn push_to_files_and_into_podman() {
     assert_eq!(fresh.images(), ["team/app:v1"]);
 }
 
-/// The diff_ids of the layers of the stream script `stream`, bottom first.
-fn diff_ids(stream: &Path) -> Vec<stowage_core::format::digest::Digest> {
+/// What the layers of the stream script `stream` are known by (their cache entries' names),
+/// bottom first.
+fn layer_ids(stream: &Path) -> Vec<stowage_core::format::digest::Digest> {
     let plan = stowage_core::image::plan::Plan::read(stream).unwrap();
-    plan.images[0].layers.iter().map(|l| l.digest).collect()
+    plan.images[0].layers.iter().map(|l| l.id()).collect()
 }
 
 /// The manifest's layer blobs.
@@ -475,11 +477,11 @@ fn the_compressed_digest_cache_is_checked() {
     let registry = Registry::start();
     let home = tempfile::tempdir().unwrap();
     let image = nix.build(&expr(&app("1")));
-    let diff_ids = diff_ids(&image);
-    assert!(diff_ids.len() >= 3, "the test needs layers of different contents");
+    let ids = layer_ids(&image);
+    assert!(ids.len() >= 3, "the test needs layers of different contents");
     push(&image, &format!("docker://{}/team/app:v1", registry.address()), home.path());
     let good = layer_blobs(&inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address())));
-    let entry = |layer: usize| home.path().join(format!("stowage/blobs/{}.gz1", diff_ids[layer].hex()));
+    let entry = |layer: usize| home.path().join(format!("stowage/blobs/{}.gz1", ids[layer].hex()));
 
     // Layer 0's entry replaced by layer 1's: the push still lists every layer's own blob.
     std::fs::copy(entry(1), entry(0)).unwrap();
@@ -492,18 +494,19 @@ fn the_compressed_digest_cache_is_checked() {
     let fresh = Registry::start();
     let cache = stowage_core::write::blob_cache::BlobCache::under(home.path());
     let compressor = stowage_core::format::compress::Compression::Gzip;
+    let right = cache.get(&ids[1], compressor).unwrap();
     let bogus = stowage_core::format::digest::Digest::of(b"no such blob");
-    cache.put(&diff_ids[1], compressor, &bogus, 1234);
+    cache.put(&ids[1], compressor, &Blob { digest: bogus, size: 1234, ..right });
     let out = push(&image, &format!("docker://{}/team/app:v1", fresh.address()), home.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the compressed-digest cache was wrong about it; corrected"), "{stderr}");
     assert_eq!(layer_blobs(&inspect_and_copy(&format!("docker://{}/team/app:v1", fresh.address()))), good);
-    let (corrected, _) = cache.get(&diff_ids[1], compressor).unwrap();
-    assert_eq!(corrected.to_string(), good[1]);
+    assert_eq!(cache.get(&ids[1], compressor), Some(right));
+    assert_eq!(right.digest.to_string(), good[1]);
 
     // A well-formed entry naming another layer's blob, which the registry has: nothing tagged.
-    let (blob_2, size_2) = cache.get(&diff_ids[2], compressor).unwrap();
-    cache.put(&diff_ids[0], compressor, &blob_2, size_2);
+    let blob_2 = cache.get(&ids[2], compressor).unwrap();
+    cache.put(&ids[0], compressor, &blob_2);
     let dest = format!("docker://{}/team/app:twice", registry.address());
     let err = fails(&mut push_command(&image, &dest, home.path()));
     assert!(err.contains("were both taken for blob"), "{err}");
@@ -511,7 +514,7 @@ fn the_compressed_digest_cache_is_checked() {
         Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dest]).output().unwrap();
     assert!(!inspect.status.success(), "no manifest was put");
     // The entries are gone, and the next push is right.
-    assert_eq!(cache.get(&diff_ids[0], compressor), None);
+    assert_eq!(cache.get(&ids[0], compressor), None);
     push(&image, &dest, home.path());
     assert_eq!(layer_blobs(&inspect_and_copy(&dest)), good);
 }

@@ -57,12 +57,12 @@ pub enum Error {
         store_dir: PathBuf,
     },
     /// A layer's bytes differ from what the plan recorded (the store changed since the build).
-    #[error("layer {index} does not match its plan: expected {expected} ({expected_size} bytes), produced {} ({found_size} bytes); what it is made from changed since the image was built", .found.map_or("other bytes".to_string(), |d| d.to_string()))]
+    #[error("layer {index} does not match its plan: expected {}{expected_size} bytes, produced {} ({found_size} bytes); what it is made from changed since the image was built", .expected.map_or(String::new(), |d| format!("{d}, ")), .found.map_or("other bytes".to_string(), |d| d.to_string()))]
     LayerMismatch {
         /// Position of the layer, bottom first.
         index: usize,
-        /// The planned digest.
-        expected: crate::format::digest::Digest,
+        /// The planned digest, if the plan has one.
+        expected: Option<crate::format::digest::Digest>,
         /// The digest of what was produced (unknown when the size already differed).
         found: Option<crate::format::digest::Digest>,
         /// The planned size.

@@ -22,6 +22,8 @@ pub struct ChunkWriter<E> {
     filled: usize,
     emit: E,
     written: u64,
+    /// Whether file contents are only counted, never read ([`ChunkWriter::sizing`]).
+    sizing: bool,
 }
 
 /// Why [`ChunkWriter::copy_from`] stopped.
@@ -37,12 +39,23 @@ impl<E: Emit> ChunkWriter<E> {
     /// A writer that fills `first` (its contents do not matter), then what `emit` gives back.
     pub fn new(mut first: Vec<u8>, emit: E) -> Self {
         first.resize(CHUNK, 0);
-        ChunkWriter { chunk: first, filled: 0, emit, written: 0 }
+        ChunkWriter { chunk: first, filled: 0, emit, written: 0, sizing: false }
+    }
+
+    /// A writer that counts what would be written without reading file contents: what
+    /// [`ChunkWriter::copy_from`] is given counts as read in full. For the size of a tarball
+    /// from its files' metadata; the chunks handed to `emit` hold the rest (headers, padding).
+    pub fn sizing(emit: E) -> Self {
+        ChunkWriter { sizing: true, ..ChunkWriter::new(Vec::new(), emit) }
     }
 
     /// Reads up to `limit` bytes of `from` straight into chunks; returns how many it read,
     /// fewer only if `from` ended first.
     pub fn copy_from(&mut self, from: &mut impl Read, limit: u64) -> Result<u64, CopyError> {
+        if self.sizing {
+            self.written += limit;
+            return Ok(limit);
+        }
         let mut copied = 0;
         while copied < limit {
             if self.filled == CHUNK {

@@ -18,7 +18,7 @@ use crate::format::closure::{ClosureEntry, PathInfo};
 use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::functions::image::{resolve_time, DEFAULT_CREATED, MAX_LAYERS};
 use crate::image::layering::plan_layers;
-use crate::image::plan::{LayerSource, PlannedLayer};
+use crate::image::plan::{LayerId, LayerSource, PlannedLayer};
 use crate::layer::contents::merge_contents;
 use crate::layer::perms::{check_perms, Perm};
 use crate::layer::tarball::{layer_digest, layer_digest_into, Ownership, StoreLayer};
@@ -205,7 +205,7 @@ pub fn write_layers(
     let planned = map_parallel(&numbered, cores()?, |(i, source)| {
         if args.reproducible {
             let (digest, size) = layer_digest(source)?;
-            Ok(PlannedLayer { source: LayerSource::Store(source.clone()), digest, size })
+            Ok(PlannedLayer { source: LayerSource::Store(source.clone()), id: LayerId::Digest(digest), size })
         } else {
             keep_tarball(source, &out.join(format!("layer-{i}.tar")))
         }
@@ -237,7 +237,7 @@ fn keep_tarball(source: &StoreLayer, path: &Path) -> Result<PlannedLayer> {
         perms: vec![],
         ..source.clone()
     };
-    Ok(PlannedLayer { source: LayerSource::Store(kept), digest, size })
+    Ok(PlannedLayer { source: LayerSource::Store(kept), id: LayerId::Digest(digest), size })
 }
 
 #[cfg(test)]

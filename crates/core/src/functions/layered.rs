@@ -1,7 +1,6 @@
 //! `streamLayeredImage` / `buildLayeredImage`, and `buildImage` at build time: the image plan,
 //! made from the arguments (checked again, see [`crate::functions::image`]) and the closure Nix
-//! exports — the layers planned, every layer's digest computed, and an [`ImageSpec`] written
-//! that streaming replays.
+//! exports — the layers planned and sized, and an [`ImageSpec`] written that streaming replays.
 
 use crate::cores::{cores, map_parallel};
 use crate::format::closure::{ClosureEntry, PathInfo};
@@ -13,13 +12,14 @@ use crate::functions::image::{read_base, resolve_time, LAYER_FILE, MAX_LAYERS};
 use crate::functions::layer::read_layers;
 use crate::image::config::{image_config, inherit_runtime, normalise_runtime_config, ImageMeta};
 use crate::image::layering::plan_layers;
-use crate::image::plan::{ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image::plan::{ImageSpec, LayerId, LayerSource, Plan, PlannedLayer};
 use crate::layer::contents::merge_contents;
 use crate::layer::nix_db;
-use crate::layer::tarball::{layer_digest, Ownership, StoreLayer};
+use crate::layer::tarball::{layer_digest, layer_size, Ownership, StoreLayer};
 use crate::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -55,7 +55,7 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// Plans the image `input` describes: layers, their digests, the config and the tags.
+/// Plans the image `input` describes: layers, their sizes, the config and the tags.
 /// `warn` hears about clashes between contents.
 pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(&str)) -> Result<Plan> {
     let image = &input.call.image()?;
@@ -180,11 +180,26 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         });
         layers.push(layer);
     }
-    // Layers are hashed side by side: sha256 bounds this, one core per layer.
-    let digests = map_parallel(&sources, cores()?, |(source, _)| layer_digest(source));
-    for ((source, comment), digest) in sources.into_iter().zip(digests) {
-        let (digest, size) = digest?;
-        layers.push(PlannedLayer { source: LayerSource::Store(source), digest, size });
+    // The image's own layers are sized from their files' metadata, not read: each is hashed
+    // while it is written (streamed, archived or pushed), so a rebuild after one path changed
+    // reads nothing of the rest. A layer is named by its inputs (its store paths' NAR hashes,
+    // which Nix exported) until then; one whose inputs are not all known is hashed now.
+    let nar_hashes: BTreeMap<&str, String> = input
+        .closure
+        .iter()
+        .filter_map(|e| {
+            Some((e.path.as_str(), Digest(nix_db::sha256_of(e.nar_hash.as_deref()?).ok()?).hex()))
+        })
+        .collect();
+    let planned = map_parallel(&sources, cores()?, |(source, _)| {
+        match source.inputs_digest(|path| nar_hashes.get(path).cloned()) {
+            Some(inputs) => Ok((LayerId::Inputs(inputs), layer_size(source)?)),
+            None => layer_digest(source).map(|(digest, size)| (LayerId::Digest(digest), size)),
+        }
+    });
+    for ((source, comment), planned) in sources.into_iter().zip(planned) {
+        let (id, size) = planned?;
+        layers.push(PlannedLayer { source: LayerSource::Store(source), id, size });
         comments.push(comment);
     }
     let mut runtime = normalise_runtime_config(&input.config)?;
@@ -193,7 +208,7 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
     }
     let meta =
         ImageMeta { architecture: image.architecture.clone(), variant: image.variant.clone(), created };
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
+    let diff_ids: Vec<Digest> = layers.iter().map(PlannedLayer::id).collect();
     let mut config = image_config(&meta, &runtime, &diff_ids, &comments);
     if let Some(base_history) = base.as_ref().and_then(|(_, c)| c.history.as_ref()) {
         let ours = config.history.as_mut().expect("image_config writes a history");

@@ -1,12 +1,14 @@
 //! A plan: one or more fully planned images, with everything the streamer needs to write them —
-//! every layer's source, digest and size, every config's exact bytes. The builder writes it
+//! every layer's source and size, its digest or what stands in for it until it is written
+//! ([`LayerId`]), every config's exact bytes. The builder writes it
 //! once (as a stream script: a `#!` line running `stowage stream`, then the plan as JSON);
 //! streaming replays it.
 
+use crate::cores::map_parallel;
 use crate::format::compress::Compression;
 use crate::format::digest::Digest;
 use crate::format::oci::ImageConfig;
-use crate::layer::tarball::StoreLayer;
+use crate::layer::tarball::{layer_digest, StoreLayer};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,15 +75,60 @@ pub struct ImageSpec {
     pub config: String,
 }
 
-/// One layer: where its bytes come from and what they must hash to.
+impl ImageSpec {
+    /// The config with the digests `learnt` (by inputs digest) of its pending layers in place of
+    /// their inputs digests: byte for byte the config the plan holds otherwise.
+    pub fn config_with(&self, learnt: &BTreeMap<Digest, Digest>) -> String {
+        let mut config = self.config.clone();
+        for layer in &self.layers {
+            if let (LayerId::Inputs(inputs), Some(digest)) = (layer.id, learnt.get(&layer.id())) {
+                config = config.replace(&inputs.to_string(), &digest.to_string());
+            }
+        }
+        config
+    }
+}
+
+/// One layer: where its bytes come from, their size, and their digest once it is known.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedLayer {
     /// Where the layer's bytes come from.
     pub source: LayerSource,
-    /// sha256 of the uncompressed layer tarball (its diff_id).
-    pub digest: Digest,
+    /// Its digest, or what stands in for it.
+    #[serde(flatten)]
+    pub id: LayerId,
     /// Size of the uncompressed layer tarball.
     pub size: u64,
+}
+
+/// What a planned layer is known by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerId {
+    /// sha256 of the uncompressed layer tarball (its diff_id).
+    Digest(Digest),
+    /// A layer of the image's own, hashed as it is written rather than when it is planned (so
+    /// that a plan reads no file contents, and a rebuild costs what changed): the digest of
+    /// what its bytes are made of ([`StoreLayer::inputs_digest`]). Until the layer's digest is
+    /// learnt, this stands in for it in the image config's `diff_ids`.
+    Inputs(Digest),
+}
+
+impl PlannedLayer {
+    /// The layer's diff_id, if known.
+    pub fn digest(&self) -> Option<Digest> {
+        match self.id {
+            LayerId::Digest(digest) => Some(digest),
+            LayerId::Inputs(_) => None,
+        }
+    }
+
+    /// What the layer is known by: its diff_id, or its inputs digest. Equal ids, equal bytes.
+    pub fn id(&self) -> Digest {
+        match self.id {
+            LayerId::Digest(digest) | LayerId::Inputs(digest) => digest,
+        }
+    }
 }
 
 /// Where a layer's bytes come from.
@@ -144,7 +191,52 @@ impl Plan {
     /// or twice in one) is stored once in an archive.
     pub fn unique_layers(&self) -> Vec<&PlannedLayer> {
         let mut seen = std::collections::BTreeSet::new();
-        self.images.iter().flat_map(|image| &image.layers).filter(|layer| seen.insert(layer.digest)).collect()
+        self.images.iter().flat_map(|image| &image.layers).filter(|layer| seen.insert(layer.id())).collect()
+    }
+
+    /// Whether some layer's digest is learnt only as it is written.
+    pub fn has_pending_layers(&self) -> bool {
+        self.images.iter().flat_map(|image| &image.layers).any(|layer| layer.digest().is_none())
+    }
+
+    /// Learns the digest of every layer that has none by hashing it (side by side, on up to
+    /// `threads` threads), for what must name layers by digest before writing them: an OCI
+    /// layout's blobs.
+    pub fn resolve(&mut self, threads: usize) -> Result<()> {
+        let pending: Vec<&PlannedLayer> =
+            self.unique_layers().into_iter().filter(|layer| layer.digest().is_none()).collect();
+        let hashed = map_parallel(&pending, threads, |layer| match &layer.source {
+            LayerSource::Store(source) => layer_digest(source),
+            LayerSource::Archive(source) => Err(source.error("has no digest in the plan")),
+        });
+        let mut learnt = BTreeMap::new();
+        for (index, (layer, hashed)) in pending.iter().zip(hashed).enumerate() {
+            let (digest, size) = hashed?;
+            if size != layer.size {
+                return Err(Error::LayerMismatch {
+                    index,
+                    expected: None,
+                    found: Some(digest),
+                    expected_size: layer.size,
+                    found_size: size,
+                });
+            }
+            learnt.insert(layer.id(), digest);
+        }
+        self.learn(&learnt);
+        Ok(())
+    }
+
+    /// Puts the digests `learnt` (by inputs digest) into the layers and the image configs.
+    pub fn learn(&mut self, learnt: &BTreeMap<Digest, Digest>) {
+        for image in &mut self.images {
+            image.config = image.config_with(learnt);
+            for layer in &mut image.layers {
+                if let Some(&digest) = learnt.get(&layer.id()) {
+                    layer.id = LayerId::Digest(digest);
+                }
+            }
+        }
     }
 
     /// The plan in the stream script (or plan) at `path`.
@@ -185,7 +277,7 @@ pub fn check_platforms(images: &[ImageSpec], what: impl Fn(usize) -> String) -> 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::layer::tarball::{layer_digest, Ownership};
+    use crate::layer::tarball::Ownership;
     use serde_json::json;
 
     /// A plan of one image, `tag`, whose one layer holds `path`.
@@ -203,7 +295,11 @@ pub(crate) mod tests {
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });
         let image = ImageSpec {
             repo_tags: vec![tag.into()],
-            layers: vec![PlannedLayer { source: LayerSource::Store(source), digest, size }],
+            layers: vec![PlannedLayer {
+                source: LayerSource::Store(source),
+                id: LayerId::Digest(digest),
+                size,
+            }],
             config: config.to_string(),
         };
         Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }

@@ -234,6 +234,47 @@ fn splice_entries(out: &mut ChunkWriter<impl Emit>, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The size of the layer tarball of `source`, from its files' metadata: their contents are not
+/// read (a file that has changed by the time the layer is written is found then).
+pub fn layer_size(source: &StoreLayer) -> Result<u64> {
+    let mut out = ChunkWriter::sizing(|chunk: Vec<u8>| Ok(chunk));
+    write_layer(source, &mut out)?;
+    let (_, _, size) = out.finish().map_err(|e| Error::io("(layer)", e))?;
+    Ok(size)
+}
+
+/// Bumped whenever the same [`StoreLayer`] would be written as other bytes: inputs digests
+/// ([`StoreLayer::inputs_digest`]) name a layer's bytes in caches that outlive a stowage version.
+const LAYER_WRITER: &str = "stowage layer writer 1";
+
+impl StoreLayer {
+    /// A digest of exactly what the tarball of this layer is made of: this description, the NAR
+    /// hash of every store path it reads (`nar_hash` gives them; `None` if one is unknown) and
+    /// the version of the writer. Equal inputs digests mean equal tarballs, so it names a layer
+    /// whose own digest is learnt only while it is written.
+    pub fn inputs_digest(&self, nar_hash: impl Fn(&str) -> Option<String>) -> Option<Digest> {
+        let store_dir = Path::new(&self.store_dir);
+        let tree_path = self.tree.as_ref().map(|tree| {
+            let inside = Path::new(tree).strip_prefix(store_dir).ok()?.components().next()?;
+            Some(store_dir.join(inside).to_string_lossy().into_owned())
+        });
+        let mut read: Vec<String> = self.store_paths.clone();
+        match tree_path {
+            Some(Some(path)) => read.push(path),
+            // a tree outside the store: nothing says what it holds
+            Some(None) => return None,
+            None => {}
+        }
+        read.sort();
+        let mut text =
+            format!("{LAYER_WRITER}\n{}\n{}\n", env!("CARGO_PKG_VERSION"), serde_json::to_string(self).ok()?);
+        for path in &read {
+            text.push_str(&format!("{path} {}\n", nar_hash(path)?));
+        }
+        Some(Digest::of(text.as_bytes()))
+    }
+}
+
 /// The digest (the layer's diff_id) and size of the layer tarball of `source`.
 pub fn layer_digest(source: &StoreLayer) -> Result<(Digest, u64)> {
     layer_digest_into(source, |_| Ok(()))
@@ -514,6 +555,39 @@ mod tests {
         let json = serde_json::to_string(&source.synthetic[2]).unwrap();
         assert!(json.ends_with(r#""contents":"cm93cw=="}"#), "{json}");
         assert_eq!(serde_json::from_str::<Synthetic>(&json).unwrap(), source.synthetic[2]);
+    }
+
+    #[test]
+    fn a_layer_is_sized_without_reading_it_and_named_by_its_inputs() {
+        let (_dir, store, path) = store();
+        // long names, links, synthetic entries, a file larger than a chunk, and a tree
+        fs::write(Path::new(&path).join("big"), vec![7u8; crate::format::chunks::CHUNK + 1000]).unwrap();
+        let tree = store.join("xyz-custom");
+        fs::create_dir_all(&tree).unwrap();
+        fs::write(tree.join("layer.tar"), bytes(&layer(&store, vec![], vec![])).unwrap()).unwrap();
+        let mut source = layer(
+            &store,
+            vec![path.clone()],
+            vec![Synthetic::File { path: "etc/motd".into(), contents: b"hello".to_vec() }],
+        );
+        source.tree = Some(tree.join("layer.tar").to_string_lossy().into_owned());
+        assert_eq!(layer_size(&source).unwrap(), layer_digest(&source).unwrap().1);
+
+        let tree_path = tree.to_string_lossy().into_owned();
+        let hashes = |changed: &str| {
+            let (path, tree_path, changed) = (path.clone(), tree_path.clone(), changed.to_owned());
+            move |p: &str| {
+                (p == path || p == tree_path).then(|| if p == changed { "2" } else { "1" }.to_owned())
+            }
+        };
+        let inputs = source.inputs_digest(hashes("")).unwrap();
+        assert_eq!(source.inputs_digest(hashes("")), Some(inputs), "the same inputs, the same digest");
+        assert_ne!(source.inputs_digest(hashes(&path)), Some(inputs), "a store path's NAR hash counts");
+        assert_ne!(source.inputs_digest(hashes(&tree_path)), Some(inputs), "so does the tree's");
+        let mut owned = source.clone();
+        owned.owner.uid = 1;
+        assert_ne!(owned.inputs_digest(hashes("")), Some(inputs), "so does the description");
+        assert_eq!(source.inputs_digest(|_| None), None, "unknown NAR hashes: no inputs digest");
     }
 
     /// Layers of ASCII names keep the bytes they had before names were written as bytes:

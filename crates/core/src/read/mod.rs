@@ -23,7 +23,7 @@ pub mod entry;
 
 use crate::format::digest::{Digest, DigestReader};
 use crate::format::oci::{self, blob_name, Descriptor, DockerManifestEntry, Document, ImageConfig};
-use crate::image::plan::{ArchiveLayer, ImageSpec, LayerSource, Plan, PlannedLayer};
+use crate::image::plan::{ArchiveLayer, ImageSpec, LayerId, LayerSource, Plan, PlannedLayer};
 use crate::read::archive::{index, normalise, open_archive, ArchiveReader, EntryInfo, METADATA_LIMIT};
 use crate::read::entry::check_layer;
 use crate::{Error, Result};
@@ -74,7 +74,7 @@ pub fn verify(
         .layers
         .into_iter()
         .map(|layer| match layer {
-            FoundLayer::Planned(planned) => Ok(known.entry(planned.digest).or_insert(planned).clone()),
+            FoundLayer::Planned(planned) => Ok(known.entry(planned.id()).or_insert(planned).clone()),
             FoundLayer::Unverified(_, diff_id) if known.contains_key(&diff_id) => Ok(known[&diff_id].clone()),
             FoundLayer::Unverified(layer, diff_id) => {
                 // One pass: the entries are checked as the bytes go by to be hashed.
@@ -90,7 +90,8 @@ pub fn verify(
                     )));
                 }
                 checked.map_err(|problem| layer.error(problem))?;
-                let planned = PlannedLayer { source: LayerSource::Archive(layer), digest, size };
+                let planned =
+                    PlannedLayer { source: LayerSource::Archive(layer), id: LayerId::Digest(digest), size };
                 known.insert(digest, planned.clone());
                 Ok(planned)
             }
@@ -345,7 +346,7 @@ pub(crate) mod tests {
             assert!(std::ptr::eq(select(&path, &images, Some("app"), Some("1")).unwrap(), &images[0]));
             let spec =
                 verify(images[0].clone(), &mut ArchiveReader::default(), &mut BTreeMap::new()).unwrap();
-            assert_eq!((spec.layers[0].digest, spec.layers[0].size), (diff_id, layer().len() as u64));
+            assert_eq!((spec.layers[0].id(), spec.layers[0].size), (diff_id, layer().len() as u64));
         }
     }
 

@@ -45,7 +45,7 @@ pub fn unpack_layers(
             LayerSource::Archive(archive) => archive.error(problem),
             LayerSource::Store(_) => Error::BadImage {
                 path: base.into(),
-                problem: format!("layer {} ({}): {problem}", index + 1, layer.digest),
+                problem: format!("layer {} ({}): {problem}", index + 1, layer.id()),
             },
         };
         let bytes: Box<dyn Read + '_> = match &layer.source {
@@ -376,6 +376,7 @@ impl Copy<'_> {
 mod tests {
     use super::*;
     use crate::format::digest::Digest;
+    use crate::image::plan::LayerId;
     use crate::layer::tarball::{Ownership, StoreLayer};
     use crate::read::entry::tests::raw_layer;
 
@@ -535,7 +536,11 @@ mod tests {
             tree: None,
             perms: vec![],
         };
-        let layer = PlannedLayer { source: LayerSource::Store(source), digest: Digest([0; 32]), size: 0 };
+        let layer = PlannedLayer {
+            source: LayerSource::Store(source),
+            id: LayerId::Digest(Digest([0; 32])),
+            size: 0,
+        };
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
         let (mut owners, mut modes) = (Owners::default(), Modes::default());
@@ -620,7 +625,11 @@ mod tests {
             stored_size: bytes.len() as u64,
             compression: Compression::None,
         };
-        let layer = PlannedLayer { source: LayerSource::Archive(layer), digest: Digest::of(&bytes), size: 0 };
+        let layer = PlannedLayer {
+            source: LayerSource::Archive(layer),
+            id: LayerId::Digest(Digest::of(&bytes)),
+            size: 0,
+        };
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
         let (mut owners, mut modes) = (Owners::default(), Modes::default());

@@ -2,14 +2,17 @@
 //! `podman load` and `skopeo copy docker-archive:…` read, or an OCI image layout as a tarball
 //! (`skopeo copy oci-archive:…`, `podman load`, and `umoci` once unpacked).
 //!
-//! Layers come first, each once however many images use it: `<diff_id hex>/layer.tar`, or the
-//! blob `blobs/sha256/<diff_id hex>` (uncompressed, so an OCI layer's digest is its diff_id).
-//! Then the configs (`<sha256>.json`, or blobs; their digest is the image ID) and last
-//! `manifest.json`, one entry per image, or each image's OCI manifest blob and `index.json`, a
-//! descriptor per `name:tag`. Layer sizes and digests are known from the plan, so every outer
-//! header is written before its layer is produced, each layer is produced and hashed in one
-//! pass, and a layer whose bytes do not match the plan stops the archive before the configs and
-//! manifest: a reader can never load a wrong image.
+//! Layers come first, each once however many images use it: `<diff_id hex>/layer.tar` (or
+//! `<n>/layer.tar`, see below), or the blob `blobs/sha256/<diff_id hex>` (uncompressed, so an
+//! OCI layer's digest is its diff_id). Then the configs (`<sha256>.json`, or blobs; their digest
+//! is the image ID) and last `manifest.json`, one entry per image, or each image's OCI manifest
+//! blob and `index.json`, a descriptor per `name:tag`. Layer sizes are known from the plan, so
+//! every outer header is written before its layer is produced, and each layer is produced and
+//! hashed in one pass. The image's own layers have no digest in the plan (it reads no file
+//! contents): a docker-archive names them by position and learns their digests as it writes
+//! them, for the configs that follow; an OCI layout, which names blobs by digest, hashes them in
+//! a pass before. A layer whose bytes do not match the plan stops the archive before the
+//! configs and manifest: a reader can never load a wrong image.
 
 use crate::format::chunks::{ChunkWriter, CopyError, CHUNK};
 use crate::format::digest::Digest;
@@ -62,6 +65,13 @@ pub fn write_archive<W: Write>(
     threads: usize,
     progress: impl FnMut(usize, usize, &Digest),
 ) -> Result<W> {
+    // An OCI layout names every blob by its digest, before its bytes: layers whose digest is
+    // learnt only as they are written are hashed first, in a pass of their own.
+    if plan.format != Format::DockerArchive && plan.has_pending_layers() {
+        let mut plan = plan.clone();
+        plan.resolve(threads)?;
+        return write_with_budget(&plan, out, output, threads, CHUNKS_AHEAD, progress);
+    }
     write_with_budget(plan, out, output, threads, CHUNKS_AHEAD, progress)
 }
 
@@ -263,11 +273,12 @@ fn write_in_order(
 ) -> Result<()> {
     let output_error = |e| Error::io(output, e);
     let mtime = plan.mtime;
+    let files = layout::layer_files(plan);
+    let mut learnt = BTreeMap::new();
     out.write_all(&layout::head(plan)?).map_err(output_error)?;
     for (index, (layer, from_reader)) in layers.iter().zip(receivers).enumerate() {
         budget.advance(index);
-        out.write_all(&file_header(&layout::layer_file(plan.format, layer), layer.size, mtime)?)
-            .map_err(output_error)?;
+        out.write_all(&file_header(&files[&layer.id()], layer.size, mtime)?).map_err(output_error)?;
         let mut written = 0;
         loop {
             match from_reader.recv() {
@@ -284,8 +295,12 @@ fn write_in_order(
                     if size != layer.size {
                         return Err(mismatch(index, layer, None, size));
                     }
-                    if digest != layer.digest {
-                        return Err(mismatch(index, layer, Some(digest), size));
+                    match layer.digest() {
+                        Some(planned) if planned != digest => {
+                            return Err(mismatch(index, layer, Some(digest), size))
+                        }
+                        Some(_) => {}
+                        None => drop(learnt.insert(layer.id(), digest)),
                     }
                     progress(index, layers.len(), &digest);
                     break;
@@ -298,7 +313,7 @@ fn write_in_order(
         out.write_all(padding(layer.size)).map_err(output_error)?;
     }
 
-    out.write_all(&layout::tail(plan)?).map_err(output_error)
+    out.write_all(&layout::tail(plan, &files, &learnt)?).map_err(output_error)
 }
 
 /// The chunk buffers: at most a budget of them are out, a few more for the reader of the layer
@@ -361,7 +376,7 @@ impl Budget {
 }
 
 fn mismatch(index: usize, layer: &PlannedLayer, found: Option<Digest>, found_size: u64) -> Error {
-    Error::LayerMismatch { index, expected: layer.digest, found, expected_size: layer.size, found_size }
+    Error::LayerMismatch { index, expected: layer.digest(), found, expected_size: layer.size, found_size }
 }
 
 /// An error of a layer's reader writing its chunks: it only stops when the writer has stopped,
@@ -375,7 +390,7 @@ mod tests {
     use super::*;
     use crate::format::oci::Index;
     use crate::image::plan::tests::plan;
-    use crate::image::plan::ImageSpec;
+    use crate::image::plan::{ImageSpec, LayerId};
     use serde_json::json;
     use std::fs;
     use std::path::Path;
@@ -383,6 +398,57 @@ mod tests {
     fn names(archive: &[u8]) -> Vec<String> {
         let mut a = tar::Archive::new(archive);
         a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+    }
+
+    /// The entries of `archive`: name and bytes.
+    fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut a = tar::Archive::new(archive);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                (name, bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_layer_hashed_as_it_is_written_gives_the_same_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        fs::create_dir_all(store.join("x-a")).unwrap();
+        fs::write(store.join("x-a/f"), "data").unwrap();
+        let mut known = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
+        // the same plan, its layer known by a stand-in until it is written
+        let mut pending = known.clone();
+        let digest = known.images[0].layers[0].id();
+        let inputs = Digest::of(b"what the layer is made of");
+        pending.images[0].layers[0].id = LayerId::Inputs(inputs);
+        pending.images[0].config = known.images[0].config.replace(&digest.to_string(), &inputs.to_string());
+        assert!(pending.has_pending_layers() && !known.has_pending_layers());
+        let write = |plan: &Plan| {
+            let mut learnt = Vec::new();
+            let out =
+                write_archive(plan, Vec::new(), Path::new("(test)"), 2, |_, _, d| learnt.push(*d)).unwrap();
+            assert_eq!(learnt, [digest]);
+            out
+        };
+        // A docker-archive: the same layer and config, the layer named by its position.
+        let (ours, theirs) = (entries(&write(&pending)), entries(&write(&known)));
+        assert_eq!(ours[0], ("0/layer.tar".to_string(), theirs[0].1.clone()));
+        assert_eq!(ours[1], theirs[1], "the config, with the layer's digest");
+        assert!(!String::from_utf8_lossy(&ours[1].1).contains(&inputs.hex()));
+        let manifest = String::from_utf8(theirs[2].1.clone()).unwrap();
+        assert_eq!(ours[2].1, manifest.replace(&theirs[0].0, "0/layer.tar").into_bytes());
+        // An OCI layout: the same bytes.
+        known.format = Format::OciArchive;
+        pending.format = Format::OciArchive;
+        assert_eq!(write(&pending), write(&known));
+        pending.resolve(2).unwrap();
+        assert_eq!(pending, known);
     }
 
     #[test]
@@ -395,7 +461,7 @@ mod tests {
         let out = write_archive(&plan, Vec::new(), Path::new("(test)"), 2, |_, _, _| {}).unwrap();
         let names = names(&out);
         assert_eq!(names.len(), 3);
-        assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].digest.hex()));
+        assert_eq!(names[0], format!("{}/layer.tar", plan.images[0].layers[0].id().hex()));
         assert!(names[1].ends_with(".json"));
         assert_eq!(names[2], "manifest.json");
     }
@@ -458,7 +524,7 @@ mod tests {
             let bytes: Vec<u8> = (0..size).map(|b| (b * 7 + i * 13) as u8).collect();
             fs::write(path.join("f"), bytes).unwrap();
             let one = plan(&store, &path.to_string_lossy(), "x:y");
-            diff_ids.push(one.images[0].layers[0].digest.to_string());
+            diff_ids.push(one.images[0].layers[0].id().to_string());
             layers.extend(one.images[0].layers.clone());
         }
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids } });

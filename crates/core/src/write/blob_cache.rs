@@ -1,10 +1,11 @@
-//! The compressed-digest cache of `stowage push`: for a layer (its diff_id) and a compressor,
-//! the digest and size of the blob it compresses to, so that an unchanged layer is asked for
-//! (`HEAD`) without compressing it again. The compressors give the same bytes on any machine,
-//! so an entry stays true as long as the compressor does.
+//! The compressed-digest cache of `stowage push`: for a layer (by its diff_id, or by its inputs
+//! digest when its plan has no diff_id: [`crate::image::plan::LayerId`]) and a compressor, the
+//! layer's diff_id and the digest and size of the blob it compresses to, so that an unchanged
+//! layer is asked for (`HEAD`) without reading or compressing it again. The compressors give the
+//! same bytes on any machine, so an entry stays true as long as the compressor does.
 //!
-//! One small file per entry, `$XDG_CACHE_HOME/stowage/blobs/<diff_id hex>.<compressor>`, holding
-//! `<digest> <size> <check>`. The check is a digest of the entry together with its own name, so
+//! One small file per entry, `$XDG_CACHE_HOME/stowage/blobs/<id hex>.<compressor>`, holding
+//! `<diff_id> <digest> <size> <check>`. The check is a digest of the entry together with its own name, so
 //! an entry copied under another layer's name, damaged or half-written reads as absent rather
 //! than as another layer's blob. A cache that cannot be read or written only costs a compression.
 
@@ -14,10 +15,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// What an entry's check covers besides the entry, so that a change of format invalidates it.
-const FORMAT: &str = "stowage blob cache 1";
+const FORMAT: &str = "stowage blob cache 2";
 
 /// Where the cache is, in the user's cache folder.
 const FOLDER: &str = "stowage/blobs";
+
+/// What a layer went to a registry as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blob {
+    /// The layer's own digest (its diff_id).
+    pub diff_id: Digest,
+    /// The compressed blob's digest.
+    pub digest: Digest,
+    /// The compressed blob's size.
+    pub size: u64,
+}
 
 /// The cache, in its folder (none: nothing is remembered).
 pub struct BlobCache {
@@ -38,22 +50,28 @@ impl BlobCache {
         BlobCache { dir: Some(cache_home.join(FOLDER)) }
     }
 
-    /// The blob (digest, size) the layer `diff_id` compresses to by `compressor`, if known.
-    pub fn get(&self, diff_id: &Digest, compressor: Compression) -> Option<(Digest, u64)> {
-        let text = fs::read_to_string(self.file(diff_id, compressor)?).ok()?;
+    /// The blob the layer `id` compresses to by `compressor`, if known.
+    pub fn get(&self, id: &Digest, compressor: Compression) -> Option<Blob> {
+        let text = fs::read_to_string(self.file(id, compressor)?).ok()?;
         let mut fields = text.trim_end_matches('\n').split(' ');
-        let (digest, size, checked) = (fields.next()?, fields.next()?, fields.next()?);
-        let (digest, size) = (Digest::try_from(digest.to_owned()).ok()?, size.parse().ok()?);
-        let intact = fields.next().is_none() && checked == check(diff_id, compressor, &digest, size);
-        intact.then_some((digest, size))
+        let (diff_id, digest, size, checked) =
+            (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let blob = Blob {
+            diff_id: Digest::try_from(diff_id.to_owned()).ok()?,
+            digest: Digest::try_from(digest.to_owned()).ok()?,
+            size: size.parse().ok()?,
+        };
+        let intact = fields.next().is_none() && checked == check(id, compressor, &blob);
+        intact.then_some(blob)
     }
 
-    /// Notes that the layer `diff_id` compresses to the blob `digest` of `size` bytes. The entry
-    /// is written beside its place and renamed into it, so a reader never sees half of it.
-    pub fn put(&self, diff_id: &Digest, compressor: Compression, digest: &Digest, size: u64) {
-        let Some(path) = self.file(diff_id, compressor) else { return };
+    /// Notes that the layer `id` compresses to `blob`. The entry is written beside its place
+    /// and renamed into it, so a reader never sees half of it.
+    pub fn put(&self, id: &Digest, compressor: Compression, blob: &Blob) {
+        let Some(path) = self.file(id, compressor) else { return };
         let Some(folder) = path.parent() else { return };
-        let text = format!("{digest} {size} {}\n", check(diff_id, compressor, digest, size));
+        let text =
+            format!("{} {} {} {}\n", blob.diff_id, blob.digest, blob.size, check(id, compressor, blob));
         let written = fs::create_dir_all(folder)
             .and_then(|()| tempfile::NamedTempFile::new_in(folder))
             .and_then(|mut temporary| {
@@ -64,15 +82,15 @@ impl BlobCache {
         drop(written);
     }
 
-    /// Drops the entry of the layer `diff_id`: it was found wrong.
-    pub fn forget(&self, diff_id: &Digest, compressor: Compression) {
-        if let Some(path) = self.file(diff_id, compressor) {
+    /// Drops the entry of the layer `id`: it was found wrong.
+    pub fn forget(&self, id: &Digest, compressor: Compression) {
+        if let Some(path) = self.file(id, compressor) {
             let _ = fs::remove_file(path);
         }
     }
 
-    fn file(&self, diff_id: &Digest, compressor: Compression) -> Option<PathBuf> {
-        Some(self.dir.as_ref()?.join(format!("{}.{}", diff_id.hex(), suffix(compressor)?)))
+    fn file(&self, id: &Digest, compressor: Compression) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.join(format!("{}.{}", id.hex(), suffix(compressor)?)))
     }
 }
 
@@ -85,10 +103,11 @@ fn suffix(compressor: Compression) -> Option<&'static str> {
     }
 }
 
-/// The check of the entry `digest size` for the layer `diff_id` compressed by `compressor`.
-fn check(diff_id: &Digest, compressor: Compression, digest: &Digest, size: u64) -> String {
+/// The check of the entry `blob` for the layer `id` compressed by `compressor`.
+fn check(id: &Digest, compressor: Compression, blob: &Blob) -> String {
     let suffix = suffix(compressor).unwrap_or_default();
-    Digest::of(format!("{FORMAT}\n{diff_id}\n{suffix}\n{digest}\n{size}\n").as_bytes()).hex()
+    let Blob { diff_id, digest, size } = blob;
+    Digest::of(format!("{FORMAT}\n{id}\n{suffix}\n{diff_id}\n{digest}\n{size}\n").as_bytes()).hex()
 }
 
 #[cfg(test)]
@@ -100,10 +119,10 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let cache = BlobCache { dir: Some(home.path().join("blobs")) };
         let (a, b) = (Digest::of(b"layer a"), Digest::of(b"layer b"));
-        let blob = Digest::of(b"gzip of layer a");
+        let blob = Blob { diff_id: a, digest: Digest::of(b"gzip of layer a"), size: 42 };
         assert_eq!(cache.get(&a, Compression::Gzip), None);
-        cache.put(&a, Compression::Gzip, &blob, 42);
-        assert_eq!(cache.get(&a, Compression::Gzip), Some((blob, 42)));
+        cache.put(&a, Compression::Gzip, &blob);
+        assert_eq!(cache.get(&a, Compression::Gzip), Some(blob));
         assert_eq!(cache.get(&a, Compression::Zstd), None);
         // An entry copied under another layer's name is not that layer's.
         let (path_a, path_b) =
@@ -114,9 +133,9 @@ mod tests {
         let text = fs::read_to_string(&path_a).unwrap();
         fs::write(&path_a, text.replace(" 42 ", " 43 ")).unwrap();
         assert_eq!(cache.get(&a, Compression::Gzip), None);
-        fs::write(&path_a, format!("{blob} 42\n")).unwrap();
+        fs::write(&path_a, format!("{} 42\n", blob.digest)).unwrap();
         assert_eq!(cache.get(&a, Compression::Gzip), None);
-        cache.put(&a, Compression::Gzip, &blob, 42);
+        cache.put(&a, Compression::Gzip, &blob);
         cache.forget(&a, Compression::Gzip);
         assert_eq!(cache.get(&a, Compression::Gzip), None);
         assert_eq!(fs::read_dir(path_a.parent().unwrap()).unwrap().count(), 1, "only b's copy is left");

@@ -1,5 +1,5 @@
 //! Where an image file puts things, for the two layouts: a docker-archive (`docker save`'s:
-//! `<diff_id>/layer.tar`, the configs, `manifest.json`) and an OCI image layout (`oci-layout`,
+//! `<diff_id>/layer.tar` or `<n>/layer.tar`, the configs, `manifest.json`) and an OCI image layout (`oci-layout`,
 //! `blobs/sha256/…`, `index.json`). [`crate::write::archive`] writes the layers between the
 //! [`head`] and the [`tail`] built here.
 
@@ -10,7 +10,7 @@ use crate::format::oci::{
 use crate::format::tar_blocks::{self, directory_header, END_OF_ARCHIVE};
 use crate::image::plan::{Format, Plan, PlannedLayer};
 use crate::Result;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What comes before the layers: an OCI layout's `oci-layout` and its blob folders; nothing in
 /// a docker-archive.
@@ -24,32 +24,55 @@ pub fn head(plan: &Plan) -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The entry that holds `layer`.
-pub fn layer_file(format: Format, layer: &PlannedLayer) -> String {
-    match format {
-        Format::DockerArchive => format!("{}/layer.tar", layer.digest.hex()),
-        Format::OciArchive | Format::OciDir => blob_name(&layer.digest),
-    }
+/// The entry that holds each layer (by [`PlannedLayer::id`]): in a docker-archive
+/// `<diff_id hex>/layer.tar`, or `<n>/layer.tar` (its position among the archive's layers) for
+/// a layer whose digest is learnt only as it is written; in an OCI layout, its blob.
+pub fn layer_files(plan: &Plan) -> BTreeMap<Digest, String> {
+    let name = |position: usize, layer: &PlannedLayer| match (plan.format, layer.digest()) {
+        (Format::DockerArchive, Some(digest)) => format!("{}/layer.tar", digest.hex()),
+        (Format::DockerArchive, None) => format!("{position}/layer.tar"),
+        (Format::OciArchive | Format::OciDir, _) => blob_name(&layer.id()),
+    };
+    plan.unique_layers()
+        .into_iter()
+        .enumerate()
+        .map(|(position, layer)| (layer.id(), name(position, layer)))
+        .collect()
 }
 
-/// What comes after the layers: the documents of the layout, and the end of the archive.
-pub fn tail(plan: &Plan) -> Result<Vec<u8>> {
-    let mut tail = if plan.format == Format::DockerArchive { docker_tail(plan)? } else { oci_tail(plan)? };
+/// What comes after the layers, which are in `files` ([`layer_files`]) and whose digests not in
+/// the plan are `learnt` (by inputs digest): the documents of the layout, and the end of the
+/// archive. An OCI layout's layers all have their digests in the plan (its blob names).
+pub fn tail(
+    plan: &Plan,
+    files: &BTreeMap<Digest, String>,
+    learnt: &BTreeMap<Digest, Digest>,
+) -> Result<Vec<u8>> {
+    let mut tail = if plan.format == Format::DockerArchive {
+        docker_tail(plan, files, learnt)?
+    } else {
+        oci_tail(plan)?
+    };
     tail.extend_from_slice(&END_OF_ARCHIVE);
     Ok(tail)
 }
 
 /// The configs and `manifest.json` of a docker-archive.
-fn docker_tail(plan: &Plan) -> Result<Vec<u8>> {
+fn docker_tail(
+    plan: &Plan,
+    files: &BTreeMap<Digest, String>,
+    learnt: &BTreeMap<Digest, Digest>,
+) -> Result<Vec<u8>> {
     let mut configs_written = BTreeSet::new();
     let mut manifest = Vec::new();
     let mut tail = Vec::new();
     for image in &plan.images {
-        let config_file = format!("{}.json", Digest::of(image.config.as_bytes()).hex());
+        let config = image.config_with(learnt);
+        let config_file = format!("{}.json", Digest::of(config.as_bytes()).hex());
         if configs_written.insert(config_file.clone()) {
-            tail.extend(tar_blocks::entry(&config_file, image.config.as_bytes(), plan.mtime)?);
+            tail.extend(tar_blocks::entry(&config_file, config.as_bytes(), plan.mtime)?);
         }
-        let layers = image.layers.iter().map(|l| layer_file(plan.format, l)).collect();
+        let layers = image.layers.iter().map(|l| files[&l.id()].clone()).collect();
         manifest.push(DockerManifestEntry {
             config: config_file,
             layers,
@@ -76,7 +99,7 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
     for image in &plan.images {
         let config = blob(&mut tail, image.config.as_bytes(), MediaType::OciConfig)?;
         let layers =
-            image.layers.iter().map(|l| Descriptor::new(MediaType::OciLayer, l.digest, l.size)).collect();
+            image.layers.iter().map(|l| Descriptor::new(MediaType::OciLayer, l.id(), l.size)).collect();
         let manifest = Manifest::new(MediaType::OciManifest, config, layers);
         let mut descriptor = blob(&mut tail, to_json(&manifest).as_bytes(), MediaType::OciManifest)?;
         descriptor.platform = ImageConfig::platform_of(&image.config);

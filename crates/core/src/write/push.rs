@@ -4,7 +4,8 @@
 //!
 //! Every layer is compressed for the registry (gzip, or zstd) on every core; the compressors
 //! give the same bytes on any machine, so a layer's compressed digest is a function of its
-//! diff_id, kept in a small cache (`$XDG_CACHE_HOME/stowage/blobs`). A push asks the registry
+//! diff_id — and of its inputs digest, for a layer hashed only as it is written — kept in a small
+//! cache (`$XDG_CACHE_HOME/stowage/blobs`) with the diff_id. A push asks the registry
 //! for each blob first (`HEAD`) and sends only the missing ones, compressed once into a
 //! temporary file and sent from it; an unchanged image is pushed again without compressing or
 //! sending a layer.
@@ -29,7 +30,7 @@ use crate::registry::client::{Failure, Registry};
 use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
-use crate::write::blob_cache::BlobCache;
+use crate::write::blob_cache::{Blob, BlobCache};
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::fs;
@@ -137,8 +138,8 @@ impl Sender<'_> {
         progress: &mut impl FnMut(&str),
     ) -> Result<String> {
         let count = image.layers.len();
-        // Each layer's diff_id, and the blob it went as.
-        let mut sent: Vec<(Digest, Digest, u64)> = Vec::new();
+        // Each layer's id, and the blob it went as.
+        let mut sent: Vec<(Digest, Blob)> = Vec::new();
         std::thread::scope(|scope| -> Result<()> {
             // Layers are prepared (their digests learnt, compressing them if need be) ahead of
             // the upload, on a thread of their own: compressing the next layers overlaps
@@ -158,31 +159,35 @@ impl Sender<'_> {
             for (index, layer) in image.layers.iter().enumerate() {
                 let ready = prepared.recv().expect("a layer or its error")?;
                 let what = format!("layer {}/{count}", index + 1);
-                let (digest, size) =
-                    self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
-                let same_blob =
-                    sent.iter().position(|(diff_id, blob, _)| *blob == digest && *diff_id != layer.digest);
+                let blob = self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
+                let same_blob = sent.iter().position(|(id, other)| {
+                    other.digest == blob.digest && (*id != layer.id() || other.diff_id != blob.diff_id)
+                });
                 if let Some(other) = same_blob {
                     // Two different layers never compress to one blob: cache entries said so
                     // wrongly, and the manifest would list one layer twice, a wrong image.
-                    self.cache.forget(&layer.digest, self.compressor);
+                    self.cache.forget(&layer.id(), self.compressor);
                     self.cache.forget(&sent[other].0, self.compressor);
                     return Err(self.client.registry().failure(
                         &format!("pushing {what}"),
                         Failure::Refused(format!(
-                            "it and layer {}/{count} were both taken for blob {digest}: the compressed-digest \
+                            "it and layer {}/{count} were both taken for blob {}: the compressed-digest \
                              cache was wrong about them; their entries are removed, and nothing was tagged: push again",
-                            other + 1
+                            other + 1,
+                            blob.digest
                         )),
                     ));
                 }
-                sent.push((layer.digest, digest, size));
+                sent.push((layer.id(), blob));
             }
             Ok(())
         })?;
         let layers =
-            sent.iter().map(|&(_, digest, size)| Descriptor::new(self.types.layer, digest, size)).collect();
-        let config = image.config.as_bytes();
+            sent.iter().map(|(_, blob)| Descriptor::new(self.types.layer, blob.digest, blob.size)).collect();
+        // the diff_ids of layers hashed only now
+        let learnt = sent.iter().map(|(id, blob)| (*id, blob.diff_id)).collect();
+        let config = image.config_with(&learnt);
+        let config = config.as_bytes();
         let config_digest = Digest::of(config);
         if self.client.blob_state(&config_digest, config.len() as u64)? == BlobState::Present {
             pushed.skipped += 1;
@@ -195,13 +200,15 @@ impl Sender<'_> {
         Ok(to_json(&Manifest::new(self.types.manifest, config, layers)))
     }
 
-    /// The blob of `layer` (number `index`): its digest and size from the cache, or learnt by
-    /// compressing it once into an unlinked temporary file, so that the registry is asked for
-    /// it before anything is sent, and the same bytes are sent if it lacks them.
+    /// The blob of `layer` (number `index`): from the cache, or learnt by compressing it once
+    /// into an unlinked temporary file, so that the registry is asked for it before anything is
+    /// sent, and the same bytes are sent if it lacks them.
     fn prepare(&self, index: usize, layer: &PlannedLayer, archives: &mut ArchiveReader) -> Result<Prepared> {
-        match self.cache.get(&layer.digest, self.compressor) {
-            Some((digest, size)) => Ok(Prepared { digest, size, spooled: None }),
-            None => self.compress(index, layer, archives),
+        match self.cache.get(&layer.id(), self.compressor) {
+            Some(blob) if layer.digest().map_or(true, |digest| digest == blob.diff_id) => {
+                Ok(Prepared { blob, spooled: None })
+            }
+            _ => self.compress(index, layer, archives),
         }
     }
 
@@ -214,17 +221,18 @@ impl Sender<'_> {
         let watched = Watched { inner: file, failed: &failed };
         let mut hashed = DigestWriter::new(io::BufWriter::with_capacity(SPOOL_BUFFER, watched));
         // A full disk is the temporary file's failure, whatever was being read when it struck.
-        compress_layer(index, layer, self.compressor, self.threads, archives, &mut hashed)
+        let diff_id = compress_layer(index, layer, self.compressor, self.threads, archives, &mut hashed)
             .map_err(|e| failed.take().map_or(e, io_err))?;
         let (buffered, digest, size) = hashed.finish();
         let mut file = buffered.into_inner().map_err(|e| io_err(e.into_error()))?.inner;
         file.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
-        self.cache.put(&layer.digest, self.compressor, &digest, size);
-        Ok(Prepared { digest, size, spooled: Some(file) })
+        let blob = Blob { diff_id, digest, size };
+        self.cache.put(&layer.id(), self.compressor, &blob);
+        Ok(Prepared { blob, spooled: Some(file) })
     }
 
     /// Sends `layer` (number `index`, called `what`), `ready` as prepared, unless the registry
-    /// has it; returns the blob it is.
+    /// has it; returns the blob it went as.
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -235,21 +243,22 @@ impl Sender<'_> {
         archives: &mut ArchiveReader,
         pushed: &mut Pushed,
         progress: &mut impl FnMut(&str),
-    ) -> Result<(Digest, u64)> {
-        let Prepared { digest, size, spooled } = ready;
+    ) -> Result<Blob> {
+        let Prepared { blob, spooled } = ready;
+        let Blob { digest, size, .. } = blob;
         let described = format!("{what} {digest} ({size} bytes)");
         match (self.client.blob_state(&digest, size)?, spooled) {
             (BlobState::Present, _) => {
                 pushed.skipped += 1;
                 progress(&format!("{described}: the registry has it"));
-                Ok((digest, size))
+                Ok(blob)
             }
             (BlobState::Missing, Some(file)) => {
                 self.client.upload(&digest, size, io::BufReader::with_capacity(SPOOL_BUFFER, file))?;
                 pushed.sent += 1;
                 pushed.bytes += size;
                 progress(&format!("{described}: sent"));
-                Ok((digest, size))
+                Ok(blob)
             }
             (BlobState::OtherSize(found), Some(_)) => Err(self.client.registry().failure(
                 &format!("asking for blob {digest}"),
@@ -260,7 +269,7 @@ impl Sender<'_> {
             // registry holds another size under is wrong.
             (found, None) => {
                 let fresh = self.compress(index, layer, archives)?;
-                if (fresh.digest, fresh.size) != (digest, size) {
+                if fresh.blob != blob {
                     let said = if found == BlobState::Missing { "" } else { ", and the registry disagreed" };
                     progress(&format!(
                         "{described}: the compressed-digest cache was wrong about it{said}; corrected"
@@ -278,7 +287,8 @@ impl Sender<'_> {
 /// compares with skopeo's).
 const REGISTRY_GZIP_LEVEL: i32 = 1;
 
-/// Writes the compressed bytes of `layer` to `out`, checking the layer against its plan.
+/// Writes the compressed bytes of `layer` to `out`, checking the layer against its plan;
+/// returns its diff_id.
 fn compress_layer(
     index: usize,
     layer: &PlannedLayer,
@@ -286,7 +296,7 @@ fn compress_layer(
     threads: usize,
     archives: &mut ArchiveReader,
     out: &mut dyn Write,
-) -> Result<()> {
+) -> Result<Digest> {
     let io_err = |e| Error::io("(layer)", e);
     let compressed = compressor.writer_at(out, threads, REGISTRY_GZIP_LEVEL).map_err(io_err)?;
     let mut hashed = DigestWriter::new(compressed);
@@ -294,17 +304,17 @@ fn compress_layer(
     produce_layer(layer, &mut chunks, archives)?;
     drop(chunks.finish().map_err(io_err)?);
     let (compressed, digest, size) = hashed.finish();
-    if digest != layer.digest || size != layer.size {
+    if layer.digest().is_some_and(|planned| planned != digest) || size != layer.size {
         return Err(Error::LayerMismatch {
             index,
-            expected: layer.digest,
+            expected: layer.digest(),
             found: Some(digest),
             expected_size: layer.size,
             found_size: size,
         });
     }
     compressed.finish().map_err(io_err)?;
-    Ok(())
+    Ok(digest)
 }
 
 /// How many layers may be prepared ahead of the one being sent (each at most a temporary file
@@ -312,11 +322,10 @@ fn compress_layer(
 /// small ones after it.
 const PREPARED_AHEAD: usize = 3;
 
-/// A layer ready to be asked about: its compressed digest and size, and its compressed bytes
-/// when they had to be made to learn the digest (none: the digest is the cache's word).
+/// A layer ready to be asked about: its blob, and its compressed bytes when they had to be made
+/// to learn the blob (none: the blob is the cache's word).
 struct Prepared {
-    digest: Digest,
-    size: u64,
+    blob: Blob,
     spooled: Option<fs::File>,
 }
 
