@@ -34,7 +34,7 @@ const PINNED: &[(&str, &str, &str)] = &[
              contents = [ lib3 (app "1") ]; maxLayers = 4; shell = busybox;
              extraCommands = "mkdir -p etc && echo made > etc/made"; fakeRootCommands = "chown 7:8 etc/made";
              config = { Cmd = [ "/app" ]; Env = [ "A=1" "B=2" "A=3" ]; WorkingDir = "/etc"; }; }"#,
-        "0e65ff92ff1eea81e2a3914c3a064ae856e5f0246f6b830c05044759bc742fb6",
+        "bcce9aff58a6c7e57480b08811e76f9e4604ed8ce0737dfaef2807a15bdb5444",
     ),
     (
         "buildImage with runAsRoot",

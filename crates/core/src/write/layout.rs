@@ -1,5 +1,5 @@
 //! Where an image file puts things, for the two layouts: a docker-archive (`docker save`'s:
-//! `<diff_id>/layer.tar` or `<n>/layer.tar`, the configs, `manifest.json`) and an OCI image layout (`oci-layout`,
+//! `<n>/layer.tar`, the configs, `manifest.json`) and an OCI image layout (`oci-layout`,
 //! `blobs/sha256/…`, `index.json`). [`crate::write::archive`] writes the layers between the
 //! [`head`] and the [`tail`] built here.
 
@@ -25,13 +25,13 @@ pub fn head(plan: &Plan) -> Result<Vec<u8>> {
 }
 
 /// The entry that holds each layer (by [`PlannedLayer::id`]): in a docker-archive
-/// `<diff_id hex>/layer.tar`, or `<n>/layer.tar` (its position among the archive's layers) for
-/// a layer whose digest is learnt only as it is written; in an OCI layout, its blob.
+/// `<n>/layer.tar`, its position among the archive's layers — the archive is written in one
+/// pass, and a layer's digest may be learnt only as it is written, so every layer is named
+/// alike, and the bytes do not depend on which digests the plan knew; in an OCI layout, its blob.
 pub fn layer_files(plan: &Plan) -> BTreeMap<Digest, String> {
-    let name = |position: usize, layer: &PlannedLayer| match (plan.format, layer.digest()) {
-        (Format::DockerArchive, Some(digest)) => format!("{}/layer.tar", digest.hex()),
-        (Format::DockerArchive, None) => format!("{position}/layer.tar"),
-        (Format::OciArchive | Format::OciDir, _) => blob_name(&layer.id()),
+    let name = |position: usize, layer: &PlannedLayer| match plan.format {
+        Format::DockerArchive => format!("{position}/layer.tar"),
+        Format::OciArchive | Format::OciDir => blob_name(&layer.id()),
     };
     plan.unique_layers()
         .into_iter()
