@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use stowage_core::write::blob_cache::Blob;
@@ -98,8 +99,23 @@ fn push_sends_only_what_the_registry_lacks() {
 
     // a new application: its layer, the customisation layer (its links) and the config
     let v2 = nix.build(&expr(&app("2")));
+    let entries_before = cache_entries(cache.path());
     push(&v2, &format!("docker://{}/team/app:v2", registry.address()), cache.path());
     assert_eq!(registry.uploads(), uploads + 3, "{}", registry.log());
+    // Rebuild ∝ change: the plans hold no digest of their own layers (the plan read no file
+    // contents), and the push compressed the two changed layers only — every layer compressed
+    // gets a new cache entry, and those of the first push are untouched.
+    let stowage_core::image::plan::Plan { images, .. } = stowage_core::image::plan::Plan::read(&v2).unwrap();
+    assert!(images[0].layers.iter().all(|l| l.digest().is_none()), "{:?}", images[0].layers);
+    let (ids_1, ids_2): (BTreeSet<_>, BTreeSet<_>) =
+        (layer_ids(&v1).into_iter().collect(), layer_ids(&v2).into_iter().collect());
+    let changed: BTreeSet<String> = ids_2.difference(&ids_1).map(|id| format!("{}.gz1", id.hex())).collect();
+    assert_eq!(changed.len(), 2, "the application's layer and the customisation layer");
+    let entries_after = cache_entries(cache.path());
+    let added: BTreeSet<String> =
+        entries_after.keys().filter(|name| !entries_before.contains_key(*name)).cloned().collect();
+    assert_eq!(added, changed);
+    assert!(entries_before.iter().all(|(name, inode)| entries_after.get(name) == Some(inode)));
 
     // podman pulls it and runs it
     let podman = Podman::new();
@@ -398,6 +414,17 @@ fn push_to_files_and_into_podman() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(fresh.images(), ["team/app:v1"]);
+}
+
+/// The entries of the push's compressed-digest cache under `home`: name and inode (an entry
+/// written again is a new file, renamed into place).
+fn cache_entries(home: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(home.join("stowage/blobs"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().ino()))
+        .collect()
 }
 
 /// What the layers of the stream script `stream` are known by (their cache entries' names),

@@ -399,21 +399,6 @@ mod tests {
         a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
     }
 
-    /// The entries of `archive`: name and bytes.
-    fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
-        let mut a = tar::Archive::new(archive);
-        a.entries()
-            .unwrap()
-            .map(|e| {
-                let mut e = e.unwrap();
-                let name = e.path().unwrap().to_string_lossy().into_owned();
-                let mut bytes = Vec::new();
-                e.read_to_end(&mut bytes).unwrap();
-                (name, bytes)
-            })
-            .collect()
-    }
-
     #[test]
     fn a_layer_hashed_as_it_is_written_gives_the_same_image() {
         let dir = tempfile::tempdir().unwrap();
