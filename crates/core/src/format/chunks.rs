@@ -49,6 +49,11 @@ impl<E: Emit> ChunkWriter<E> {
         ChunkWriter { sizing: true, ..ChunkWriter::new(Vec::new(), emit) }
     }
 
+    /// Whether this writer only counts file contents ([`ChunkWriter::sizing`]).
+    pub fn is_sizing(&self) -> bool {
+        self.sizing
+    }
+
     /// Reads up to `limit` bytes of `from` straight into chunks; returns how many it read,
     /// fewer only if `from` ended first.
     pub fn copy_from(&mut self, from: &mut impl Read, limit: u64) -> Result<u64, CopyError> {

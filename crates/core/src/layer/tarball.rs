@@ -324,6 +324,17 @@ pub(crate) fn append_file<E: Emit>(
     mut file: fs::File,
     path: &Path,
 ) -> Result<()> {
+    append_contents(builder, header, name, &mut file, path)
+}
+
+/// [`append_file`], the contents read from `file`.
+fn append_contents<E: Emit>(
+    builder: &mut tar::Builder<&mut ChunkWriter<E>>,
+    header: &mut tar::Header,
+    name: &Path,
+    file: &mut impl io::Read,
+    path: &Path,
+) -> Result<()> {
     let io_err = |e| Error::io(path, e);
     let size = header.size().map_err(io_err)?;
     // The header (and a GNU long-name entry before it, if the name needs one) through tar, the
@@ -331,7 +342,7 @@ pub(crate) fn append_file<E: Emit>(
     // buffer, a read and a copy for every 8 KiB of the store.
     builder.append_data(header, name, io::empty()).map_err(io_err)?;
     let out = builder.get_mut();
-    let copied = out.copy_from(&mut file, size).map_err(|e| match e {
+    let copied = out.copy_from(file, size).map_err(|e| match e {
         CopyError::Read(e) | CopyError::Write(e) => io_err(e),
     })?;
     if copied != size {
@@ -400,8 +411,12 @@ impl<E: Emit> Tar<'_, '_, E> {
             let mut header = self
                 .header(name, tar::EntryType::Regular, if executable { 0o555 } else { 0o444 }, meta.len())
                 .map_err(io_err)?;
-            let file = fs::File::open(path).map_err(io_err)?;
-            append_file(&mut self.builder, &mut header, name, file, path)
+            if self.builder.get_ref().is_sizing() {
+                // (sizing a layer opens no file: the metadata says it all)
+                return append_contents(&mut self.builder, &mut header, name, &mut io::empty(), path);
+            }
+            let mut file = fs::File::open(path).map_err(io_err)?;
+            append_contents(&mut self.builder, &mut header, name, &mut file, path)
         } else {
             Err(Error::io(path, io::Error::other("not a file, directory or symlink")))
         }
