@@ -4,6 +4,7 @@
 //! A layer several images share is stored once (the archive writer stores each digest once),
 //! and is read and verified once: the first copy verified stands in for every later one.
 
+use crate::cores::cores;
 use crate::format::digest::Digest;
 use crate::functions::args::{check_in_store, Args};
 use crate::image::plan::{Format, ImageSpec, Plan};
@@ -86,8 +87,19 @@ pub fn merge_images(inputs: &[String], format: Format) -> Result<Plan> {
                         )
                     })?;
                 }
+                let differs = |other_id: Digest| -> Result<bool> {
+                    if other_id == id {
+                        return Ok(false);
+                    }
+                    // An image from a stream and the same image from an archive differ only in
+                    // what stands for the stream's layer digests until they are hashed.
+                    let Some((kept, _)) = images.iter().find(|(kept, _)| kept.repo_tags.contains(tag)) else {
+                        return Ok(true);
+                    };
+                    Ok(image_id(kept)? != image_id(&spec)?)
+                };
                 match tagged.get(tag) {
-                    Some(&(other_id, other)) if other_id != id => {
+                    Some(&(other_id, other)) if differs(other_id)? => {
                         return Err(Error::argument(
                             "images",
                             format!(
@@ -123,6 +135,17 @@ pub fn merge_images(inputs: &[String], format: Format) -> Result<Plan> {
     })
 }
 
+/// The image ID of `image` (its config's digest), its layers hashed if the plan has no digest
+/// for them.
+fn image_id(image: &ImageSpec) -> Result<Digest> {
+    let mut plan =
+        Plan { mtime: MERGED_MTIME, format: Format::DockerArchive, index: None, images: vec![image.clone()] };
+    if plan.has_pending_layers() {
+        plan.resolve(cores()?)?;
+    }
+    Ok(Digest::of(plan.images[0].config.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +160,15 @@ mod tests {
         let path = dir.join(format!("{name}.stream"));
         std::fs::write(&path, plan.to_script(Path::new("/bin/stowage"))).unwrap();
         path.to_string_lossy().into_owned()
+    }
+
+    /// [`stream`], the plan's layer without a digest (as an image's own layers are planned).
+    fn pending_stream(dir: &Path, name: &str, contents: &str, tag: &str) -> String {
+        let path = stream(dir, name, contents, tag);
+        let store = dir.join("store");
+        let plan = crate::image::plan::tests::pending_plan(&store, &store.join(name).to_string_lossy(), tag);
+        std::fs::write(&path, plan.to_script(Path::new("/bin/stowage"))).unwrap();
+        path
     }
 
     /// The archive a stream script would write.
@@ -178,6 +210,19 @@ mod tests {
             merge_images(&[a_archive.clone(), b.clone()], Format::DockerArchive).unwrap(),
             merge_images(&[a_archive, b], Format::DockerArchive).unwrap()
         );
+    }
+
+    #[test]
+    fn an_image_and_its_archive_under_one_tag_are_one_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = pending_stream(dir.path(), "x-a", "one", "app:1");
+        let a_archive = archive(dir.path(), &a);
+        let plan = merge_images(&[a.clone(), a_archive.clone()], Format::DockerArchive).unwrap();
+        assert!(plan.images.iter().all(|i| i.repo_tags == ["app:1"]));
+        // another image under that tag is still another image
+        let b = pending_stream(dir.path(), "x-b", "two", "app:1");
+        let err = merge_images(&[a_archive, b], Format::DockerArchive).unwrap_err().to_string();
+        assert!(err.contains("has two different images tagged app:1"), "{err}");
     }
 
     #[test]

@@ -304,4 +304,16 @@ pub(crate) mod tests {
         };
         Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
     }
+
+    /// [`plan`], its layer known by a stand-in for its digest until it is written, as a plan of
+    /// the image's own layers is.
+    pub(crate) fn pending_plan(store: &Path, path: &str, tag: &str) -> Plan {
+        let mut plan = plan(store, path, tag);
+        let image = &mut plan.images[0];
+        let digest = image.layers[0].id();
+        let inputs = Digest::of(format!("the inputs of {path}").as_bytes());
+        image.layers[0].id = LayerId::Inputs(inputs);
+        image.config = image.config.replace(&digest.to_string(), &inputs.to_string());
+        plan
+    }
 }

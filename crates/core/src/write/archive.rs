@@ -388,8 +388,8 @@ fn stream_error(e: std::io::Error) -> Error {
 mod tests {
     use super::*;
     use crate::format::oci::Index;
-    use crate::image::plan::tests::plan;
-    use crate::image::plan::{ImageSpec, LayerId};
+    use crate::image::plan::tests::{pending_plan, plan};
+    use crate::image::plan::ImageSpec;
     use serde_json::json;
     use std::fs;
     use std::path::Path;
@@ -406,12 +406,9 @@ mod tests {
         fs::create_dir_all(store.join("x-a")).unwrap();
         fs::write(store.join("x-a/f"), "data").unwrap();
         let mut known = plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
-        // the same plan, its layer known by a stand-in until it is written
-        let mut pending = known.clone();
+        let mut pending = pending_plan(&store, &store.join("x-a").to_string_lossy(), "a:b");
         let digest = known.images[0].layers[0].id();
-        let inputs = Digest::of(b"what the layer is made of");
-        pending.images[0].layers[0].id = LayerId::Inputs(inputs);
-        pending.images[0].config = known.images[0].config.replace(&digest.to_string(), &inputs.to_string());
+        let inputs = pending.images[0].layers[0].id();
         assert!(pending.has_pending_layers() && !known.has_pending_layers());
         let write = |plan: &Plan| {
             let mut learnt = Vec::new();
