@@ -872,7 +872,7 @@ fn base_images(stowage: &str, set: &DataSet, work: &Path, rows: &mut Vec<Row>) {
             .unwrap()
             .iter()
             .flat_map(|i| i["layers"].as_array().unwrap())
-            .map(|l| l["digest"].as_str().unwrap())
+            .map(|l| l["digest"].as_str().or(l["inputs"].as_str()).unwrap())
             .collect();
         let (time_1, bytes_1) = *first.get_or_insert((time, bytes));
         rows.push(Row {

@@ -68,6 +68,8 @@ fn an_image_comes_back_bit_for_bit_and_builds_on() {
     let err = nix.build_error(&pull_expr(&host, &digest, FAKE_HASH, "app.oci.tar"));
     let hash = reported_hash(&err);
     let pulled = nix.build(&pull_expr(&host, &digest, &hash, "app.oci.tar"));
+    // pulled again, the same bytes
+    nix.build_output_with(&pull_expr(&host, &digest, &hash, "app.oci.tar"), &["--check"]);
 
     // the registry's manifest, config and layers, byte for byte, each named by its digest
     let files = tar_files(&std::fs::read(&pulled).unwrap());

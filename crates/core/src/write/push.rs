@@ -160,12 +160,20 @@ impl Sender<'_> {
                 let ready = prepared.recv().expect("a layer or its error")?;
                 let what = format!("layer {}/{count}", index + 1);
                 let blob = self.send(index, layer, ready, &what, &mut archives, pushed, progress)?;
-                let same_blob = sent.iter().position(|(id, other)| {
-                    other.digest == blob.digest && (*id != layer.id() || other.diff_id != blob.diff_id)
-                });
-                if let Some(other) = same_blob {
-                    // Two different layers never compress to one blob: cache entries said so
-                    // wrongly, and the manifest would list one layer twice, a wrong image.
+                let same_blob =
+                    sent.iter().position(|(id, other)| other.digest == blob.digest && *id != layer.id());
+                // Two layers taken for one blob: the same bytes (an empty layer in the image and
+                // in its base, say), or cache entries that said so wrongly, and the manifest would
+                // list one layer twice, a wrong image. Compressed afresh, they tell.
+                let wrong = match same_blob {
+                    Some(other) => {
+                        let fresh = self.compress(index, layer, &mut archives)?.blob;
+                        let fresh_other = self.compress(other, &image.layers[other], &mut archives)?.blob;
+                        (fresh != blob || fresh_other != sent[other].1).then_some(other)
+                    }
+                    None => None,
+                };
+                if let Some(other) = wrong {
                     self.cache.forget(&layer.id(), self.compressor);
                     self.cache.forget(&sent[other].0, self.compressor);
                     return Err(self.client.registry().failure(
