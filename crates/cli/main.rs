@@ -205,7 +205,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::BuildReferences => Ok(derivation::build_references()?),
         Command::BuildFakeNss => Ok(derivation::build_fake_nss()?),
         Command::BuildCustomisation => Ok(derivation::build_customisation()?),
-        Command::BuildLayer => Ok(derivation::build_layer(say)?),
+        Command::BuildLayer => Ok(derivation::build_layer()?),
         Command::BuildMergeStream => Ok(derivation::build_merge_stream(say)?),
         Command::BuildIndexStream => Ok(derivation::build_index_stream(say)?),
         Command::BuildArchive => Ok(derivation::build_archive(say)?),

@@ -37,7 +37,7 @@ pub fn build_stream(say: impl Fn(&str)) -> Result<()> {
 }
 
 /// `build-layer`: plans and hashes a `buildLayer` layer into `$out`.
-pub fn build_layer(say: impl Fn(&str)) -> Result<()> {
+pub fn build_layer() -> Result<()> {
     #[derive(Deserialize)]
     struct Attrs {
         #[serde(flatten)]
@@ -50,7 +50,7 @@ pub fn build_layer(say: impl Fn(&str)) -> Result<()> {
     let attrs: Attrs = read_attrs()?;
     let args = attrs.call.layer()?;
     let out = Path::new(&attrs.outputs.out);
-    write_layers(&args, &attrs.call.store_dir, &attrs.closure, out, |w| say(&format!("warning: {w}")))
+    write_layers(&args, &attrs.call.store_dir, &attrs.closure, out)
 }
 
 /// `build-customisation`: runs an image's scripts in its root, and writes what they left as the

@@ -14,14 +14,17 @@
 //! the image was not given.
 
 use crate::cores::{cores, map_parallel};
+use crate::format::chunks::to_writer;
 use crate::format::closure::{ClosureEntry, PathInfo};
 use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::functions::image::{resolve_time, DEFAULT_CREATED, MAX_LAYERS};
 use crate::image::layering::plan_layers;
 use crate::image::plan::{LayerId, LayerSource, PlannedLayer};
-use crate::layer::contents::merge_contents;
-use crate::layer::perms::{check_perms, Perm};
+use crate::layer::owners::Owners;
+use crate::layer::perms::{check_perms, Perm, Perms};
 use crate::layer::tarball::{layer_digest, layer_digest_into, Ownership, StoreLayer};
+use crate::layer::tree::{write_tree, Modes, TreeOwners};
+use crate::script::root::copy_to_root;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -41,8 +44,9 @@ const ARGUMENTS: &[&str] = &["deps", "copyToRoot", "ignore", "layers", "reproduc
 pub struct LayerArgs {
     /// Store paths whose closures go into the layer.
     pub deps: Vec<String>,
-    /// Store paths merged into the image root (as `contents` is); their closures go into the
-    /// layer too.
+    /// Store paths whose contents are copied into the image root, as nix2container copies them;
+    /// what they refer to goes into the layer too (themselves only if something else refers to
+    /// them).
     pub copy_to_root: Vec<String>,
     /// A store path left out of the layer (only it, not its closure).
     pub ignore: Option<String>,
@@ -154,18 +158,18 @@ fn add_layer(output: &str, arg: &dyn Fn() -> String, found: &mut GivenLayers) ->
 
 /// `buildLayer`'s build: plans and hashes the layers of `args` (for the store `store_dir`, whose
 /// `closure` of deps, copyToRoot and layers Nix exported) into `out/layers.json` (and, for a
-/// layer that is not reproducible, writes their tarballs beside it). `warn` hears about clashes
-/// between `copyToRoot` paths.
-pub fn write_layers(
-    args: &LayerArgs,
-    store_dir: &str,
-    closure: &[ClosureEntry],
-    out: &Path,
-    mut warn: impl FnMut(&str),
-) -> Result<()> {
+/// layer that is not reproducible, writes their tarballs beside it; the entries copyToRoot
+/// makes, as a tar file, into `out/root.tar`).
+pub fn write_layers(args: &LayerArgs, store_dir: &str, closure: &[ClosureEntry], out: &Path) -> Result<()> {
     let below = read_layers(&args.layers)?;
+    // a copyToRoot path is in the root, not the store, unless something else refers to it
+    let referred: BTreeSet<&String> =
+        closure.iter().flat_map(|e| e.references.iter().filter(move |r| **r != e.path)).collect();
     let left_out = |path: &String| {
-        below.store_paths.contains(path) || below.outputs.contains(path) || Some(path) == args.ignore.as_ref()
+        below.store_paths.contains(path)
+            || below.outputs.contains(path)
+            || Some(path) == args.ignore.as_ref()
+            || (args.copy_to_root.contains(path) && !referred.contains(path))
     };
     let closure: Vec<PathInfo> = closure
         .iter()
@@ -176,13 +180,14 @@ pub fn write_layers(
             references: e.references.iter().filter(|r| !left_out(r)).cloned().collect(),
         })
         .collect();
-    let (root, clashes) = merge_contents(&args.copy_to_root)?;
-    for clash in &clashes {
-        warn(&format!("copyToRoot clash at {clash}"));
-    }
     // dockerTools' default time, one second after the epoch
     let (_, mtime) = resolve_time("mtime", DEFAULT_CREATED, time::OffsetDateTime::UNIX_EPOCH)?;
     let owner = Ownership { uid: 0, gid: 0, uname: "root".into(), gname: "root".into(), mtime };
+    fs::create_dir(out).map_err(|e| Error::io(out, e))?;
+    let root = match args.copy_to_root.as_slice() {
+        [] => None,
+        sources => Some(copy_root(sources, &owner, &args.perms, &out.join(ROOT_FILE))?),
+    };
     let store_layer =
         |store_paths, synthetic| StoreLayer::new(store_dir, &owner, &args.perms, store_paths, synthetic);
     let mut sources: Vec<StoreLayer> = if closure.is_empty() {
@@ -195,12 +200,11 @@ pub fn write_layers(
     };
     // the root's entries go on top, with the paths that change most
     match sources.last_mut() {
-        Some(top) => top.synthetic = root,
-        None if !root.is_empty() => sources.push(store_layer(vec![], root)),
+        Some(top) => top.tree = root,
+        None if root.is_some() => sources.push(StoreLayer { tree: root, ..store_layer(vec![], vec![]) }),
         None => {}
     }
     let store_paths: Vec<String> = sources.iter().flat_map(|s| s.store_paths.iter().cloned()).collect();
-    fs::create_dir(out).map_err(|e| Error::io(out, e))?;
     let numbered: Vec<(usize, StoreLayer)> = sources.into_iter().enumerate().collect();
     let planned = map_parallel(&numbered, cores()?, |(i, source)| {
         if args.reproducible {
@@ -221,6 +225,42 @@ pub fn write_layers(
     let path = out.join(LAYERS_FILE);
     let json = serde_json::to_string_pretty(&file).expect("a layer description serialises");
     fs::write(&path, json + "\n").map_err(|e| Error::io(&path, e))
+}
+
+/// The file in a layer's output that holds the entries copyToRoot makes.
+pub const ROOT_FILE: &str = "root.tar";
+
+/// Copies the contents of the store paths `sources` into a root (as `buildImage` copies its
+/// copyToRoot: symlinks to directories followed, the store's modes kept) and writes its entries,
+/// owned as `owner` and `perms` say, as a tar file at `path`; returns `path`.
+fn copy_root(sources: &[String], owner: &Ownership, perms: &[Perm], path: &Path) -> Result<String> {
+    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let root = scratch.path().join("root");
+    fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+    let (mut owners, mut modes) = (Owners::default(), Modes::default());
+    for source in sources {
+        copy_to_root(
+            Path::new(source),
+            &root,
+            false,
+            (owner.uid as u32, owner.gid as u32),
+            &mut owners,
+            &mut modes,
+        )
+        .map_err(|e| match e {
+            Error::Argument { problem, .. } => Error::argument("copyToRoot", problem),
+            other => other,
+        })?;
+    }
+    let perms = Perms::new(perms)?;
+    let owners = TreeOwners { default: owner, owners: &owners, modes: &modes, perms: &perms };
+    let io_err = |e| Error::io(path, e);
+    let mut file = io::BufWriter::new(fs::File::create(path).map_err(io_err)?);
+    let mut chunks = to_writer(&mut file);
+    write_tree(&root, None, owners, &mut chunks)?;
+    drop(chunks.finish().map_err(io_err)?);
+    file.flush().map_err(io_err)?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// Writes the layer of `source` to `path` (hashing it on the way) and plans it from there: its
