@@ -5,6 +5,7 @@
 
 mod support;
 
+use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -173,10 +174,15 @@ fn copy_to_registry_and_copy_to() {
         registry.address()
     );
     let copy = nix.build(&expr(&format!("({image}).copyToRegistry")));
-    let out = run_ok(Command::new(copy.join("bin/copy-to-registry")).env("XDG_CACHE_HOME", cache.path()));
+    let out = run_ok(
+        Command::new(copy.join("bin/copy-to-registry"))
+            .args(["--tag", "stable"])
+            .env("XDG_CACHE_HOME", cache.path()),
+    );
     assert!(out.stdout.is_empty());
     let manifest = inspect_and_copy(&format!("docker://{}/team/copied:1", registry.address()));
     assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(inspect_and_copy(&format!("docker://{}/team/copied:stable", registry.address())), manifest);
     let program = nix.eval_json(&expr(&format!("({image}).copyToRegistry.meta.mainProgram")));
     assert_eq!(program, "copy-to-registry");
 
@@ -544,6 +550,42 @@ fn the_compressed_digest_cache_is_checked() {
     assert_eq!(cache.get(&ids[0], compressor), None);
     push(&image, &dest, home.path());
     assert_eq!(layer_blobs(&inspect_and_copy(&dest)), good);
+}
+
+/// `--tag` (repeatable) puts the pushed image under more tags of the repository; a tag that is
+/// no tag is refused before anything is sent, and so is `--tag` for a destination that is no
+/// registry.
+#[test]
+fn several_tags_in_one_push() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    let at = |tag: &str| format!("docker://{}/team/app:{tag}", registry.address());
+
+    let err = fails(push_command(&image, &at("v1"), home.path()).args(["--tag", "ok", "--tag=-bad"]));
+    assert!(err.contains("argument '--tag' \"-bad\" is not a valid image tag"), "{err}");
+    assert_eq!(registry.uploads(), 0, "nothing sent: {}", registry.log());
+    let err = fails(push_command(&image, "oci-archive:/tmp/never.tar", home.path()).args(["--tag", "v2"]));
+    assert!(err.contains("argument '--tag' tags an image in a registry"), "{err}");
+    assert!(!Path::new("/tmp/never.tar").exists());
+
+    let out = run_ok(
+        push_command(&image, &at("v1"), home.path()).args(["--tag", "v2", "--tag", "stable", "--tag", "v1"]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("team/app:v1,v2,stable ("), "{stderr}");
+    let digests: Vec<String> = ["v1", "v2", "stable"]
+        .iter()
+        .map(|tag| {
+            let raw =
+                run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &at(tag)]))
+                    .stdout;
+            format!("sha256:{:x}", sha2::Sha256::digest(&raw))
+        })
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!(layer_blobs(&inspect_and_copy(&at("stable"))), layer_blobs(&inspect_and_copy(&at("v1"))));
 }
 
 /// A missing image is named, in words for the command line rather than a Nix builder's.

@@ -69,6 +69,9 @@ enum Command {
         /// How layers are compressed for the registry: gz or zstd.
         #[arg(long, default_value = "gz")]
         compress: String,
+        /// Also tags the pushed image TAG in the destination's repository (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -82,6 +85,9 @@ enum Command {
         /// How layers are compressed for the registry: gz or zstd.
         #[arg(long, default_value = "gz")]
         compress: String,
+        /// Also tags the pushed image TAG in the destination's repository (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -190,15 +196,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::BuildStream => Ok(derivation::build_stream(say)?),
-        Command::Push { image, dest, compress, access } => {
-            Ok(deliver(&image, &dest, &compress, &access.access()?, cores()?, say)?)
+        Command::Push { image, dest, compress, tags, access } => {
+            Ok(deliver(&image, &dest, &tags, &compress, &access.access()?, cores()?, say)?)
         }
-        Command::Copy { script, dest, compress, access } => {
+        Command::Copy { script, dest, compress, tags, access } => {
             let copy = CopyScript::read(&script)?;
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
-            Ok(deliver(Path::new(&copy.image), &dest, &compress, &access.access()?, cores()?, say)?)
+            Ok(deliver(Path::new(&copy.image), &dest, &tags, &compress, &access.access()?, cores()?, say)?)
         }
         Command::BuildCopyScript => Ok(derivation::build_copy_script()?),
         Command::BuildPull => Ok(derivation::build_pull(say)?),

@@ -5,7 +5,7 @@
 
 use crate::format::compress::Compression;
 use crate::image::plan::{Format, ImageSpec, Plan};
-use crate::image::reference::parse_name_tag;
+use crate::image::reference::{check_tag, parse_name_tag};
 use crate::read::archive::ArchiveReader;
 use crate::read::{read_images, verify, FoundImage};
 use crate::registry::access::Access;
@@ -47,17 +47,28 @@ impl CopyScript {
 }
 
 /// Sends the image in the file `image` — one image, or one for several platforms — to `dest`
-/// (a [`Target`]), layers compressed by `compress` for a registry, on `threads` threads; `say`
-/// hears what happens.
+/// (a [`Target`]; in a registry, under the tags `also` too), layers compressed by `compress` for
+/// a registry, on `threads` threads; `say` hears what happens.
 pub fn deliver(
     image: &Path,
     dest: &str,
+    also: &[String],
     compress: &str,
     access: &Access,
     threads: usize,
     mut say: impl FnMut(&str),
 ) -> Result<()> {
     let target = Target::parse(dest)?;
+    // checked before anything is sent: a wrong tag never leaves an image tagged in part
+    for tag in also {
+        check_tag(tag).map_err(|e| match e {
+            Error::Argument { problem, .. } => Error::argument("--tag", problem),
+            other => other,
+        })?;
+    }
+    if !also.is_empty() && !matches!(target, Target::Registry(_)) {
+        return Err(Error::argument("--tag", format!("tags an image in a registry; {dest} is none")));
+    }
     if let Err(e) = fs::metadata(image) {
         return Err(Error::Delivery(format!(
             "{}: {e}; give an image file: a stowage stream script (an image's .stream), a docker-archive or an OCI archive",
@@ -93,10 +104,21 @@ pub fn deliver(
     match target {
         Target::Registry(dest) => {
             let compressor = Compression::from_name(compress)?;
-            let pushed = push(&specs, &dest, access, compressor, threads, &mut say)?;
+            let mut every = vec![dest.tag.clone()];
+            for tag in also {
+                if !every.contains(tag) {
+                    every.push(tag.clone());
+                }
+            }
+            let pushed = push(&specs, &dest, &every[1..], access, compressor, threads, &mut say)?;
             say(&format!(
                 "pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
-                dest.registry, dest.repository, dest.tag, pushed.sent, pushed.bytes, pushed.skipped
+                dest.registry,
+                dest.repository,
+                every.join(","),
+                pushed.sent,
+                pushed.bytes,
+                pushed.skipped
             ));
         }
         Target::DockerDaemon => {

@@ -83,11 +83,12 @@ impl MediaTypes {
 
 /// Pushes `images` to `dest`, their layers compressed by `compressor` (gzip or zstd) on
 /// `threads` threads: one image under the destination's tag, or several — one image for
-/// several platforms — each under its digest, with an index (a manifest list) under the tag.
-/// `progress` hears a line about every blob.
+/// several platforms — each under its digest, with an index (a manifest list) under the tag;
+/// and under each of `also` (other tags, each once) too. `progress` hears a line about every blob.
 pub fn push(
     images: &[ImageSpec],
     dest: &Destination,
+    also: &[String],
     access: &Access,
     compressor: Compression,
     threads: usize,
@@ -114,9 +115,16 @@ pub fn push(
             (to_json(&Index::new(types.index, manifests)), types.index)
         }
     };
-    client.put_manifest(&dest.tag, &manifest, media_type)?;
     pushed.manifest = Digest::of(manifest.as_bytes()).to_string();
-    progress(&format!("manifest {} as {}:{}", pushed.manifest, dest.repository, dest.tag));
+    let mut tagged: Vec<&str> = Vec::new();
+    for tag in std::iter::once(&dest.tag).chain(also) {
+        client.put_manifest(tag, &manifest, media_type).map_err(|e| match tagged.as_slice() {
+            [] => e,
+            done => Error::Delivery(format!("{e} (as {tag}; it is tagged {} already)", done.join(", "))),
+        })?;
+        tagged.push(tag);
+        progress(&format!("manifest {} as {}:{tag}", pushed.manifest, dest.repository));
+    }
     Ok(pushed)
 }
 
