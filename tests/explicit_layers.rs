@@ -197,4 +197,7 @@ fn wrong_layers_are_named() {
              layers = [ (s.buildLayer { deps = [ lib2 ]; }) ]; }"#,
     ));
     assert!(err.contains("argument 'maxLayers' is 2, but the layers given (`layers`) are 1: with the customisation layer, that leaves no layer for store paths; set maxLayers to at least 3"), "{err}");
+    // copyToRoot is copied into the root: a file is no tree to copy
+    let err = nix.build_error(&expr(r#"s.buildLayer { copyToRoot = builtins.toFile "note" "x"; }"#));
+    assert!(err.contains("argument 'copyToRoot'") && err.contains("-note: is not a directory"), "{err}");
 }

@@ -13,13 +13,12 @@ use crate::layer::contents::merge_contents;
 use crate::layer::owners::Owners;
 use crate::layer::perms::Perms;
 use crate::layer::tarball::{Ownership, Synthetic};
-use crate::layer::tree::{write_tree, Changes, Modes, Snapshot, TreeOwners};
+use crate::layer::tree::{write_tree_file, Changes, Modes, Snapshot, TreeOwners};
 use crate::script::confine::{self, Confinement, Script, Shell, IMAGE_SHELL};
 use crate::script::root::{copy_to_root, resolve_in_root, unpack_layers};
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
@@ -162,13 +161,7 @@ pub fn customise(input: &CustomisationInput, build_dir: &Path, now: OffsetDateTi
 fn write_output(root: &Path, changes: Option<Changes>, outputs: &Outputs, owners: TreeOwners) -> Result<()> {
     let out = Path::new(&outputs.out);
     fs::create_dir(out).map_err(|e| Error::io(out, e))?;
-    let path = out.join(LAYER_FILE);
-    let file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    let mut writer = BufWriter::new(file);
-    let mut chunks = crate::format::chunks::to_writer(&mut writer);
-    let count = write_tree(root, changes, owners, &mut chunks)?;
-    drop(chunks.finish().map_err(|e| Error::io(&path, e))?);
-    writer.flush().map_err(|e| Error::io(&path, e))?;
+    let count = write_tree_file(root, changes, owners, &out.join(LAYER_FILE))?;
     eprintln!("stowage: the layer's root has {count} entries");
     Ok(())
 }

@@ -14,7 +14,6 @@
 //! the image was not given.
 
 use crate::cores::{cores, map_parallel};
-use crate::format::chunks::to_writer;
 use crate::format::closure::{ClosureEntry, PathInfo};
 use crate::functions::args::{check_in_store, Args, Evaluator};
 use crate::functions::image::{resolve_time, DEFAULT_CREATED, MAX_LAYERS};
@@ -23,7 +22,7 @@ use crate::image::plan::{LayerId, LayerSource, PlannedLayer};
 use crate::layer::owners::Owners;
 use crate::layer::perms::{check_perms, Perm, Perms};
 use crate::layer::tarball::{layer_digest, layer_digest_into, Ownership, StoreLayer};
-use crate::layer::tree::{write_tree, Modes, TreeOwners};
+use crate::layer::tree::{write_tree_file, Modes, TreeOwners};
 use crate::script::root::copy_to_root;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -254,12 +253,7 @@ fn copy_root(sources: &[String], owner: &Ownership, perms: &[Perm], path: &Path)
     }
     let perms = Perms::new(perms)?;
     let owners = TreeOwners { default: owner, owners: &owners, modes: &modes, perms: &perms };
-    let io_err = |e| Error::io(path, e);
-    let mut file = io::BufWriter::new(fs::File::create(path).map_err(io_err)?);
-    let mut chunks = to_writer(&mut file);
-    write_tree(&root, None, owners, &mut chunks)?;
-    drop(chunks.finish().map_err(io_err)?);
-    file.flush().map_err(io_err)?;
+    write_tree_file(&root, None, owners, path)?;
     Ok(path.to_string_lossy().into_owned())
 }
 

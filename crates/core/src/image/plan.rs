@@ -203,14 +203,19 @@ impl Plan {
     /// `threads` threads), for what must name layers by digest before writing them: an OCI
     /// layout's blobs.
     pub fn resolve(&mut self, threads: usize) -> Result<()> {
-        let pending: Vec<&PlannedLayer> =
-            self.unique_layers().into_iter().filter(|layer| layer.digest().is_none()).collect();
-        let hashed = map_parallel(&pending, threads, |layer| match &layer.source {
+        // (with their positions among the archive's layers, for errors)
+        let pending: Vec<(usize, &PlannedLayer)> = self
+            .unique_layers()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, layer)| layer.digest().is_none())
+            .collect();
+        let hashed = map_parallel(&pending, threads, |(_, layer)| match &layer.source {
             LayerSource::Store(source) => layer_digest(source),
             LayerSource::Archive(source) => Err(source.error("has no digest in the plan")),
         });
         let mut learnt = BTreeMap::new();
-        for (index, (layer, hashed)) in pending.iter().zip(hashed).enumerate() {
+        for (&(index, layer), hashed) in pending.iter().zip(hashed) {
             let (digest, size) = hashed?;
             if size != layer.size {
                 return Err(Error::LayerMismatch {

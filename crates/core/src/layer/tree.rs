@@ -160,6 +160,22 @@ pub fn write_tree(
     Ok(entries.len())
 }
 
+/// [`write_tree`] into a new file at `path`.
+pub fn write_tree_file(
+    root: &Path,
+    before: Option<Changes>,
+    owners: TreeOwners,
+    path: &Path,
+) -> Result<usize> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = io::BufWriter::new(fs::File::create(path).map_err(io_err)?);
+    let mut chunks = crate::format::chunks::to_writer(&mut file);
+    let count = write_tree(root, before, owners, &mut chunks)?;
+    drop(chunks.finish().map_err(io_err)?);
+    io::Write::flush(&mut file).map_err(io_err)?;
+    Ok(count)
+}
+
 enum Entry {
     Present { rel: PathBuf, meta: fs::Metadata },
     Whiteout { rel: PathBuf },

@@ -2,15 +2,15 @@
 //! `podman load` and `skopeo copy docker-archive:…` read, or an OCI image layout as a tarball
 //! (`skopeo copy oci-archive:…`, `podman load`, and `umoci` once unpacked).
 //!
-//! Layers come first, each once however many images use it: `<n>/layer.tar`, or the blob `blobs/sha256/<diff_id hex>` (uncompressed, so an
-//! OCI layer's digest is its diff_id). Then the configs (`<sha256>.json`, or blobs; their digest
-//! is the image ID) and last `manifest.json`, one entry per image, or each image's OCI manifest
-//! blob and `index.json`, a descriptor per `name:tag`. Layer sizes are known from the plan, so
-//! every outer header is written before its layer is produced, and each layer is produced and
-//! hashed in one pass. The image's own layers have no digest in the plan (it reads no file
-//! contents): a docker-archive names every layer by its position and learns their digests as it
-//! writes them, for the configs that follow; an OCI layout, which names blobs by digest, hashes them in
-//! a pass before. A layer whose bytes do not match the plan stops the archive before the
+//! Layers come first, each once however many images use it: `<n>/layer.tar`, or the blob
+//! `blobs/sha256/<diff_id hex>` (uncompressed, so an OCI layer's digest is its diff_id). Then the
+//! configs (`<sha256>.json`, or blobs; their digest is the image ID) and last `manifest.json`,
+//! one entry per image, or each image's OCI manifest blob and `index.json`, a descriptor per
+//! `name:tag`. Layer sizes are known from the plan, so every outer header is written before its
+//! layer is produced, and each layer is produced and hashed in one pass. The image's own layers
+//! have no digest in the plan (it reads no file contents): a docker-archive names every layer by
+//! its position and learns their digests as it writes them, for the configs that follow; an OCI
+//! layout, which names blobs by digest, hashes them in a pass before. A layer whose bytes do not match the plan stops the archive before the
 //! configs and manifest: a reader can never load a wrong image.
 
 use crate::format::chunks::{ChunkWriter, CopyError, CHUNK};
