@@ -22,6 +22,7 @@ bin_2.26 := $(BUILD)/nix-2.26/bin
 target_2.26 := $(CURDIR)/target/nix-2.26
 plugin = $(target_$(1))/release/libstowage.so
 with_nix = PKG_CONFIG_PATH=$(pkgconfig_$(1)) CARGO_TARGET_DIR=$(target_$(1)) STOWAGE_NIX_BIN=$(bin_$(1)) \
+	STOWAGE_VALIDATORS=$(BUILD)/validators/bin \
 	STOWAGE_PLUGIN=$(call plugin,$(1)) STOWAGE_EXPECT_NIX=$(1) STOWAGE_BUILDER=$(BUILDER)
 # a plugin built for a Nix other than $(1), for the test that it is refused
 other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
@@ -52,7 +53,7 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := pinned_images images existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull remote_builder nixpkgs_binding nix_db
+LIBRARY_TESTS := pinned_images images sbom existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull remote_builder nixpkgs_binding nix_db
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
 # needs no Nix), and so does `large_files` (it writes 8 GiB some six times, for about eight

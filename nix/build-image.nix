@@ -14,6 +14,8 @@
   archive,
   # ./copy-to.nix, applied
   copies,
+  # ./sbom.nix, applied
+  sboms,
 }:
 {
   # paths copied into the image root (`contents` is dockerTools' old name for it)
@@ -65,6 +67,7 @@ let
 in
 archive "buildImage" { stream = named; inherit compressor format; name = baseName; }
 // copies named
+// sboms { stream = named; inherit baseName; contents = roots; inRoot = names.storeItems roots; }
 // passthru
 // {
   inherit meta passthru imageTag;

@@ -28,5 +28,5 @@ archive "buildLayeredImage" { inherit stream compressor format; name = names.bas
 // passthru
 // {
   inherit meta passthru;
-  inherit (stream) imageName imageTag;
+  inherit (stream) imageName imageTag sbom;
 }

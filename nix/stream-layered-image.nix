@@ -11,6 +11,8 @@
   configReferences,
   # ./copy-to.nix, applied
   copies,
+  # ./sbom.nix, applied
+  sboms,
 }:
 # the public function this serves, for error messages
 function:
@@ -75,6 +77,7 @@ let
 in
 named
 // copies named
+// sboms { stream = named; inherit baseName; contents = contentsList; }
 // passthru
 // {
   inherit meta;

@@ -41,7 +41,8 @@ test_packages=(
   # make bench: its baselines (what dockerTools' compressors run) and the peak-memory
   # measurement
   tar openssl time pigz zstd
-  # building Nix 2.26 and libgit2 from source (setup-nix-2.26.sh)
+  # building Nix 2.26 and libgit2 from source (setup-nix-2.26.sh); python3-venv also holds
+  # the SBOM validators
   cmake bison flex python3-venv libarchive-dev libboost-context-dev libboost-coroutine-dev
   libboost-container-dev libbrotli-dev libcurl4-openssl-dev libsodium-dev libsqlite3-dev
   libssl-dev libtoml11-dev libreadline-dev libhttp-parser-dev zlib1g-dev
@@ -112,6 +113,18 @@ for i in 1 2 3 4; do
 done
 
 echo "setup: ok (Nix $nix_version, headers in $nix_prefix/include)" >&2
+
+# The tests' independent SBOM validators, from PyPI, in a virtual environment of the project's
+# own (Debian's python3 takes no pip installs system-wide); versions pinned.
+validators=$build/validators
+validator_versions=(spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
+if [[ ${STOWAGE_SETUP:-all} == all && ! -e $validators/.installed ]]; then
+  echo "setup: installing ${validator_versions[*]} into $validators" >&2
+  rm -rf "$validators"
+  python3 -m venv "$validators"
+  "$validators/bin/pip" install -q --disable-pip-version-check "${validator_versions[@]}" >&2
+  touch "$validators/.installed"
+fi
 
 # Nix 2.26, built from source, unless a run is limited to other releases (make test NIX=2.8)
 # or only the demo is set up.

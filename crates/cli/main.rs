@@ -102,6 +102,9 @@ enum Command {
     /// Derivation builder (fixed-output): pulls an image by digest from its registry into an
     /// OCI layout tarball at $out.
     BuildPull,
+    /// Derivation builder: writes the SBOM (SPDX or CycloneDX JSON) of a stream's image to
+    /// $out.
+    BuildSbom,
 }
 
 /// How registries are reached (skopeo's option names).
@@ -215,6 +218,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::BuildMergeStream => Ok(derivation::build_merge_stream(say)?),
         Command::BuildIndexStream => Ok(derivation::build_index_stream(say)?),
         Command::BuildArchive => Ok(derivation::build_archive(say)?),
+        Command::BuildSbom => Ok(derivation::build_sbom()?),
     }
 }
 

@@ -3,6 +3,7 @@
 //! names). The Nix library (`nix/`) makes the derivations; the command line only picks the
 //! builder by name. Every builder checks the call's arguments before it writes anything.
 
+use crate::attest::sbom::{Described, Inventory, SbomFormat};
 use crate::cores::cores;
 use crate::format::closure::ClosureEntry;
 use crate::format::compress::Compression;
@@ -143,6 +144,31 @@ pub fn build_copy_script() -> Result<()> {
     fs::create_dir_all(&bin).map_err(|e| Error::io(&bin, e))?;
     let copy = CopyScript { image: attrs.image, dest: attrs.dest };
     copy.write(&this_executable()?, &bin.join(&attrs.program))
+}
+
+/// `build-sbom`: the SBOM of a stream's image (SPDX or CycloneDX JSON) into `$out`.
+pub fn build_sbom() -> Result<()> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Attrs {
+        stream: PathBuf,
+        format: String,
+        /// The stream's closure (`exportReferencesGraph.closure`): the image's store paths.
+        closure: Vec<ClosureEntry>,
+        /// What evaluation knew of the image's `contents`.
+        #[serde(default)]
+        described: Vec<Described>,
+        /// The store paths copied into the image's root (buildImage's copyToRoot).
+        #[serde(default)]
+        in_root: Vec<String>,
+        outputs: Outputs,
+    }
+    let attrs: Attrs = read_attrs()?;
+    let format = SbomFormat::from_name(&attrs.format)?;
+    let plan = Plan::read(&attrs.stream)?;
+    let inventory = Inventory::of(&plan, &attrs.closure, &attrs.described, &attrs.in_root)?;
+    let out = Path::new(&attrs.outputs.out);
+    fs::write(out, inventory.document(format)).map_err(|e| Error::io(out, e))
 }
 
 /// `build-archive`: an image file (`buildLayeredImage`'s `$out`): its stream's plan written

@@ -14,6 +14,7 @@
 //! - [`script`]: running customisation scripts in an image root, unprivileged.
 //! - [`mod@write`]: images written — docker-archive, OCI layout, a Docker Engine, a registry
 //!   (`stowage push`), wherever `stowage push` is told.
+//! - [`attest`]: what is said about an image besides its bytes — its SBOMs.
 //! - [`registry`]: the OCI distribution API — the connection and one repository's endpoints,
 //!   shared by push and pull.
 //! - [`read`]: existing images (base images, merge inputs), read and checked.
@@ -24,6 +25,7 @@
 //! - [`error`] is the one error type; [`cores`] is how many cores the work takes.
 #![deny(missing_docs)]
 
+pub mod attest;
 pub mod cores;
 pub mod derivation;
 pub mod error;
