@@ -14,8 +14,8 @@
   archive,
   # ./copy-to.nix, applied
   copies,
-  # ./sbom.nix, applied
-  sboms,
+  # ./attestations.nix, applied
+  attestations,
 }:
 {
   # paths copied into the image root (`contents` is dockerTools' old name for it)
@@ -64,10 +64,17 @@ let
   } // (if references != null then { configReferences = references; } else { }));
   imageTag = if (args.tag or null) != null then args.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
   named = stream // { imageName = name; inherit imageTag; };
+  documents = attestations {
+    stream = named;
+    function = "buildImage";
+    inherit baseName;
+    contents = roots;
+    inRoot = names.storeItems roots;
+  };
 in
 archive "buildImage" { stream = named; inherit compressor format; name = baseName; }
-// copies named
-// sboms { stream = named; inherit baseName; contents = roots; inRoot = names.storeItems roots; }
+// copies named [ documents.sbom documents.provenance ]
+// documents
 // passthru
 // {
   inherit meta passthru imageTag;

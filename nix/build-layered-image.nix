@@ -24,9 +24,9 @@ let
   stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
 in
 archive "buildLayeredImage" { inherit stream compressor format; name = names.baseName stream.imageName; }
-// copies stream
+// copies stream [ stream.sbom stream.provenance ]
 // passthru
 // {
   inherit meta passthru;
-  inherit (stream) imageName imageTag sbom;
+  inherit (stream) imageName imageTag sbom provenance;
 }

@@ -9,20 +9,22 @@
 }:
 # the image's stream (a stream derivation with imageName and imageTag)
 stream:
+# what goes beside the image in a registry (its SBOM and provenance, ./attestations.nix)
+attach:
 let
-  script = program: dest:
+  script = program: dest: attach:
     smallDerivation "build-copy-script" {
       name = program;
       image = stream;
-      inherit dest program;
+      inherit dest program attach;
     }
     // { meta.mainProgram = program; };
 in
 {
-  copyToRegistry = script "copy-to-registry" "docker://${stream.imageName}:${stream.imageTag}";
-  copyTo = script "copy-to" null;
+  copyToRegistry = script "copy-to-registry" "docker://${stream.imageName}:${stream.imageTag}" attach;
+  copyTo = script "copy-to" null attach;
   # the Docker Engine that DOCKER_HOST names (or /var/run/docker.sock), without a file between
-  copyToDockerDaemon = script "copy-to-docker-daemon" "docker-daemon:";
+  copyToDockerDaemon = script "copy-to-docker-daemon" "docker-daemon:" [ ];
   # `podman load`, into the store podman's configuration names
-  copyToPodman = script "copy-to-podman" "podman:";
+  copyToPodman = script "copy-to-podman" "podman:" [ ];
 }

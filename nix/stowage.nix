@@ -44,10 +44,10 @@ let
   archive = import ./archive.nix { inherit stowageDerivation; };
   # copyToRegistry and copyTo for an image's stream
   copies = import ./copy-to.nix { inherit smallDerivation; };
-  # an image's SBOM documents
-  sboms = import ./sbom.nix { inherit smallDerivation; };
+  # an image's SBOMs and provenance
+  attestations = import ./attestations.nix { inherit smallDerivation builder; system = prims.system; };
   # the stream derivation of a layered image, for the public function named
-  layeredStream = import ./stream-layered-image.nix { inherit names call stowageDerivation configReferences copies sboms; };
+  layeredStream = import ./stream-layered-image.nix { inherit names call stowageDerivation configReferences copies attestations; };
   streamLayeredImage = takesSet "streamLayeredImage" (layeredStream "streamLayeredImage");
   buildLayeredImage = takesSet "buildLayeredImage" (import ./build-layered-image.nix {
     inherit names archive copies;
@@ -55,7 +55,7 @@ let
   });
   merges = import ./merge-images.nix { inherit prims call stowageDerivation archive; };
   buildImage = takesSet "buildImage"
-    (import ./build-image.nix { inherit names call stowageDerivation configReferences archive copies sboms; });
+    (import ./build-image.nix { inherit names call stowageDerivation configReferences archive copies attestations; });
   buildImageIndex =
     takesSet "buildImageIndex" (import ./build-image-index.nix { inherit names call stowageDerivation archive copies; });
   pullImage = takesSet "pullImage" (import ./pull-image.nix { inherit names call stowageDerivation; });

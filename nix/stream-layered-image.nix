@@ -11,8 +11,8 @@
   configReferences,
   # ./copy-to.nix, applied
   copies,
-  # ./sbom.nix, applied
-  sboms,
+  # ./attestations.nix, applied
+  attestations,
 }:
 # the public function this serves, for error messages
 function:
@@ -74,10 +74,11 @@ let
     # without a tag, the derivation's hash (what the archive's RepoTags carry too)
     imageTag = if (args.tag or null) != null then args.tag else builtins.substring 0 32 (baseNameOf stream.outPath);
   };
+  documents = attestations { stream = named; inherit function baseName; contents = contentsList; };
 in
 named
-// copies named
-// sboms { stream = named; inherit baseName; contents = contentsList; }
+// copies named [ documents.sbom documents.provenance ]
+// documents
 // passthru
 // {
   inherit meta;

@@ -81,7 +81,7 @@ fn an_image_sbom_lists_its_closure_and_validates() {
     let store_dir = nix.store_dir().to_string_lossy().into_owned();
     let in_store =
         |p: &&Value| p["comment"].as_str().unwrap().starts_with(&format!("Nix store path {store_dir}/"));
-    let listed: BTreeSet<String> = packages.iter().filter(in_store).map(|p| path_of(p)).collect();
+    let listed: BTreeSet<String> = packages.iter().filter(in_store).map(path_of).collect();
     assert_eq!(listed, expected);
 
     // the app: name, version, NAR hash as Nix reports it, deriver, meta, dependency on lib4

@@ -1,23 +1,26 @@
 //! The `stowage` command line: the builder of image derivations and the image streamer.
 //!
 //! Subcommands only parse arguments; the work is the library's. Information goes to stderr,
-//! stdout carries only archives.
+//! stdout carries only archives (and `stowage verify`'s payloads, JSON).
 
 use clap::{Parser, Subcommand};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use stowage_core::attest::signature::{PublicKey, SigningKey};
 use stowage_core::cores::cores;
 use stowage_core::derivation;
 use stowage_core::format::chunks::CHUNK;
 use stowage_core::image::plan::Plan;
 use stowage_core::registry::access::Access;
+use stowage_core::registry::destination::Destination;
 use stowage_core::registry::timeouts::Timeouts;
 use stowage_core::write::archive::write_archive;
-use stowage_core::write::deliver::{deliver, CopyScript};
+use stowage_core::write::attach::{verify, Attached, Attachment};
+use stowage_core::write::deliver::{deliver, CopyScript, Target};
 use stowage_core::write::progress::{Mode, Progress};
 
 /// Container images from the Nix store.
@@ -54,6 +57,9 @@ enum Command {
     BuildIndexStream,
     /// Derivation builder: writes the (compressed) archive of a stream script to $out.
     BuildArchive,
+    /// Derivation builder: writes a document about a stream's image to $out: its SBOM (SPDX or
+    /// CycloneDX JSON) or its provenance (an in-toto statement, SLSA provenance v1).
+    BuildAttestation,
     /// Pushes an image (a stream script, its plan, or an image archive) to a registry,
     /// sending only the blobs it does not have; or writes it to an image file, an OCI layout,
     /// a Docker Engine or podman.
@@ -73,6 +79,8 @@ enum Command {
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
         #[command(flatten)]
+        attach: AttachArgs,
+        #[command(flatten)]
         access: AccessArgs,
     },
     /// Pushes the image of a copy script (an image's copyToRegistry or copyTo): to DEST, or to
@@ -89,6 +97,19 @@ enum Command {
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
         #[command(flatten)]
+        attach: AttachArgs,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Checks an image's signatures in a registry, as cosign verify --key does: prints the
+    /// signed payloads that KEY verifies and that name the image's manifest; fails if none.
+    Verify {
+        /// The public key (PEM: openssl pkey -pubout, or cosign.pub).
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The image: docker://HOST[:PORT]/REPOSITORY[:TAG].
+        image: String,
+        #[command(flatten)]
         access: AccessArgs,
     },
     /// Derivation builder: writes a copy script (copyToRegistry, copyTo) to $out/bin.
@@ -102,9 +123,29 @@ enum Command {
     /// Derivation builder (fixed-output): pulls an image by digest from its registry into an
     /// OCI layout tarball at $out.
     BuildPull,
-    /// Derivation builder: writes the SBOM (SPDX or CycloneDX JSON) of a stream's image to
-    /// $out.
-    BuildSbom,
+}
+
+/// What a push puts beside the image in a registry.
+#[derive(clap::Args)]
+struct AttachArgs {
+    /// Attaches FILE (an SPDX or CycloneDX JSON SBOM, or an in-toto statement) to the pushed
+    /// image as an OCI referrer (repeatable).
+    #[arg(long = "attach", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Signs the pushed image with KEY (a PKCS#8 PEM ECDSA P-256 private key), as cosign
+    /// signs: stowage verify and cosign verify --key check it.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+}
+
+impl AttachArgs {
+    /// The documents and key, read now: a bad file is an error before anything is sent.
+    fn attached(&self) -> Result<Attached, Failure> {
+        Ok(Attached {
+            attachments: self.files.iter().map(|f| Attachment::read(f)).collect::<Result<_, _>>()?,
+            sign_key: self.sign_key.as_ref().map(|k| SigningKey::read(k, "--sign-key")).transpose()?,
+        })
+    }
 }
 
 /// How registries are reached (skopeo's option names).
@@ -199,15 +240,41 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::BuildStream => Ok(derivation::build_stream(say)?),
-        Command::Push { image, dest, compress, tags, access } => {
-            Ok(deliver(&image, &dest, &tags, &compress, &access.access()?, cores()?, say)?)
+        Command::Push { image, dest, compress, tags, attach, access } => {
+            let attached = attach.attached()?;
+            Ok(deliver(&image, &dest, &tags, &attached, &compress, &access.access()?, cores()?, say)?)
         }
-        Command::Copy { script, dest, compress, tags, access } => {
+        Command::Verify { key, image, access } => {
+            let key = PublicKey::read(&key, "--key")?;
+            let payloads = verify(&Destination::parse(&image)?, &key, &access.access()?)?;
+            say(&format!("{image}: {} signature(s) verified", payloads.len()));
+            let json = serde_json::to_string(&payloads).expect("JSON values serialise");
+            writeln!(io::stdout().lock(), "{json}")
+                .map_err(|e| stowage_core::Error::io("(standard output)", e))?;
+            Ok(())
+        }
+        Command::Copy { script, dest, compress, tags, attach, access } => {
             let copy = CopyScript::read(&script)?;
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
-            Ok(deliver(Path::new(&copy.image), &dest, &tags, &compress, &access.access()?, cores()?, say)?)
+            let mut attached = attach.attached()?;
+            // the image's own documents (SBOM, provenance) go where documents can go
+            if matches!(Target::parse(&dest)?, Target::Registry(_)) {
+                for file in &copy.attach {
+                    attached.attachments.push(Attachment::read(Path::new(file))?);
+                }
+            }
+            Ok(deliver(
+                Path::new(&copy.image),
+                &dest,
+                &tags,
+                &attached,
+                &compress,
+                &access.access()?,
+                cores()?,
+                say,
+            )?)
         }
         Command::BuildCopyScript => Ok(derivation::build_copy_script()?),
         Command::BuildPull => Ok(derivation::build_pull(say)?),
@@ -218,7 +285,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::BuildMergeStream => Ok(derivation::build_merge_stream(say)?),
         Command::BuildIndexStream => Ok(derivation::build_index_stream(say)?),
         Command::BuildArchive => Ok(derivation::build_archive(say)?),
-        Command::BuildSbom => Ok(derivation::build_sbom()?),
+        Command::BuildAttestation => Ok(derivation::build_attestation()?),
     }
 }
 

@@ -167,13 +167,18 @@ impl Registry {
                 })
                 .sum()
         }
-        walk(&self.dir.path().join("data/docker/registry/v2/blobs"))
+        walk(&self.storage().join("blobs"))
+    }
+
+    /// The folder the registry stores blobs and repositories in.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data/docker/registry/v2")
     }
 
     /// The file the registry keeps the blob `digest` (`sha256:…`) in.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+        self.storage().join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 }
 

@@ -3,6 +3,7 @@
 //! names). The Nix library (`nix/`) makes the derivations; the command line only picks the
 //! builder by name. Every builder checks the call's arguments before it writes anything.
 
+use crate::attest::provenance::{statement, Build};
 use crate::attest::sbom::{Described, Inventory, SbomFormat};
 use crate::cores::cores;
 use crate::format::closure::ClosureEntry;
@@ -137,17 +138,20 @@ pub fn build_copy_script() -> Result<()> {
         image: String,
         dest: Option<String>,
         program: String,
+        #[serde(default)]
+        attach: Vec<String>,
         outputs: Outputs,
     }
     let attrs: Attrs = read_attrs()?;
     let bin = Path::new(&attrs.outputs.out).join("bin");
     fs::create_dir_all(&bin).map_err(|e| Error::io(&bin, e))?;
-    let copy = CopyScript { image: attrs.image, dest: attrs.dest };
+    let copy = CopyScript { image: attrs.image, dest: attrs.dest, attach: attrs.attach };
     copy.write(&this_executable()?, &bin.join(&attrs.program))
 }
 
-/// `build-sbom`: the SBOM of a stream's image (SPDX or CycloneDX JSON) into `$out`.
-pub fn build_sbom() -> Result<()> {
+/// `build-attestation`: a document about a stream's image — its SBOM (`format`: `spdx`,
+/// `cyclonedx`) or its provenance (`provenance`: an in-toto statement) — into `$out`.
+pub fn build_attestation() -> Result<()> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Attrs {
@@ -161,14 +165,29 @@ pub fn build_sbom() -> Result<()> {
         /// The store paths copied into the image's root (buildImage's copyToRoot).
         #[serde(default)]
         in_root: Vec<String>,
+        /// For a provenance: the build.
+        #[serde(default)]
+        build: Option<Build>,
         outputs: Outputs,
     }
     let attrs: Attrs = read_attrs()?;
-    let format = SbomFormat::from_name(&attrs.format)?;
     let plan = Plan::read(&attrs.stream)?;
     let inventory = Inventory::of(&plan, &attrs.closure, &attrs.described, &attrs.in_root)?;
+    let document = match (attrs.format.as_str(), &attrs.build) {
+        ("spdx", _) => inventory.document(SbomFormat::Spdx),
+        ("cyclonedx", _) => inventory.document(SbomFormat::CycloneDx),
+        ("provenance", Some(build)) => statement(&inventory, build),
+        ("provenance", None) => return Err(Error::argument("build", "is required for a provenance")),
+        (other, _) => {
+            return Err(Error::argument(
+                "format",
+                format!("is {other:?}; it must be \"spdx\", \"cyclonedx\" or \"provenance\""),
+            ))
+        }
+    };
     let out = Path::new(&attrs.outputs.out);
-    fs::write(out, inventory.document(format)).map_err(|e| Error::io(out, e))
+    let text = serde_json::to_string_pretty(&document).expect("JSON values serialise") + "\n";
+    fs::write(out, text).map_err(|e| Error::io(out, e))
 }
 
 /// `build-archive`: an image file (`buildLayeredImage`'s `$out`): its stream's plan written

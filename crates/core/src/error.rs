@@ -143,6 +143,9 @@ pub enum Error {
     /// An image cannot go where it was sent (`stowage push`, the copy scripts).
     #[error("{0}")]
     Delivery(String),
+    /// An image's signature does not hold (`stowage verify`).
+    #[error("verification failed: {0}")]
+    Verification(String),
     /// Something this build of stowage does not have.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -14,7 +14,7 @@
 //! - [`script`]: running customisation scripts in an image root, unprivileged.
 //! - [`mod@write`]: images written — docker-archive, OCI layout, a Docker Engine, a registry
 //!   (`stowage push`), wherever `stowage push` is told.
-//! - [`attest`]: what is said about an image besides its bytes — its SBOMs.
+//! - [`attest`]: what is said about an image besides its bytes — SBOMs, provenance, signatures.
 //! - [`registry`]: the OCI distribution API — the connection and one repository's endpoints,
 //!   shared by push and pull.
 //! - [`read`]: existing images (base images, merge inputs), read and checked.

@@ -26,25 +26,6 @@ pub enum SbomFormat {
     CycloneDx,
 }
 
-impl SbomFormat {
-    /// The format named `name` (`spdx`, `cyclonedx`).
-    pub fn from_name(name: &str) -> Result<SbomFormat> {
-        match name {
-            "spdx" => Ok(SbomFormat::Spdx),
-            "cyclonedx" => Ok(SbomFormat::CycloneDx),
-            _ => Err(Error::argument("format", format!("is {name:?}; an SBOM is \"spdx\" or \"cyclonedx\""))),
-        }
-    }
-
-    /// The media type of its documents, as OCI artifacts and referrers name them.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            SbomFormat::Spdx => "application/spdx+json",
-            SbomFormat::CycloneDx => "application/vnd.cyclonedx+json",
-        }
-    }
-}
-
 /// What Nix's evaluation knows of one of the image's `contents`: its store path, the
 /// derivation that made it, and its `meta`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,18 +127,27 @@ impl Inventory {
         })
     }
 
-    /// The document in `format`, as JSON bytes.
-    pub fn document(&self, format: SbomFormat) -> String {
-        let document = match format {
+    /// The SBOM in `format`.
+    pub fn document(&self, format: SbomFormat) -> Value {
+        match format {
             SbomFormat::Spdx => self.spdx(),
             SbomFormat::CycloneDx => self.cyclonedx(),
-        };
-        serde_json::to_string_pretty(&document).expect("JSON values serialise") + "\n"
+        }
     }
 
-    /// The store paths it lists, for the tests.
-    pub fn store_paths(&self) -> Vec<&str> {
-        self.packages.iter().map(|p| p.path.as_str()).collect()
+    /// The store paths it lists, with their NAR hashes.
+    pub fn packages(&self) -> impl Iterator<Item = (&str, Option<&Digest>)> {
+        self.packages.iter().map(|p| (p.path.as_str(), p.nar_hash.as_ref()))
+    }
+
+    /// The image's `name:tag`.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// When the image says it was created (UTC, to the second).
+    pub fn created(&self) -> &str {
+        &self.created
     }
 
     fn spdx(&self) -> Value {

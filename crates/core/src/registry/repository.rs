@@ -83,8 +83,25 @@ impl Repository {
         Ok(format!("{location}{separator}digest={digest}"))
     }
 
-    /// Puts `manifest`, of `media_type`, under `reference` (a tag or a digest).
-    pub fn put_manifest(&self, reference: &str, manifest: &str, media_type: MediaType) -> Result<()> {
+    /// Uploads the small blob `bytes` unless the registry has it; whether it was sent.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<bool> {
+        let digest = Digest::of(bytes);
+        let size = bytes.len() as u64;
+        if self.blob_state(&digest, size)? == BlobState::Present {
+            return Ok(false);
+        }
+        self.upload(&digest, size, std::io::Cursor::new(bytes))?;
+        Ok(true)
+    }
+
+    /// Puts `manifest`, of `media_type`, under `reference` (a tag or a digest); the subject the
+    /// registry says it indexed the manifest as a referrer of (`OCI-Subject`), if it says so.
+    pub fn put_manifest(
+        &self,
+        reference: &str,
+        manifest: &str,
+        media_type: MediaType,
+    ) -> Result<Option<String>> {
         self.registry
             .send(
                 "PUT",
@@ -92,8 +109,31 @@ impl Repository {
                 &[("Content-Type", media_type.as_str())],
                 manifest.as_bytes(),
             )
-            .map(drop)
+            .map(|answer| answer.header("OCI-Subject").map(str::to_owned))
             .map_err(|e| self.registry.failure("putting the manifest", e))
+    }
+
+    /// The manifest (or index) `reference`, if the registry has one (at most `limit` bytes);
+    /// `what` names the fetch in errors.
+    pub fn find_manifest(&self, reference: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>> {
+        let accept: Vec<&str> = MediaType::MANIFESTS.iter().map(|t| t.as_str()).collect();
+        let response = match self.registry.send(
+            "GET",
+            &self.url(&format!("manifests/{reference}")),
+            &[("Accept", &accept.join(", "))],
+            &[],
+        ) {
+            Ok(response) => response,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(self.registry.failure(what, e)),
+        };
+        match read_document(response, limit) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => {
+                Err(self.registry.failure(what, Failure::Refused(format!("it has more than {limit} bytes"))))
+            }
+            Err(e) => Err(self.registry.failure(what, Failure::Transfer(e))),
+        }
     }
 
     /// The manifest (or index) `reference`, of any type stowage reads, if it has at most

@@ -11,6 +11,7 @@ use crate::read::{read_images, verify, FoundImage};
 use crate::registry::access::Access;
 use crate::registry::destination::Destination;
 use crate::write::archive::{first_failure, write_archive, write_oci_dir, OUTPUT_BUFFER};
+use crate::write::attach::Attached;
 use crate::write::docker_daemon;
 use crate::write::push::push;
 use crate::{Error, Result};
@@ -27,6 +28,9 @@ pub struct CopyScript {
     pub image: String,
     /// Where it goes, as `stowage push` takes it; `None`: where `stowage copy` is told.
     pub dest: Option<String>,
+    /// Documents attached to it when it goes to a registry (its SBOM, its provenance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach: Vec<String>,
 }
 
 impl CopyScript {
@@ -48,11 +52,14 @@ impl CopyScript {
 
 /// Sends the image in the file `image` — one image, or one for several platforms — to `dest`
 /// (a [`Target`]; in a registry, under the tags `also` too), layers compressed by `compress` for
-/// a registry, on `threads` threads; `say` hears what happens.
+/// a registry, on `threads` threads, with `attached` (documents, a signature: a registry's only);
+/// `say` hears what happens.
+#[allow(clippy::too_many_arguments)]
 pub fn deliver(
     image: &Path,
     dest: &str,
     also: &[String],
+    attached: &Attached,
     compress: &str,
     access: &Access,
     threads: usize,
@@ -68,6 +75,13 @@ pub fn deliver(
     }
     if !also.is_empty() && !matches!(target, Target::Registry(_)) {
         return Err(Error::argument("--tag", format!("tags an image in a registry; {dest} is none")));
+    }
+    if !attached.is_empty() && !matches!(target, Target::Registry(_)) {
+        let arg = if attached.attachments.is_empty() { "--sign-key" } else { "--attach" };
+        return Err(Error::argument(
+            arg,
+            format!("puts documents beside an image in a registry; {dest} is none"),
+        ));
     }
     if let Err(e) = fs::metadata(image) {
         return Err(Error::Delivery(format!(
@@ -110,7 +124,7 @@ pub fn deliver(
                     every.push(tag.clone());
                 }
             }
-            let pushed = push(&specs, &dest, &every[1..], access, compressor, threads, &mut say)?;
+            let pushed = push(&specs, &dest, &every[1..], attached, access, compressor, threads, &mut say)?;
             say(&format!(
                 "pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
                 dest.registry,

@@ -30,6 +30,7 @@ use crate::registry::client::{Failure, Registry};
 use crate::registry::destination::Destination;
 use crate::registry::repository::{BlobState, Repository};
 use crate::write::archive::produce_layer;
+use crate::write::attach::{attach, Attached, Subject};
 use crate::write::blob_cache::{Blob, BlobCache};
 use crate::{Error, Result};
 use std::cell::Cell;
@@ -84,11 +85,15 @@ impl MediaTypes {
 /// Pushes `images` to `dest`, their layers compressed by `compressor` (gzip or zstd) on
 /// `threads` threads: one image under the destination's tag, or several — one image for
 /// several platforms — each under its digest, with an index (a manifest list) under the tag;
-/// and under each of `also` (other tags, each once) too. `progress` hears a line about every blob.
+/// and under each of `also` (other tags, each once) too; with `attached`'s documents and
+/// signature, which are in place before the image is tagged. `progress` hears a line about
+/// every blob.
+#[allow(clippy::too_many_arguments)]
 pub fn push(
     images: &[ImageSpec],
     dest: &Destination,
     also: &[String],
+    attached: &Attached,
     access: &Access,
     compressor: Compression,
     threads: usize,
@@ -115,7 +120,19 @@ pub fn push(
             (to_json(&Index::new(types.index, manifests)), types.index)
         }
     };
-    pushed.manifest = Digest::of(manifest.as_bytes()).to_string();
+    let digest = Digest::of(manifest.as_bytes());
+    pushed.manifest = digest.to_string();
+    if !attached.is_empty() {
+        client.put_manifest(&pushed.manifest, &manifest, media_type)?;
+        let subject = Subject { digest, size: manifest.len() as u64, media_type };
+        attach(
+            &client,
+            &format!("{}/{}", dest.registry, dest.repository),
+            &subject,
+            attached,
+            &mut progress,
+        )?;
+    }
     let mut tagged: Vec<&str> = Vec::new();
     for tag in std::iter::once(&dest.tag).chain(also) {
         client.put_manifest(tag, &manifest, media_type).map_err(|e| match tagged.as_slice() {
@@ -205,12 +222,11 @@ impl Sender<'_> {
         let config = image.config_with(&learnt);
         let config = config.as_bytes();
         let config_digest = Digest::of(config);
-        if self.client.blob_state(&config_digest, config.len() as u64)? == BlobState::Present {
-            pushed.skipped += 1;
-        } else {
-            self.client.upload(&config_digest, config.len() as u64, config)?;
+        if self.client.put_blob(config)? {
             pushed.sent += 1;
             pushed.bytes += config.len() as u64;
+        } else {
+            pushed.skipped += 1;
         }
         let config = Descriptor::new(self.types.config, config_digest, config.len() as u64);
         Ok(to_json(&Manifest::new(self.types.manifest, config, layers)))
