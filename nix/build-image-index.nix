@@ -35,7 +35,7 @@ let
 in
 archive "buildImageIndex" { stream = named; inherit compressor format; default = "none"; name = names.baseName name; }
 # a registry or an OCI layout takes an image for several platforms; Docker and podman do not
-// { inherit (copies named [ ]) copyToRegistry copyTo; }
+// { inherit (copies named { }) copyToRegistry copyTo; }
 // passthru
 // {
   inherit meta passthru;

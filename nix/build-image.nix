@@ -73,7 +73,7 @@ let
   };
 in
 archive "buildImage" { stream = named; inherit compressor format; name = baseName; }
-// copies named [ documents.sbom documents.provenance ]
+// copies named { attach = [ documents.sbom documents.provenance ]; tags = args.tags or [ ]; }
 // documents
 // passthru
 // {

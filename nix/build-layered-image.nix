@@ -24,7 +24,7 @@ let
   stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "passthru" "meta" ]);
 in
 archive "buildLayeredImage" { inherit stream compressor format; name = names.baseName stream.imageName; }
-// copies stream [ stream.sbom stream.provenance ]
+// copies stream { attach = [ stream.sbom stream.provenance ]; tags = args.tags or [ ]; }
 // passthru
 // {
   inherit meta passthru;

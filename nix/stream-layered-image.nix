@@ -77,7 +77,7 @@ let
   documents = attestations { stream = named; inherit function baseName; contents = contentsList; };
 in
 named
-// copies named [ documents.sbom documents.provenance ]
+// copies named { attach = [ documents.sbom documents.provenance ]; tags = args.tags or [ ]; }
 // documents
 // passthru
 // {

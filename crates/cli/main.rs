@@ -259,11 +259,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
             })?;
             let mut attached = attach.attached()?;
-            // the image's own documents (SBOM, provenance) go where documents can go
+            let mut tags = tags;
+            // the image's own documents (SBOM, provenance) and tags go where they can go
             if matches!(Target::parse(&dest)?, Target::Registry(_)) {
                 for file in &copy.attach {
                     attached.attachments.push(Attachment::read(Path::new(file))?);
                 }
+                tags.splice(0..0, copy.tags);
             }
             Ok(deliver(
                 Path::new(&copy.image),

@@ -140,12 +140,14 @@ pub fn build_copy_script() -> Result<()> {
         program: String,
         #[serde(default)]
         attach: Vec<String>,
+        #[serde(default)]
+        tags: Vec<String>,
         outputs: Outputs,
     }
     let attrs: Attrs = read_attrs()?;
     let bin = Path::new(&attrs.outputs.out).join("bin");
     fs::create_dir_all(&bin).map_err(|e| Error::io(&bin, e))?;
-    let copy = CopyScript { image: attrs.image, dest: attrs.dest, attach: attrs.attach };
+    let copy = CopyScript { image: attrs.image, dest: attrs.dest, attach: attrs.attach, tags: attrs.tags };
     copy.write(&this_executable()?, &bin.join(&attrs.program))
 }
 

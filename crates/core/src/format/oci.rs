@@ -181,6 +181,14 @@ impl Manifest {
             extra: Map::new(),
         }
     }
+
+    /// The manifest with `annotations`, if there are any.
+    pub fn annotated(mut self, annotations: &BTreeMap<String, String>) -> Manifest {
+        if !annotations.is_empty() {
+            self.annotations = Some(annotations.clone());
+        }
+        self
+    }
 }
 
 /// An image index (or Docker manifest list): manifests, one per platform or name.

@@ -19,6 +19,7 @@ use crate::read::archive::ArchiveReader;
 use crate::read::{read_images, select, verify, FoundImage};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -62,6 +63,8 @@ const ARGUMENTS: &[&str] = &[
     "format",
     "includeNixDB",
     "layers",
+    "tags",
+    "annotations",
 ];
 
 /// The arguments `buildImage` takes (`diskSize` and `buildVMMemorySize` size dockerTools' VM,
@@ -89,6 +92,8 @@ const SINGLE_LAYER_ARGUMENTS: &[&str] = &[
     "perms",
     "format",
     "includeNixDB",
+    "tags",
+    "annotations",
 ];
 
 /// The checked, normalised arguments of one layered image.
@@ -146,6 +151,12 @@ pub struct ImageArgs {
     /// Layers made by `buildLayer`, below the image's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<String>,
+    /// Tags the copy executables put the image under too, in a registry (`tags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Annotations of the image's manifest, in an OCI layout and a registry (`annotations`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ImageArgs {
@@ -205,6 +216,13 @@ impl ImageArgs {
         let tag = args.string("tag")?;
         if let Some(tag) = &tag {
             check_tag(tag)?;
+        }
+        let tags = args.string_list("tags")?;
+        for (i, tag) in tags.iter().enumerate() {
+            check_tag(tag).map_err(|e| match e {
+                Error::Argument { problem, .. } => Error::argument(format!("tags[{i}]"), problem),
+                other => other,
+            })?;
         }
         let platform = match args.string("architecture")? {
             Some(arch) => platform_of(&arch)?,
@@ -274,8 +292,27 @@ impl ImageArgs {
             sandbox_shell: scripts.flatten().map(Into::into),
             include_nix_db: args.bool("includeNixDB")?.unwrap_or(false),
             layers,
+            tags,
+            annotations: annotations(args.value("annotations"))?,
         })
     }
+}
+
+/// The `annotations` argument: a set of strings, none named by an empty string.
+fn annotations(given: Option<&serde_json::Value>) -> Result<BTreeMap<String, String>> {
+    let Some(given) = given.filter(|v| !v.is_null()) else { return Ok(BTreeMap::new()) };
+    let set = given.as_object().ok_or_else(|| {
+        Error::argument("annotations", format!("is {given}; it must be a set of strings (`{{ \"org.opencontainers.image.source\" = \"…\"; }}`)"))
+    })?;
+    set.iter()
+        .map(|(key, value)| match value.as_str() {
+            _ if key.is_empty() => Err(Error::argument("annotations", "has an empty name")),
+            Some(text) => Ok((key.clone(), text.to_owned())),
+            None => {
+                Err(Error::argument(format!("annotations.{key}"), format!("is {value}; it must be a string")))
+            }
+        })
+        .collect()
 }
 
 /// How to have scripts run as dockerTools runs them, for the errors that ask for a shell.

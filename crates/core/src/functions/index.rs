@@ -113,6 +113,7 @@ mod tests {
             config: serde_json::json!({ "os": "linux", "architecture": arch, "variant": variant,
                 "rootfs": { "type": "layers", "diff_ids": [] } })
             .to_string(),
+            annotations: Default::default(),
         };
         let fine = [
             image("amd64", None),

@@ -214,8 +214,12 @@ pub fn plan_image(input: &BuildInput, now: OffsetDateTime, mut warn: impl FnMut(
         let ours = config.history.as_mut().expect("image_config writes a history");
         ours.splice(0..0, base_history.iter().cloned());
     }
-    let spec =
-        ImageSpec { repo_tags: vec![format!("{}:{tag}", image.name)], layers, config: to_json(&config) };
+    let spec = ImageSpec {
+        repo_tags: vec![format!("{}:{tag}", image.name)],
+        layers,
+        config: to_json(&config),
+        annotations: image.annotations.clone(),
+    };
     Ok(Plan { mtime, format: image.format, index: None, images: vec![spec] })
 }
 

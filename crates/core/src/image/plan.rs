@@ -73,6 +73,9 @@ pub struct ImageSpec {
     /// The image config, exactly as written: its sha256 is the image ID, so a config read from
     /// another archive is kept byte for byte.
     pub config: String,
+    /// Annotations of its manifest (an OCI layout's, a registry's; a docker-archive has none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl ImageSpec {
@@ -299,6 +302,7 @@ pub(crate) mod tests {
         let (digest, size) = layer_digest(&source).unwrap();
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [digest.to_string()] } });
         let image = ImageSpec {
+            annotations: BTreeMap::new(),
             repo_tags: vec![tag.into()],
             layers: vec![PlannedLayer {
                 source: LayerSource::Store(source),

@@ -43,6 +43,9 @@ pub struct FoundImage {
     pub config: String,
     /// Its layers, bottom first.
     pub layers: Vec<FoundLayer>,
+    /// Its manifest's annotations, as a stowage plan gives them (those of an archive's
+    /// manifests are not kept).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A layer of a [`FoundImage`].
@@ -97,7 +100,7 @@ pub fn verify(
             }
         })
         .collect::<Result<_>>()?;
-    Ok(ImageSpec { repo_tags: image.repo_tags, layers, config: image.config })
+    Ok(ImageSpec { repo_tags: image.repo_tags, layers, config: image.config, annotations: image.annotations })
 }
 
 /// Every image in the image file at `path`: a stowage stream script, or an image archive.
@@ -131,6 +134,7 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
                 repo_tags: image.repo_tags,
                 config: image.config,
                 layers: image.layers.into_iter().map(FoundLayer::Planned).collect(),
+                annotations: image.annotations,
             })
             .collect());
     }
@@ -182,7 +186,7 @@ pub fn read_images(path: &Path) -> Result<Vec<FoundImage>> {
                 Ok(FoundLayer::Unverified(layer, diff_id))
             })
             .collect::<Result<_>>()?;
-        Ok(FoundImage { repo_tags, config, layers })
+        Ok(FoundImage { repo_tags, config, layers, annotations: BTreeMap::new() })
     };
 
     if entries.contains_key("manifest.json") {
@@ -457,8 +461,12 @@ pub(crate) mod tests {
     #[test]
     fn selecting_among_several_images() {
         let path = Path::new("/base.tar");
-        let image =
-            |tag: &str| FoundImage { repo_tags: vec![tag.into()], config: "{}".into(), layers: vec![] };
+        let image = |tag: &str| FoundImage {
+            repo_tags: vec![tag.into()],
+            config: "{}".into(),
+            layers: vec![],
+            annotations: BTreeMap::new(),
+        };
         let images = vec![image("a:1"), image("b:latest")];
         let err = select(path, &images, None, None).unwrap_err().to_string();
         assert!(

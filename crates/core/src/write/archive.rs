@@ -505,7 +505,12 @@ mod tests {
             layers.extend(one.images[0].layers.clone());
         }
         let config = json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids } });
-        let image = ImageSpec { repo_tags: vec!["many:layers".into()], layers, config: config.to_string() };
+        let image = ImageSpec {
+            repo_tags: vec!["many:layers".into()],
+            layers,
+            config: config.to_string(),
+            annotations: Default::default(),
+        };
         Plan { mtime: 1, format: Default::default(), index: None, images: vec![image] }
     }
 

@@ -31,6 +31,9 @@ pub struct CopyScript {
     /// Documents attached to it when it goes to a registry (its SBOM, its provenance).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attach: Vec<String>,
+    /// The other tags it goes under in a registry (the image's `tags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl CopyScript {

@@ -100,7 +100,7 @@ fn oci_tail(plan: &Plan) -> Result<Vec<u8>> {
         let config = blob(&mut tail, image.config.as_bytes(), MediaType::OciConfig)?;
         let layers =
             image.layers.iter().map(|l| Descriptor::new(MediaType::OciLayer, l.id(), l.size)).collect();
-        let manifest = Manifest::new(MediaType::OciManifest, config, layers);
+        let manifest = Manifest::new(MediaType::OciManifest, config, layers).annotated(&image.annotations);
         let mut descriptor = blob(&mut tail, to_json(&manifest).as_bytes(), MediaType::OciManifest)?;
         descriptor.platform = ImageConfig::platform_of(&image.config);
         if plan.index.is_some() {

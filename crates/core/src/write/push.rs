@@ -229,7 +229,7 @@ impl Sender<'_> {
             pushed.skipped += 1;
         }
         let config = Descriptor::new(self.types.config, config_digest, config.len() as u64);
-        Ok(to_json(&Manifest::new(self.types.manifest, config, layers)))
+        Ok(to_json(&Manifest::new(self.types.manifest, config, layers).annotated(&image.annotations)))
     }
 
     /// The blob of `layer` (number `index`): from the cache, or learnt by compressing it once
