@@ -734,6 +734,79 @@ fn blobs_are_mounted_from_another_repository() {
     assert_eq!(blob_sizes(&manifest), blobs);
 }
 
+/// Credentials from a credential helper (`docker-credential-NAME get`) that Docker's
+/// `config.json` names for the registry (`credHelpers`), or by default (`credsStore`); a
+/// helper that fails, answers garbage or is missing is an error naming it, and nothing is sent.
+#[test]
+fn credential_helpers() {
+    let nix = TestNix::new();
+    let registry = Registry::start_tls_basic();
+    let home = tempfile::tempdir().unwrap();
+    let image =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "helped"; tag = "1"; contents = [ busybox ]; }"#));
+    let dest = format!("docker://{}/team/helped:1", registry.address());
+    let (bin, config) = (home.path().join("bin"), home.path().join("docker"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let helper = |name: &str, script: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let file = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // The registry on stdin, as Docker gives it; the answer only for it.
+    helper(
+        "stowagetest",
+        &format!(
+            r#"[ "$1" = get ] && [ "$(cat)" = "{}" ] || exit 3
+printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "{}""#,
+            registry.address(),
+            registry.address()
+        ),
+    );
+    helper("stowagefails", "echo 'cannot reach the keyring' >&2; exit 1");
+    helper("stowagegarbage", "echo 'this is not JSON'");
+    let push_with = |config_json: serde_json::Value| {
+        std::fs::write(config.join("config.json"), config_json.to_string()).unwrap();
+        let mut cmd = push_command(&image, &dest, home.path());
+        cmd.arg(format!("--cert-dir={}", registry.cert_dir().display()))
+            .env("DOCKER_CONFIG", &config)
+            .env("PATH", &path);
+        cmd
+    };
+    let helpers = |name: &str| serde_json::json!({ "credHelpers": { registry.address(): name } });
+
+    for (name, said) in [
+        ("stowagefails", "exit status: 1 for 127.0.0.1:"),
+        ("stowagegarbage", "it answered no JSON: this is not JSON"),
+        ("stowagemissing", "cannot be run (is it on PATH?)"),
+    ] {
+        let err = fails(&mut push_with(helpers(name)));
+        let named = format!(
+            "stowage: registry {}: credential helper docker-credential-{name} (credHelpers of {}/config.json): ",
+            registry.address(),
+            config.display()
+        );
+        assert!(err.contains(&named), "{err}");
+        assert!(err.contains(said), "{err}");
+    }
+    let err = fails(&mut push_with(helpers("stowagefails")));
+    assert!(err.contains("it said: cannot reach the keyring"), "{err}");
+    assert_eq!(registry.uploads(), 0, "nothing was sent: {}", registry.log());
+
+    // the host's helper, ahead of a wrong auths entry
+    let wrong = serde_json::json!({ registry.address(): { "auth": base64("tester:wrong") } });
+    let out = run_ok(&mut push_with(
+        serde_json::json!({ "credHelpers": { registry.address(): "stowagetest" }, "auths": wrong }),
+    ));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
+    inspect_and_copy_with(&dest, &registry.skopeo_options());
+    // the default helper, for a registry without an entry of its own
+    let out = run_ok(&mut push_with(serde_json::json!({ "credsStore": "stowagetest", "auths": {} })));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 blob(s) sent"));
+}
+
 /// A missing image is named, in words for the command line rather than a Nix builder's.
 #[test]
 fn push_names_a_missing_image() {
