@@ -685,6 +685,21 @@ fn an_upload_cut_off_is_resumed() {
     }
 }
 
+/// A connection cut half way through a chunk that the registry got the start of: distribution
+/// then drops the upload when asked where it stands (its upload state says the bytes end
+/// before that chunk), and the push starts it again; skopeo reads the image.
+#[test]
+fn an_upload_the_registry_lost_is_started_again() {
+    let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
+    proxy.cut_passing_on("PATCH", "/blobs/uploads/", 2, CHUNK / 2);
+    let dest = format!("docker://{}/team/app:v1", proxy.address());
+    run_ok(push_command(&image, &dest, home.path()).args(["--chunk-size", "64K"]));
+    assert!(proxy.fired());
+    let manifest = inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address()));
+    let uploads = proxy.uploads();
+    assert_eq!(uploads.len(), blob_sizes(&manifest).len() + 1, "one upload started again: {uploads:?}");
+}
+
 /// A registry refusing every chunk (416, or 500) past the first: the upload is resumed three
 /// times, then the push fails naming the blob and the registry, and nothing is tagged.
 #[test]

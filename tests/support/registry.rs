@@ -407,9 +407,12 @@ struct Fault {
     /// After how much of the body: none, the whole body; else it is served only to requests
     /// with a larger body, the rest unread, as from a registry whose disk filled up.
     after: Option<u64>,
-    /// The status answered; none: the connection is closed without an answer, and nothing of
-    /// the request is passed on (as by a proxy that takes a whole body before passing it on).
+    /// The status answered; none: the connection is closed without an answer.
     status: Option<u16>,
+    /// Whether what was read of a request whose connection is closed is passed on to the
+    /// registry, its connection closed as well (as a broken network would); else nothing of it
+    /// is (as by a proxy that takes a whole body before passing it on).
+    pass_on: bool,
 }
 
 impl FaultyProxy {
@@ -436,6 +439,7 @@ impl FaultyProxy {
             times: 1,
             after: None,
             status: Some(500),
+            pass_on: false,
         };
         self.state.lock().unwrap().fault = Some(fault(base));
     }
@@ -464,6 +468,17 @@ impl FaultyProxy {
     /// bytes of it; nothing of it reaches the registry.
     pub fn cut(&self, method: &str, path_contains: &str, skip: usize, after: u64) {
         self.set(method, path_contains, skip, |f| Fault { after: Some(after), status: None, ..f });
+    }
+
+    /// [`FaultyProxy::cut`], passing on to the registry what was read, and closing its
+    /// connection too.
+    pub fn cut_passing_on(&self, method: &str, path_contains: &str, skip: usize, after: u64) {
+        self.set(method, path_contains, skip, |f| Fault {
+            after: Some(after),
+            status: None,
+            pass_on: true,
+            ..f
+        });
     }
 
     /// Serves no more faults.
@@ -527,7 +542,7 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             {
                 if f.skip == 0 {
                     f.times -= 1;
-                    Some((f.status, f.after.unwrap_or(length)))
+                    Some((f.status, f.after.unwrap_or(length), f.pass_on))
                 } else {
                     f.skip -= 1;
                     None
@@ -542,7 +557,7 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             state.served += 1;
             state.fired_on = upload.map(str::to_owned);
         }
-        (fire.map(|(status, _)| status), fire.map_or(length, |(_, read)| read))
+        (fire.map(|(status, _, pass_on)| (status, pass_on)), fire.map_or(length, |(_, read, _)| read))
     };
     let mut body = Vec::new();
     let got = (&mut from_client).take(read).read_to_end(&mut body);
@@ -567,8 +582,10 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
     }
     match fire {
         // The connection closes unanswered.
-        Some(None) => return,
-        Some(Some(status)) => {
+        Some((None, false)) => return,
+        // The registry's too, after what was read.
+        Some((None, true)) => {}
+        Some((Some(status), _)) => {
             let reason =
                 if status == 416 { "Requested Range Not Satisfiable" } else { "Internal Server Error" };
             let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;
@@ -590,6 +607,13 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
     if server.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).is_err()
         || server.write_all(&body).is_err()
     {
+        return;
+    }
+    if fire.is_some() {
+        // The registry sees the request end short; the client's connection is closed once the
+        // registry has answered, done with what it got.
+        let _ = server.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(&mut server, &mut std::io::sink());
         return;
     }
     // The registry closes after its answer (Connection: close), and says so to the client,

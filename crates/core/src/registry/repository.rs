@@ -145,7 +145,9 @@ impl Repository {
             retries += 1;
             (session, offset) = match self.upload_status(&session) {
                 Some(resumed) => resumed,
-                // The registry lost the upload (or does not say where it stands): from the start.
+                // The upload is over: it ended as the blob, only its answer was lost…
+                None if self.blob_state(digest, size)? == BlobState::Present => return Ok(Uploaded::Sent),
+                // …or the registry lost it (or does not say where it stands): from the start.
                 None => (self.start_upload()?, 0),
             };
             chunked = true;
