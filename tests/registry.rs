@@ -281,21 +281,43 @@ fn push_with_bearer_tokens() {
     assert!(registry.log().contains("\"PUT /v2/team/tokens/manifests/1"), "{}", registry.log());
 }
 
-/// A registry that answers 500 half way through a push: a clear error, the tag not written,
-/// and the next push completes it.
+/// The application image of [`app`], a registry, a [`FaultyProxy`] in front of it, and a home
+/// for the push.
+struct Proxied {
+    _nix: TestNix,
+    image: PathBuf,
+    registry: Registry,
+    proxy: FaultyProxy,
+    home: tempfile::TempDir,
+}
+
+impl Proxied {
+    fn app() -> Proxied {
+        let nix = TestNix::new();
+        let image = nix.build(&expr(&app("1")));
+        let registry = Registry::start();
+        let proxy = FaultyProxy::start(registry.port);
+        Proxied { _nix: nix, image, registry, proxy, home: tempfile::tempdir().unwrap() }
+    }
+}
+
+/// A registry that answers 500 half way through a push, and again to each resumption: a clear
+/// error, the tag not written, and the next push completes it.
 #[test]
 fn a_registry_failing_half_way_through_a_push() {
-    let nix = TestNix::new();
-    let registry = Registry::start();
-    let proxy = FaultyProxy::start(registry.port);
-    let home = tempfile::tempdir().unwrap();
-    let image = nix.build(&expr(&app("1")));
+    let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
     let dest = format!("docker://{}/team/app:v1", proxy.address());
-    proxy.fail("PUT", "/blobs/uploads/", 1);
+    proxy.fail_always("PUT|PATCH", "/blobs/uploads/", 1, 500);
     let err = fails(&mut push_command(&image, &dest, home.path()));
     assert!(proxy.fired());
     assert!(err.contains("uploading blob sha256:"), "{err}");
-    assert!(err.contains("500 Internal Server Error: UNKNOWN injected by the test's proxy"), "{err}");
+    assert!(
+        err.contains(
+            "(given up after 3 resumptions): 500 Internal Server Error: UNKNOWN injected by the test's proxy"
+        ),
+        "{err}"
+    );
+    proxy.heal();
     let direct = format!("docker://{}/team/app:v1", registry.address());
     let inspect =
         Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
@@ -456,8 +478,8 @@ fn a_failed_upload_is_never_a_silent_success() {
     let home = tempfile::tempdir().unwrap();
     let image = nix.build(&expr(&app("1")));
     push(&image, &format!("docker://{}/team/app:v1", first.address()), home.path());
-    // busybox's layer is larger than what the proxy reads before it answers.
-    proxy.fail_mid_body("PUT", "/blobs/uploads/", 0);
+    // busybox's layer is larger than what the proxy reads before it answers, every time.
+    proxy.fail_mid_body("PUT|PATCH", "/blobs/uploads/", 0);
     let err =
         fails(&mut push_command(&image, &format!("docker://{}/team/app:v1", proxy.address()), home.path()));
     assert!(proxy.fired());
@@ -586,6 +608,218 @@ fn several_tags_in_one_push() {
         .collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
     assert_eq!(layer_blobs(&inspect_and_copy(&at("stable"))), layer_blobs(&inspect_and_copy(&at("v1"))));
+}
+
+/// The size of each blob (layers and config) of `manifest`, by digest.
+fn blob_sizes(manifest: &serde_json::Value) -> BTreeMap<String, u64> {
+    let layers = manifest["layers"].as_array().unwrap().iter();
+    layers
+        .chain([&manifest["config"]])
+        .map(|b| (b["digest"].as_str().unwrap().to_owned(), b["size"].as_u64().unwrap()))
+        .collect()
+}
+
+/// The chunk size of the chunked tests, and what the proxy reads of the chunk it cuts off.
+const CHUNK: u64 = 64 << 10;
+
+/// The `Content-Range`s of a blob of `size` bytes sent in chunks of [`CHUNK`].
+fn chunk_ranges(size: u64) -> Vec<String> {
+    (0..size.div_ceil(CHUNK))
+        .map(|i| format!("{}-{}", i * CHUNK, (size - 1).min((i + 1) * CHUNK - 1)))
+        .collect()
+}
+
+/// `--chunk-size 64K`: every blob goes in `PATCH` chunks of 64 KiB whose `Content-Range`s
+/// follow each other from 0 to the blob's last byte, then a `PUT` without a body; skopeo reads
+/// the image.
+#[test]
+fn a_chunked_push() {
+    let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
+    let dest = format!("docker://{}/team/app:v1", proxy.address());
+    run_ok(push_command(&image, &dest, home.path()).args(["--chunk-size", "64K"]));
+    let manifest = inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address()));
+    let sizes = blob_sizes(&manifest);
+    let uploads = proxy.uploads();
+    assert_eq!(uploads.len(), sizes.len(), "{uploads:?}");
+    for seen in uploads.values() {
+        let size = sizes[seen.digest.as_ref().unwrap()];
+        assert_eq!(seen.body_bytes, size, "{seen:?}");
+        assert_eq!(seen.ranges, chunk_ranges(size), "{seen:?}");
+    }
+    assert!(uploads.values().any(|seen| seen.ranges.len() >= 3), "a layer takes several chunks: {uploads:?}");
+    let patches =
+        registry.log().lines().filter(|l| l.contains("\"PATCH /v2/team/app/blobs/uploads/")).count();
+    assert!(patches >= sizes.len() + 2, "{}", registry.log());
+}
+
+/// A connection cut half way through a chunk (a proxy that takes whole bodies passed nothing of
+/// it on), or through a blob sent in one `PUT`: the push asks the registry where the upload
+/// stands and sends only the rest; skopeo reads the image.
+#[test]
+fn an_upload_cut_off_is_resumed() {
+    for (method, chunked) in [("PATCH", true), ("PUT", false)] {
+        let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
+        // The third chunk of a layer larger than two, or the first blob larger than one.
+        proxy.cut(method, "/blobs/uploads/", if chunked { 2 } else { 0 }, CHUNK / 2);
+        let mut push =
+            push_command(&image, &format!("docker://{}/team/app:v1", proxy.address()), home.path());
+        if chunked {
+            push.args(["--chunk-size", "64K"]);
+        }
+        run_ok(&mut push);
+        assert!(proxy.fired(), "{method}");
+        let manifest = inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address()));
+        let cut = proxy.fired_on().unwrap();
+        let size = blob_sizes(&manifest)[cut.digest.as_ref().unwrap()];
+        // the blob once, and what the proxy read of the cut request
+        assert_eq!(cut.body_bytes, size + CHUNK / 2, "{method}: {cut:?}");
+        assert_eq!(proxy.uploads().len(), blob_sizes(&manifest).len(), "{method}: no upload started again");
+        if chunked {
+            let mut ranges = cut.ranges.clone();
+            ranges.dedup();
+            assert_eq!(ranges, chunk_ranges(size), "{cut:?}");
+            assert_eq!(cut.ranges.len(), ranges.len() + 1, "only the cut chunk is sent again: {cut:?}");
+        } else {
+            assert_eq!(cut.ranges, [format!("0-{}", size - 1)], "the rest, after a PUT that was cut off");
+        }
+    }
+}
+
+/// A connection cut half way through a chunk that the registry got the start of: distribution
+/// then drops the upload when asked where it stands (its upload state says the bytes end
+/// before that chunk), and the push starts it again; skopeo reads the image.
+#[test]
+fn an_upload_the_registry_lost_is_started_again() {
+    let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
+    proxy.cut_passing_on("PATCH", "/blobs/uploads/", 2, CHUNK / 2);
+    let dest = format!("docker://{}/team/app:v1", proxy.address());
+    run_ok(push_command(&image, &dest, home.path()).args(["--chunk-size", "64K"]));
+    assert!(proxy.fired());
+    let manifest = inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address()));
+    let uploads = proxy.uploads();
+    assert_eq!(uploads.len(), blob_sizes(&manifest).len() + 1, "one upload started again: {uploads:?}");
+}
+
+/// A registry refusing every chunk (416, or 500) past the first: the upload is resumed three
+/// times, then the push fails naming the blob and the registry, and nothing is tagged.
+#[test]
+fn a_registry_refusing_chunks() {
+    let Proxied { _nix, registry, proxy, home, image } = Proxied::app();
+    for (status, said) in [(416, "416 Requested Range Not Satisfiable"), (500, "500 Internal Server Error")] {
+        proxy.fail_always("PATCH", "/blobs/uploads/", 1, status);
+        let tag = format!("s{status}");
+        let dest = format!("docker://{}/team/app:{tag}", proxy.address());
+        let err = fails(push_command(&image, &dest, home.path()).args(["--chunk-size", "64K"]));
+        assert!(
+            err.contains(&format!("stowage: registry {}: uploading blob sha256:", proxy.address())),
+            "{err}"
+        );
+        assert!(err.contains(&format!("(given up after 3 resumptions): {said}: UNKNOWN injected")), "{err}");
+        let direct = format!("docker://{}/team/app:{tag}", registry.address());
+        let inspect = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &direct])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "nothing is tagged");
+    }
+}
+
+/// A blob pushed to one repository is mounted into another of the same registry rather than
+/// sent again: the registry's log shows the mounts, and no upload of a blob to the second.
+#[test]
+fn blobs_are_mounted_from_another_repository() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    push(&image, &format!("docker://{}/team/a:v1", registry.address()), home.path());
+    let blobs = blob_sizes(&inspect_and_copy(&format!("docker://{}/team/a:v1", registry.address())));
+    let out = push(&image, &format!("docker://{}/team/b:v1", registry.address()), home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(": mounted from team/a"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("0 blob(s) sent, 0 bytes; {} mounted from other repositories", blobs.len())),
+        "{stderr}"
+    );
+    let log = registry.log();
+    let mounts = log.lines().filter(|l| l.contains("\"POST /v2/team/b/blobs/uploads/?mount=sha256:")).count();
+    assert_eq!(mounts, blobs.len(), "{log}");
+    assert!(!log.contains("\"PATCH /v2/team/b/") && !log.contains("\"PUT /v2/team/b/blobs/"), "{log}");
+    let manifest = inspect_and_copy(&format!("docker://{}/team/b:v1", registry.address()));
+    assert_eq!(blob_sizes(&manifest), blobs);
+}
+
+/// Credentials from a credential helper (`docker-credential-NAME get`) that Docker's
+/// `config.json` names for the registry (`credHelpers`), or by default (`credsStore`); a
+/// helper that fails, answers garbage or is missing is an error naming it, and nothing is sent.
+#[test]
+fn credential_helpers() {
+    let nix = TestNix::new();
+    let registry = Registry::start_tls_basic();
+    let home = tempfile::tempdir().unwrap();
+    let image =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "helped"; tag = "1"; contents = [ busybox ]; }"#));
+    let dest = format!("docker://{}/team/helped:1", registry.address());
+    let (bin, config) = (home.path().join("bin"), home.path().join("docker"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let helper = |name: &str, script: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let file = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // The registry on stdin, as Docker gives it; the answer only for it.
+    helper(
+        "stowagetest",
+        &format!(
+            r#"[ "$1" = get ] && [ "$(cat)" = "{}" ] || exit 3
+printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "{}""#,
+            registry.address(),
+            registry.address()
+        ),
+    );
+    helper("stowagefails", "echo 'cannot reach the keyring' >&2; exit 1");
+    helper("stowagegarbage", "echo 'this is not JSON'");
+    let push_with = |config_json: serde_json::Value| {
+        std::fs::write(config.join("config.json"), config_json.to_string()).unwrap();
+        let mut cmd = push_command(&image, &dest, home.path());
+        cmd.arg(format!("--cert-dir={}", registry.cert_dir().display()))
+            .env("DOCKER_CONFIG", &config)
+            .env("PATH", &path);
+        cmd
+    };
+    let helpers = |name: &str| serde_json::json!({ "credHelpers": { registry.address(): name } });
+
+    for (name, said) in [
+        ("stowagefails", "exit status: 1 for 127.0.0.1:"),
+        ("stowagegarbage", "it answered no JSON: this is not JSON"),
+        ("stowagemissing", "cannot be run (is it on PATH?)"),
+    ] {
+        let err = fails(&mut push_with(helpers(name)));
+        let named = format!(
+            "stowage: registry {}: credential helper docker-credential-{name} (credHelpers of {}/config.json): ",
+            registry.address(),
+            config.display()
+        );
+        assert!(err.contains(&named), "{err}");
+        assert!(err.contains(said), "{err}");
+    }
+    let err = fails(&mut push_with(helpers("stowagefails")));
+    assert!(err.contains("it said: cannot reach the keyring"), "{err}");
+    assert_eq!(registry.uploads(), 0, "nothing was sent: {}", registry.log());
+
+    // the host's helper, ahead of a wrong auths entry
+    let wrong = serde_json::json!({ registry.address(): { "auth": base64("tester:wrong") } });
+    let out = run_ok(&mut push_with(
+        serde_json::json!({ "credHelpers": { registry.address(): "stowagetest" }, "auths": wrong }),
+    ));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob(s) sent"));
+    inspect_and_copy_with(&dest, &registry.skopeo_options());
+    // the default helper, for a registry without an entry of its own
+    let out = run_ok(&mut push_with(serde_json::json!({ "credsStore": "stowagetest", "auths": {} })));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 blob(s) sent"));
 }
 
 /// A missing image is named, in words for the command line rather than a Nix builder's.

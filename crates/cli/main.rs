@@ -15,7 +15,7 @@ use stowage_core::cores::cores;
 use stowage_core::derivation;
 use stowage_core::format::chunks::CHUNK;
 use stowage_core::image::plan::Plan;
-use stowage_core::registry::access::Access;
+use stowage_core::registry::access::{chunk_size, Access};
 use stowage_core::registry::destination::Destination;
 use stowage_core::registry::timeouts::Timeouts;
 use stowage_core::write::archive::write_archive;
@@ -177,6 +177,11 @@ struct AccessArgs {
     /// $STOWAGE_REGISTRY_MIN_RATE, else 1024).
     #[arg(long, value_name = "BYTES_PER_SECOND")]
     min_rate: Option<u64>,
+    /// Uploads blobs in chunks of BYTES (a suffix K, M or G multiplies by 1024 once, twice,
+    /// thrice: 16M), at least as large as the registry asks for; 0: each blob in one request
+    /// [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    chunk_size: Option<String>,
 }
 
 impl AccessArgs {
@@ -188,6 +193,7 @@ impl AccessArgs {
             cert_dir: self.cert_dir,
             plain_http: self.plain_http,
             timeouts: Timeouts::new(self.timeout, self.min_rate)?,
+            chunk_size: self.chunk_size.as_deref().map(chunk_size).transpose()?.flatten(),
         })
     }
 }

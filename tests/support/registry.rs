@@ -1,9 +1,11 @@
 //! Registries for the tests: Debian's `docker-registry` (distribution) on a free port of
 //! 127.0.0.1 — plain HTTP, or TLS with a CA made here and htpasswd basic auth, or TLS with
 //! bearer tokens from a token service of the test's own — and a proxy in front of one that
-//! answers a chosen request with a 500, as a failing registry would.
+//! answers chosen requests with an error, or cuts them off, as a failing registry or network
+//! would.
 
 use super::run_ok;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -369,55 +371,140 @@ fn read_head(reader: &mut impl BufRead) -> Option<String> {
     }
 }
 
-/// A proxy in front of a registry that can answer one chosen request with `500 Internal
-/// Server Error`, as a registry failing half way through would; stops when dropped.
+/// A proxy in front of a registry that can answer chosen requests with an error, as a failing
+/// registry would, or cut their connection half way through the body, as a broken network would;
+/// it counts the body bytes each blob upload sent it. Stops when dropped.
 pub struct FaultyProxy {
     pub port: u16,
-    fault: Arc<Mutex<Option<Fault>>>,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    fault: Option<Fault>,
+    /// How many requests the fault was served to.
+    served: usize,
+    /// The upload (its path, `/v2/…/blobs/uploads/UUID`) the fault was last served to.
+    fired_on: Option<String>,
+    /// What each upload (by its path) sent.
+    uploads: BTreeMap<String, UploadSeen>,
+}
+
+/// What the client sent to one blob upload, through the proxy.
+#[derive(Debug, Default, Clone)]
+pub struct UploadSeen {
+    /// The bytes of its bodies (`PATCH`, `PUT`) read from the client, passed on or not.
+    pub body_bytes: u64,
+    /// The digest its last `PUT` named.
+    pub digest: Option<String>,
+    /// The `Content-Range` of each of its `PATCH` requests, in turn.
+    pub ranges: Vec<String>,
 }
 
 struct Fault {
-    method: String,
+    /// The methods it is served to.
+    methods: Vec<String>,
     path_contains: String,
     /// Matching requests to let through first.
     skip: usize,
-    /// Whether the answer comes after the first bytes of the body, the rest unread, as from a
-    /// registry whose disk filled up; else after the whole body.
-    mid_body: bool,
+    /// How many times it is served.
+    times: usize,
+    /// After how much of the body: none, the whole body; else it is served only to requests
+    /// with a larger body, the rest unread, as from a registry whose disk filled up.
+    after: Option<u64>,
+    /// The status answered; none: the connection is closed without an answer.
+    status: Option<u16>,
+    /// Whether what was read of a request whose connection is closed is passed on to the
+    /// registry, its connection closed as well (as a broken network would); else nothing of it
+    /// is (as by a proxy that takes a whole body before passing it on).
+    pass_on: bool,
 }
 
 impl FaultyProxy {
     pub fn start(upstream: u16) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let fault: Arc<Mutex<Option<Fault>>> = Arc::default();
-        let shared = fault.clone();
+        let state: Arc<Mutex<ProxyState>> = Arc::default();
+        let shared = state.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let fault = shared.clone();
-                std::thread::spawn(move || proxy_connection(client, upstream, &fault));
+                let state = shared.clone();
+                std::thread::spawn(move || proxy_connection(client, upstream, &state));
             }
         });
-        FaultyProxy { port, fault }
+        FaultyProxy { port, state }
+    }
+
+    fn set(&self, methods: &str, path_contains: &str, skip: usize, fault: impl FnOnce(Fault) -> Fault) {
+        let methods = methods.split('|').map(str::to_owned).collect();
+        let base = Fault {
+            methods,
+            path_contains: path_contains.into(),
+            skip,
+            times: 1,
+            after: None,
+            status: Some(500),
+            pass_on: false,
+        };
+        self.state.lock().unwrap().fault = Some(fault(base));
     }
 
     /// Answers the request after the first `skip` requests `method …path_contains…` with a
     /// 500, once.
     pub fn fail(&self, method: &str, path_contains: &str, skip: usize) {
-        *self.fault.lock().unwrap() =
-            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip, mid_body: false });
+        self.set(method, path_contains, skip, |f| f);
     }
 
-    /// [`FaultyProxy::fail`] for requests whose body is larger than [`MID_BODY`], answering after
-    /// its first [`MID_BODY`] bytes and closing the connection on the rest.
-    pub fn fail_mid_body(&self, method: &str, path_contains: &str, skip: usize) {
-        *self.fault.lock().unwrap() =
-            Some(Fault { method: method.into(), path_contains: path_contains.into(), skip, mid_body: true });
+    /// Answers every request after the first `skip` requests `methods …path_contains…`
+    /// (`PUT|PATCH`) with `status`, as a registry refusing them would.
+    pub fn fail_always(&self, methods: &str, path_contains: &str, skip: usize, status: u16) {
+        self.set(methods, path_contains, skip, |f| Fault { times: usize::MAX, status: Some(status), ..f });
+    }
+
+    /// [`FaultyProxy::fail_always`] with a 500 for requests whose body is larger than
+    /// [`MID_BODY`], answering after its first [`MID_BODY`] bytes and closing the connection on
+    /// the rest.
+    pub fn fail_mid_body(&self, methods: &str, path_contains: &str, skip: usize) {
+        self.set(methods, path_contains, skip, |f| Fault { times: usize::MAX, after: Some(MID_BODY), ..f });
+    }
+
+    /// Cuts the connection of the request after the first `skip` requests `method
+    /// …path_contains…` with a body larger than `after` bytes, once, after reading `after`
+    /// bytes of it; nothing of it reaches the registry.
+    pub fn cut(&self, method: &str, path_contains: &str, skip: usize, after: u64) {
+        self.set(method, path_contains, skip, |f| Fault { after: Some(after), status: None, ..f });
+    }
+
+    /// [`FaultyProxy::cut`], passing on to the registry what was read, and closing its
+    /// connection too.
+    pub fn cut_passing_on(&self, method: &str, path_contains: &str, skip: usize, after: u64) {
+        self.set(method, path_contains, skip, |f| Fault {
+            after: Some(after),
+            status: None,
+            pass_on: true,
+            ..f
+        });
+    }
+
+    /// Serves no more faults.
+    pub fn heal(&self) {
+        self.state.lock().unwrap().fault = None;
     }
 
     /// Whether the fault has been served.
     pub fn fired(&self) -> bool {
-        self.fault.lock().unwrap().is_none()
+        self.state.lock().unwrap().served > 0
+    }
+
+    /// The upload the fault was last served to, and what it sent in all.
+    pub fn fired_on(&self) -> Option<UploadSeen> {
+        let state = self.state.lock().unwrap();
+        state.fired_on.as_ref().map(|path| state.uploads[path].clone())
+    }
+
+    /// What every blob upload sent, by its path.
+    pub fn uploads(&self) -> BTreeMap<String, UploadSeen> {
+        self.state.lock().unwrap().uploads.clone()
     }
 
     pub fn address(&self) -> String {
@@ -429,7 +516,7 @@ impl FaultyProxy {
 pub const MID_BODY: u64 = 64 << 10;
 
 /// Serves one request of a client connection over an upstream connection of its own.
-fn proxy_connection(client: TcpStream, upstream: u16, fault: &Mutex<Option<Fault>>) {
+fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>) {
     // A TLS handshake (Docker's rule: try HTTPS first on this machine) is not HTTP: closing
     // fails it, as a plain HTTP registry's answer does.
     let mut first = [0u8; 1];
@@ -439,63 +526,102 @@ fn proxy_connection(client: TcpStream, upstream: u16, fault: &Mutex<Option<Fault
     let mut from_client = BufReader::new(client.try_clone().unwrap());
     let mut to_client = client;
     let Some(head) = read_head(&mut from_client) else { return };
-    {
-        let request_line = head.lines().next().unwrap_or("").to_owned();
-        let mut words = request_line.split(' ');
-        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let length: u64 = head
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        // Whether to fire, and after how much of the body.
-        let fire = {
-            let mut fault = fault.lock().unwrap();
-            match fault.as_mut() {
-                Some(f)
-                    if f.method == method
-                        && path.contains(&f.path_contains)
-                        && (!f.mid_body || length > MID_BODY) =>
-                {
-                    if f.skip == 0 {
-                        let read = if f.mid_body { MID_BODY } else { length };
-                        *fault = None;
-                        Some(read)
-                    } else {
-                        f.skip -= 1;
-                        None
-                    }
+    let request_line = head.lines().next().unwrap_or("").to_owned();
+    let mut words = request_line.split(' ');
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let length: u64 = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let upload = (matches!(method, "PATCH" | "PUT") && path.contains("/blobs/uploads/")).then_some(path);
+    // Whether to fire (and how), and how much of the body to read.
+    let (fire, read) = {
+        let mut state = state.lock().unwrap();
+        let fire = match state.fault.as_mut() {
+            Some(f)
+                if f.methods.iter().any(|m| m == method)
+                    && target.contains(&f.path_contains)
+                    && f.after.map_or(true, |after| length > after) =>
+            {
+                if f.skip == 0 {
+                    f.times -= 1;
+                    Some((f.status, f.after.unwrap_or(length), f.pass_on))
+                } else {
+                    f.skip -= 1;
+                    None
                 }
-                _ => None,
             }
+            _ => None,
         };
-        let mut body = Vec::new();
-        if (&mut from_client).take(fire.unwrap_or(length)).read_to_end(&mut body).is_err() {
-            return;
+        if state.fault.as_ref().is_some_and(|f| f.times == 0) {
+            state.fault = None;
         }
-        let fire = fire.is_some();
-        if fire {
+        if fire.is_some() {
+            state.served += 1;
+            state.fired_on = upload.map(str::to_owned);
+        }
+        (fire.map(|(status, _, pass_on)| (status, pass_on)), fire.map_or(length, |(_, read, _)| read))
+    };
+    let mut body = Vec::new();
+    let got = (&mut from_client).take(read).read_to_end(&mut body);
+    if let Some(path) = upload {
+        let mut state = state.lock().unwrap();
+        let seen = state.uploads.entry(path.to_owned()).or_default();
+        seen.body_bytes += body.len() as u64;
+        if let Some(digest) = query.split('&').find_map(|kv| kv.strip_prefix("digest=")) {
+            seen.digest = Some(digest.replace("%3A", ":"));
+        }
+        if method == "PATCH" {
+            let range = head.lines().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-range"))
+                    .map(|(_, v)| v.trim())
+            });
+            seen.ranges.push(range.unwrap_or("(none)").to_owned());
+        }
+    }
+    if got.is_err() {
+        return;
+    }
+    match fire {
+        // The connection closes unanswered.
+        Some((None, false)) => return,
+        // The registry's too, after what was read.
+        Some((None, true)) => {}
+        Some((Some(status), _)) => {
+            let reason =
+                if status == 416 { "Requested Range Not Satisfiable" } else { "Internal Server Error" };
             let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;
             let _ = write!(
                 to_client,
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{error}",
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{error}",
                 error.len()
             );
             return;
         }
-        let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
-        let head: String = head
-            .lines()
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
-            .map(|l| format!("{l}\r\n"))
-            .collect();
-        if server.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).is_err()
-            || server.write_all(&body).is_err()
-        {
-            return;
-        }
-        // The registry closes after its answer (Connection: close), and says so to the client,
-        // which comes back on a new connection.
-        let _ = std::io::copy(&mut server, &mut to_client);
+        None => {}
     }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    let head: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    if server.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes()).is_err()
+        || server.write_all(&body).is_err()
+    {
+        return;
+    }
+    if fire.is_some() {
+        // The registry sees the request end short; the client's connection is closed once the
+        // registry has answered, done with what it got.
+        let _ = server.shutdown(std::net::Shutdown::Write);
+        let _ = std::io::copy(&mut server, &mut std::io::sink());
+        return;
+    }
+    // The registry closes after its answer (Connection: close), and says so to the client,
+    // which comes back on a new connection.
+    let _ = std::io::copy(&mut server, &mut to_client);
 }

@@ -141,6 +141,11 @@ impl Registry {
         }
     }
 
+    /// How long its requests may take.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
     /// `body`, a blob's, sent or fetched, held to the minimum rate.
     pub fn pace<R: Read>(&self, body: R) -> crate::registry::timeouts::Paced<R> {
         self.timeouts.pace(body)

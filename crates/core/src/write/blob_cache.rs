@@ -39,10 +39,7 @@ pub struct BlobCache {
 impl BlobCache {
     /// The user's cache: under `$XDG_CACHE_HOME`, else `~/.cache`.
     pub fn of_user() -> BlobCache {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-        BlobCache { dir: base.map(|b| b.join(FOLDER)) }
+        BlobCache { dir: user_cache_home().map(|b| b.join(FOLDER)) }
     }
 
     /// The cache of a cache folder (`$XDG_CACHE_HOME`).
@@ -69,17 +66,10 @@ impl BlobCache {
     /// and renamed into it, so a reader never sees half of it.
     pub fn put(&self, id: &Digest, compressor: Compression, blob: &Blob) {
         let Some(path) = self.file(id, compressor) else { return };
-        let Some(folder) = path.parent() else { return };
         let text =
             format!("{} {} {} {}\n", blob.diff_id, blob.digest, blob.size, check(id, compressor, blob));
-        let written = fs::create_dir_all(folder)
-            .and_then(|()| tempfile::NamedTempFile::new_in(folder))
-            .and_then(|mut temporary| {
-                std::io::Write::write_all(&mut temporary, text.as_bytes())?;
-                temporary.persist(&path).map_err(|e| e.error)
-            });
         // A cache that cannot be written only costs a compression later.
-        drop(written);
+        drop(write_whole(&path, &text));
     }
 
     /// Drops the entry of the layer `id`: it was found wrong.
@@ -92,6 +82,24 @@ impl BlobCache {
     fn file(&self, id: &Digest, compressor: Compression) -> Option<PathBuf> {
         Some(self.dir.as_ref()?.join(format!("{}.{}", id.hex(), suffix(compressor)?)))
     }
+}
+
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `~/.cache`.
+pub(crate) fn user_cache_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+}
+
+/// Writes `text` to `path`, its folder made if need be: beside it, then renamed into it, so
+/// that a reader never sees half of it.
+pub(crate) fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let folder = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    fs::create_dir_all(folder)?;
+    let mut temporary = tempfile::NamedTempFile::new_in(folder)?;
+    std::io::Write::write_all(&mut temporary, text.as_bytes())?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The name of `compressor`'s entries: it changes whenever its bytes would (gzip's level).

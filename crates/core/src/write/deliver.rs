@@ -128,8 +128,12 @@ pub fn deliver(
                 }
             }
             let pushed = push(&specs, &dest, &every[1..], attached, access, compressor, threads, &mut say)?;
+            let mounted = match pushed.mounted {
+                0 => String::new(),
+                n => format!("; {n} mounted from other repositories"),
+            };
             say(&format!(
-                "pushed {}/{}:{} ({} blob(s) sent, {} bytes; {} already there)",
+                "pushed {}/{}:{} ({} blob(s) sent, {} bytes{mounted}; {} already there)",
                 dest.registry,
                 dest.repository,
                 every.join(","),

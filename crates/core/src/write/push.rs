@@ -16,7 +16,11 @@
 //! digest drops the entry; a layer that is sent is compressed afresh, and its entry corrected
 //! if it was wrong; two different layers never go into one manifest under one blob.
 //!
-//! How the registry is reached (TLS, credentials, tokens) is [`crate::registry::client`]'s business.
+//! A blob the repository lacks that stowage put in another repository of the registry before
+//! ([`MountRecord`]) is mounted from there when the registry can, rather than sent.
+//!
+//! How the registry is reached (TLS, credentials, tokens) is [`crate::registry::client`]'s
+//! business; how a blob is uploaded (in chunks, resumed), [`Repository::upload`]'s.
 
 use crate::format::chunks::to_writer;
 use crate::format::compress::Compression;
@@ -28,14 +32,15 @@ use crate::read::archive::ArchiveReader;
 use crate::registry::access::Access;
 use crate::registry::client::{Failure, Registry};
 use crate::registry::destination::Destination;
-use crate::registry::repository::{BlobState, Repository};
+use crate::registry::repository::{BlobState, Repository, Uploaded};
 use crate::write::archive::produce_layer;
 use crate::write::attach::{attach, Attached, Subject};
 use crate::write::blob_cache::{Blob, BlobCache};
+use crate::write::mount_record::MountRecord;
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::fs;
-use std::io::{self, Seek, Write};
+use std::io::{self, Read, Seek, Write};
 use std::sync::mpsc;
 
 /// What a push did.
@@ -45,6 +50,8 @@ pub struct Pushed {
     pub skipped: usize,
     /// Blobs sent.
     pub sent: usize,
+    /// Blobs the registry mounted from another of its repositories.
+    pub mounted: usize,
     /// Bytes sent, in blobs.
     pub bytes: u64,
     /// The manifest's digest.
@@ -100,9 +107,18 @@ pub fn push(
     mut progress: impl FnMut(&str),
 ) -> Result<Pushed> {
     let types = MediaTypes::of(compressor)?;
-    let client = Repository::new(Registry::connect(&dest.registry, access)?, dest.repository.clone());
+    let client = Repository::new(Registry::connect(&dest.registry, access)?, dest.repository.clone())
+        .chunked(access.chunk_size);
     let mut pushed = Pushed::default();
-    let sender = Sender { client: &client, types: &types, compressor, threads, cache: BlobCache::of_user() };
+    let sender = Sender {
+        client: &client,
+        dest,
+        types: &types,
+        compressor,
+        threads,
+        cache: BlobCache::of_user(),
+        mounts: MountRecord::of_user(),
+    };
     let (manifest, media_type) = match images {
         [image] => (sender.image(image, &mut pushed, &mut progress)?, types.manifest),
         _ => {
@@ -148,10 +164,12 @@ pub fn push(
 /// What sends an image's blobs.
 struct Sender<'a> {
     client: &'a Repository,
+    dest: &'a Destination,
     types: &'a MediaTypes,
     compressor: Compression,
     threads: usize,
     cache: BlobCache,
+    mounts: MountRecord,
 }
 
 impl Sender<'_> {
@@ -222,11 +240,12 @@ impl Sender<'_> {
         let config = image.config_with(&learnt);
         let config = config.as_bytes();
         let config_digest = Digest::of(config);
-        if self.client.put_blob(config)? {
-            pushed.sent += 1;
-            pushed.bytes += config.len() as u64;
+        let size = config.len() as u64;
+        let described = format!("config {config_digest} ({size} bytes)");
+        if self.client.blob_state(&config_digest, size)? == BlobState::Present {
+            self.present(&config_digest, &described, pushed, progress);
         } else {
-            pushed.skipped += 1;
+            self.upload(&config_digest, size, &mut io::Cursor::new(config), &described, pushed, progress)?;
         }
         let config = Descriptor::new(self.types.config, config_digest, config.len() as u64);
         Ok(to_json(&Manifest::new(self.types.manifest, config, layers).annotated(&image.annotations)))
@@ -281,15 +300,12 @@ impl Sender<'_> {
         let described = format!("{what} {digest} ({size} bytes)");
         match (self.client.blob_state(&digest, size)?, spooled) {
             (BlobState::Present, _) => {
-                pushed.skipped += 1;
-                progress(&format!("{described}: the registry has it"));
+                self.present(&digest, &described, pushed, progress);
                 Ok(blob)
             }
             (BlobState::Missing, Some(file)) => {
-                self.client.upload(&digest, size, io::BufReader::with_capacity(SPOOL_BUFFER, file))?;
-                pushed.sent += 1;
-                pushed.bytes += size;
-                progress(&format!("{described}: sent"));
+                let mut body = io::BufReader::with_capacity(SPOOL_BUFFER, file);
+                self.upload(&digest, size, &mut body, &described, pushed, progress)?;
                 Ok(blob)
             }
             (BlobState::OtherSize(found), Some(_)) => Err(self.client.registry().failure(
@@ -310,6 +326,51 @@ impl Sender<'_> {
                 self.send(index, layer, fresh, what, archives, pushed, progress)
             }
         }
+    }
+}
+
+impl Sender<'_> {
+    /// Counts the blob `digest` (called `described`) that the repository has, and notes it
+    /// there for mounts.
+    fn present(
+        &self,
+        digest: &Digest,
+        described: &str,
+        pushed: &mut Pushed,
+        progress: &mut impl FnMut(&str),
+    ) {
+        self.mounts.note(&self.dest.registry, digest, &self.dest.repository);
+        pushed.skipped += 1;
+        progress(&format!("{described}: the registry has it"));
+    }
+
+    /// Puts the blob `digest` of `size` bytes (called `described`), read from `body`, in the
+    /// repository: mounted from another repository stowage put it in, if the registry can, else
+    /// sent. Counts it, and notes it there for mounts.
+    fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: &mut (impl Read + Seek),
+        described: &str,
+        pushed: &mut Pushed,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<()> {
+        let Destination { registry, repository, .. } = self.dest;
+        let from = self.mounts.repositories(registry, digest).into_iter().find(|r| r != repository);
+        match self.client.upload(digest, size, body, from.as_deref())? {
+            Uploaded::Mounted => {
+                pushed.mounted += 1;
+                progress(&format!("{described}: mounted from {}", from.unwrap_or_default()));
+            }
+            Uploaded::Sent => {
+                pushed.sent += 1;
+                pushed.bytes += size;
+                progress(&format!("{described}: sent"));
+            }
+        }
+        self.mounts.note(registry, digest, repository);
+        Ok(())
     }
 }
 
