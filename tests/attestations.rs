@@ -294,3 +294,47 @@ fn bad_keys_and_documents_are_named_and_nothing_is_sent() {
 
     assert_eq!(registry.uploads(), 0, "nothing was sent:\n{}", registry.log());
 }
+
+/// A registry with the referrers API (scripted: Debian's has none) says it indexed each
+/// referrer (`OCI-Subject`): no referrers tag is read or written.
+#[test]
+fn a_registry_with_the_referrers_api_gets_no_referrers_tag() {
+    use std::sync::{Arc, Mutex};
+    use support::hostile::{Answer, HostileRegistry};
+    let nix = TestNix::new();
+    let stream =
+        nix.build(&expr(r#"s.streamLayeredImage { name = "x"; tag = "1"; contents = [ (app "1") ]; }"#));
+    let sbom = nix
+        .build(&expr(r#"(s.streamLayeredImage { name = "x"; tag = "1"; contents = [ (app "1") ]; }).sbom"#));
+    // the image's manifest is the first put by digest; every later one is its referrer
+    let subject: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = subject.clone();
+    let registry = HostileRegistry::start(move |method, path| match (method, path) {
+        ("GET", "/v2/") => Answer::Status(200),
+        ("HEAD", _) => Answer::Status(404),
+        ("POST", _) => Answer::WithHeaders(202, "Location: /v2/team/api/blobs/uploads/1\r\n".into()),
+        ("PUT", p) if p.starts_with("/v2/team/api/blobs/uploads/") => Answer::Status(201),
+        ("PUT", p) if p.starts_with("/v2/team/api/manifests/sha256:") => {
+            let digest = p.rsplit('/').next().unwrap().to_owned();
+            let subject = seen.lock().unwrap().get_or_insert(digest).clone();
+            Answer::WithHeaders(201, format!("OCI-Subject: {subject}\r\n"))
+        }
+        ("PUT", _) => Answer::Status(201),
+        _ => Answer::Status(404),
+    });
+    run_ok(
+        Command::new(support::builder())
+            .arg("push")
+            .arg("--attach")
+            .arg(&sbom)
+            .arg(&stream)
+            .arg(format!("docker://{}/team/api:1", registry.address()))
+            .env("XDG_CACHE_HOME", nix.root()),
+    );
+    let requests = registry.requests();
+    let image = subject.lock().unwrap().clone().expect("the image's manifest was put by digest");
+    let referrers_tag = format!("sha256-{}", &image[7..]);
+    assert!(!requests.iter().any(|r| r.contains(&referrers_tag)), "{requests:#?}");
+    let manifests = requests.iter().filter(|r| r.starts_with("PUT /v2/team/api/manifests/")).count();
+    assert_eq!(manifests, 3, "the image by digest, the SBOM's referrer, the tag: {requests:#?}");
+}

@@ -1,7 +1,8 @@
 //! A registry that misbehaves on purpose, for the tests of what stowage does with hostile
 //! answers: plain HTTP on a free port of 127.0.0.1, a thread per connection, each request
 //! answered as the test's script says — a drip, silence, a stall after one byte, a redirect
-//! loop, an error status, a body that never ends.
+//! loop, an error status, a body that never ends — or, scripted to behave, what a registry
+//! Debian does not package would answer (the referrers API's `OCI-Subject`).
 //!
 //! Dropping it (also when a test panics) stops it: every waiting answer is woken, every
 //! connection shut down and every thread joined, so nothing of it outlives the test.
@@ -30,6 +31,9 @@ pub enum Answer {
     StallAfterOneByte { length: u64 },
     /// Nothing: the request is read and never answered.
     Silence,
+    /// The status with these header lines (each ending in `\r\n`) and an empty body, as a
+    /// well-behaved registry might answer.
+    WithHeaders(u16, String),
 }
 
 /// What answers a request, from its method and path (with the query).
@@ -231,6 +235,9 @@ fn answer(
         Answer::Silence => {
             shared.pause(None);
             Ok(())
+        }
+        Answer::WithHeaders(code, headers) => {
+            out.write_all(head(&format!("{code} Scripted"), &headers, Some(0)).as_bytes())
         }
     }
 }
