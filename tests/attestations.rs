@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::images::expr;
 use support::registry::Registry;
-use support::{run_ok, TestNix};
+use support::{fails, run_ok, TestNix};
 
 /// A P-256 key pair made by openssl in `dir`: (private PKCS#8, public).
 fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -39,15 +39,6 @@ fn raw(at: &str) -> Value {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Runs `cmd`, which must fail with nothing on stdout; returns its stderr.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{cmd:?} should fail:\n{stderr}");
-    assert!(out.stdout.is_empty(), "stdout stays quiet");
-    stderr
 }
 
 /// `openssl dgst -sha256 -verify PUBLIC -signature SIG PAYLOAD` of the payload and signature of

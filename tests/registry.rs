@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use stowage_core::write::blob_cache::Blob;
 use support::images::{expr, Podman};
 use support::registry::{FaultyProxy, Registry, PASSWORD, USER};
-use support::{run_ok, TestNix};
+use support::{fails, run_ok, TestNix};
 
 /// The image builder under test (`stowage`), as `make` builds it.
 fn stowage() -> PathBuf {
@@ -36,15 +36,6 @@ fn push_command(image: &Path, dest: &str, home: &Path) -> Command {
         cmd.env_remove(var);
     }
     cmd
-}
-
-/// Runs `cmd`, which must fail without a word on stdout; returns its stderr.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{cmd:?} should fail:\n{stderr}");
-    assert!(out.stdout.is_empty(), "stdout stays quiet");
-    stderr
 }
 
 /// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking

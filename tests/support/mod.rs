@@ -273,6 +273,15 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd`, which must fail without a word on stdout; returns its stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} should fail:\n{stderr}");
+    assert!(out.stdout.is_empty(), "stdout stays quiet");
+    stderr
+}
+
 /// A Nix string literal holding `s`.
 pub fn nix_str(s: &str) -> String {
     serde_json::to_string(s).unwrap().replace("${", "\\${")
