@@ -156,7 +156,7 @@ fn an_image_sbom_lists_its_closure_and_validates() {
     assert_eq!(held, expected);
 
     // the same inputs give the same bytes
-    for attr in ["sbom", "sbom.cyclonedx"] {
+    for attr in ["sbom", "sbom.cyclonedx", "provenance"] {
         nix.build_output_with(&format!("({}).{attr}", image("streamLayeredImage", "")), &["--check"]);
     }
 }

@@ -59,9 +59,8 @@ pub fn statement(inventory: &Inventory, build: &Build) -> Value {
             "runDetails": {
                 "builder": {
                     "id": format!("file://{}", build.builder),
-                    "version": { "stowage": crate::VERSION },
+                        "version": { "stowage": crate::VERSION },
                 },
-                "metadata": { "startedOn": inventory.created() },
             },
         },
     })

@@ -145,11 +145,6 @@ impl Inventory {
         &self.reference
     }
 
-    /// When the image says it was created (UTC, to the second).
-    pub fn created(&self) -> &str {
-        &self.created
-    }
-
     fn spdx(&self) -> Value {
         let image_id = "SPDXRef-Image";
         let mut packages = vec![json!({
