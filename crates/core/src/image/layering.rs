@@ -170,4 +170,96 @@ mod tests {
             assert!(bytes <= total / 98 + largest_path, "layer of {bytes} bytes (total {total})");
         }
     }
+
+    /// The planner's promises, over closures proptest makes: a random graph of references
+    /// (each path refers only to paths before it, as a closure's references cannot cycle but
+    /// for a path's reference to itself), random sizes, any budget.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::hash::{Hash, Hasher};
+
+        /// A closure of 1 to 300 paths; paths named `/s/pNNN` so that names do not sort by
+        /// position.
+        fn closures() -> impl Strategy<Value = Vec<PathInfo>> {
+            prop::collection::vec(
+                (0u64..5_000_000, prop::collection::vec(any::<prop::sample::Index>(), 0..4), any::<bool>()),
+                1..300,
+            )
+            .prop_map(|specs| {
+                let name = |i: usize| format!("/s/p{:03}", (i * 7919) % 1000);
+                specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (size, refs, itself))| {
+                        let mut references: Vec<String> =
+                            if i == 0 { vec![] } else { refs.iter().map(|r| name(r.index(i))).collect() };
+                        if *itself {
+                            references.push(name(i));
+                        }
+                        PathInfo { path: name(i), nar_size: *size, references }
+                    })
+                    .collect()
+            })
+        }
+
+        fn roots(closure: &[PathInfo]) -> Vec<&str> {
+            closure
+                .iter()
+                .filter(|p| !closure.iter().any(|o| o.path != p.path && o.references.contains(&p.path)))
+                .map(|p| p.path.as_str())
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn every_path_in_exactly_one_layer_within_the_budget(closure in closures(), budget in 1usize..130) {
+                let plan = plan_layers(&closure, budget);
+                prop_assert!(plan.len() <= budget);
+                prop_assert!(plan.iter().all(|layer| !layer.is_empty()));
+                let mut expected: Vec<String> = closure.iter().map(|p| p.path.clone()).collect();
+                expected.sort();
+                prop_assert_eq!(all_paths(&plan), expected);
+            }
+
+            #[test]
+            fn the_order_of_the_closure_does_not_matter(closure in closures(), budget in 1usize..130, seed in any::<u64>()) {
+                let mut shuffled = closure.clone();
+                // a permutation drawn from the seed: std's hasher has fixed keys
+                shuffled.sort_by_key(|p| {
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    (seed, &p.path).hash(&mut hasher);
+                    hasher.finish()
+                });
+                prop_assert_eq!(plan_layers(&closure, budget), plan_layers(&shuffled, budget));
+            }
+
+            /// What the module docs promise: rebuilding a root (a new name, a new size) moves
+            /// no other path between layers — where roots get layers of their own (a budget of
+            /// at least twice the roots).
+            #[test]
+            fn rebuilding_a_root_moves_no_other_path(closure in closures(), budget in 1usize..130, size in 0u64..5_000_000) {
+                let roots = roots(&closure);
+                // a budget with room for the roots' own layers, where the promise holds
+                let budget = budget.max(roots.len() * 2);
+                let old = roots[0].to_owned();
+                let new = "/s/rebuilt".to_owned();
+                let rebuilt: Vec<PathInfo> = closure
+                    .iter()
+                    .map(|p| if p.path == old {
+                        PathInfo { path: new.clone(), nar_size: size, references: p.references.iter().map(|r| if *r == old { new.clone() } else { r.clone() }).collect() }
+                    } else {
+                        p.clone()
+                    })
+                    .collect();
+                let without = |plan: Vec<Vec<String>>, root: &str| -> Vec<Vec<String>> {
+                    plan.into_iter().filter(|layer| !layer.iter().any(|p| p == root)).collect()
+                };
+                let before = plan_layers(&closure, budget);
+                let after = plan_layers(&rebuilt, budget);
+                prop_assert!(before.contains(&vec![old.clone()]), "a root has a layer of its own");
+                prop_assert_eq!(without(before, &old), without(after, &new));
+            }
+        }
+    }
 }
