@@ -1,5 +1,8 @@
-//! What a hostile-input probe found: registries that drip, stall, fall silent, redirect in a
-//! loop, answer `/v2/` with an error, send a token without end or a config that claims 3 GiB.
+//! What a hostile-input probe found, and what a malicious registry tries: registries that
+//! drip, stall, fall silent, redirect in a loop (on `/v2/`, a token, a manifest, a blob),
+//! answer `/v2/` with an error, send a token without end, a config that claims 3 GiB, a
+//! manifest of 1 GiB, a `Content-Length` that lies, a blob without end or with other bytes
+//! than its digest's, an index that lists an index (or itself).
 //! `stowage push` and `pullImage`'s builder (run directly, and once through Nix) each fail
 //! with an error that says what went wrong, within a bounded time (the tests set the registry
 //! timeout to a few seconds), in bounded memory, and write nothing.
@@ -199,17 +202,27 @@ fn plain_http_answer_is_said(answer: fn() -> Answer, said: &str) {
     assert_eq!(writes(&registry), Vec::<String>::new());
 }
 
+/// The digest of `bytes`.
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
 /// An image whose registry serves `manifest` (a document) as `team/app@DIGEST` and answers
-/// every blob with `blob`; the digest.
-fn serving(manifest: serde_json::Value, blob: fn() -> Answer) -> (HostileRegistry, String) {
+/// every blob with `blob` (given the blob's digest); the digest.
+fn serving(
+    manifest: serde_json::Value,
+    blob: impl Fn(&str) -> Answer + Send + Sync + 'static,
+) -> (HostileRegistry, String) {
     let bytes = manifest.to_string().into_bytes();
-    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let digest = digest_of(&bytes);
     let at = format!("/v2/team/app/manifests/{digest}");
     let registry = HostileRegistry::start(move |_, path| match path {
         "/v2/" => Answer::Status(200),
         _ if path == at => Answer::Bytes(bytes.clone()),
-        _ if path.starts_with("/v2/team/app/blobs/") => blob(),
-        _ => Answer::Status(404),
+        _ => match path.strip_prefix("/v2/team/app/blobs/") {
+            Some(blob_digest) => blob(blob_digest),
+            None => Answer::Status(404),
+        },
     });
     (registry, digest)
 }
@@ -257,7 +270,7 @@ fn pull_from(registry: &HostileRegistry, digest: &str, dir: &Path) -> (Command, 
 #[test]
 fn a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
     let size = 3 << 30;
-    let (registry, digest) = serving(manifest_with_config(size), || Answer::Endless(&[0]));
+    let (registry, digest) = serving(manifest_with_config(size), |_| Answer::Endless(&[0]));
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
     let err = fails_in_bounded_time(&mut cmd);
@@ -275,7 +288,8 @@ fn a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
 
 #[test]
 fn a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
-    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let (registry, digest) =
+        serving(manifest_with_config(100), |_| Answer::StallAfterOneByte { length: 100 });
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
     let err = fails_in_bounded_time(&mut cmd);
@@ -286,7 +300,7 @@ fn a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
 
 #[test]
 fn a_blob_that_drips_fails_the_pull_in_bounded_time() {
-    let (registry, digest) = serving(manifest_with_config(1000), || Answer::Drip {
+    let (registry, digest) = serving(manifest_with_config(1000), |_| Answer::Drip {
         length: 1000,
         interval: Duration::from_millis(200),
     });
@@ -318,7 +332,8 @@ fn a_manifest_that_drips_fails_the_pull_in_bounded_time() {
 #[test]
 fn pull_image_takes_the_registry_timeout_from_the_environment() {
     let nix = TestNix::new();
-    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let (registry, digest) =
+        serving(manifest_with_config(100), |_| Answer::StallAfterOneByte { length: 100 });
     let expr = format!(
         r#"builtins.stowage.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}";
            sha256 = "0000000000000000000000000000000000000000000000000000"; }}"#,
@@ -359,4 +374,248 @@ fn registry_timeouts_that_are_not_numbers_are_named() {
     let err = fails_in_bounded_time(cmd.env("STOWAGE_REGISTRY_MIN_RATE", "fast"));
     assert!(err.contains(r#"environment variable STOWAGE_REGISTRY_MIN_RATE is "fast""#), "{err}");
     assert_eq!(registry.requests(), Vec::<String>::new(), "nothing is asked of the registry");
+}
+
+/// A registry that answers `/v2/` and sends everything else round in a loop of redirects.
+fn redirecting_all_but_v2() -> HostileRegistry {
+    HostileRegistry::start(|_, path| if path == "/v2/" { Answer::Status(200) } else { Answer::RedirectLoop })
+}
+
+#[test]
+fn a_redirect_loop_on_the_manifest_fails_the_pull() {
+    let registry = redirecting_all_but_v2();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("fetching the manifest {digest}")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert!(!out.exists());
+}
+
+/// Past `/v2/`, the first request of a push asks whether the registry has a blob: a loop
+/// there fails it before anything is written.
+#[test]
+fn a_redirect_loop_past_v2_fails_the_push() {
+    let registry = redirecting_all_but_v2();
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    assert!(err.contains(&format!("registry {}: asking for blob sha256:", registry.address())), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+#[test]
+fn a_token_service_that_redirects_in_a_loop_fails_the_push() {
+    let registry = with_token_service(|| Answer::RedirectLoop);
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    let realm = format!("http://{}/token", registry.address());
+    assert!(err.contains(&format!("asking {realm} for a token: ")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+/// A manifest of 1 GiB, sent without end or only said to be so large: refused at
+/// [`DOCUMENT_LIMIT`], of which no more is read.
+#[test]
+fn a_manifest_of_a_gigabyte_is_refused_at_the_document_limit() {
+    let answers: [fn() -> Answer; 2] =
+        [|| Answer::Endless(b" "), || Answer::Claiming { length: 1 << 30, body: b"{}".to_vec() }];
+    for answer in answers {
+        let registry = HostileRegistry::start(
+            move |_, path| if path == "/v2/" { Answer::Status(200) } else { answer() },
+        );
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(
+            err.contains(&format!("the manifest {digest} is larger than {DOCUMENT_LIMIT} bytes")),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+/// A manifest whose `Content-Length` says more than comes before the connection closes, or
+/// less than the manifest has.
+#[test]
+fn a_manifest_whose_length_lies_fails_the_pull() {
+    let manifest = manifest_with_config(100).to_string().into_bytes();
+    let digest = digest_of(&manifest);
+    let length = manifest.len() as u64;
+    let cases = [
+        (length + 1000, "the transfer broke off".to_owned()),
+        (
+            length - 10,
+            format!(
+                "the registry sent a manifest with digest {}",
+                digest_of(&manifest[..length as usize - 10])
+            ),
+        ),
+    ];
+    for (claimed, said) in cases {
+        let body = manifest.clone();
+        let registry = HostileRegistry::start(move |_, path| match path {
+            "/v2/" => Answer::Status(200),
+            _ => Answer::Claiming { length: claimed, body: body.clone() },
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(err.contains(&said), "{said}:\n{err}");
+        assert!(!out.exists());
+    }
+}
+
+/// The layer of [`serving_layer`]'s image: 256 KiB, several writes of an endless answer.
+fn layer_bytes() -> Vec<u8> {
+    (0..256u32 << 10).map(|i| (i % 251) as u8).collect()
+}
+
+/// An image of one layer ([`layer_bytes`]) whose registry serves its manifest and config as
+/// they are and answers for the layer `layer` (given its bytes); the registry, the image's
+/// digest and the layer's.
+fn serving_layer(
+    layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static,
+) -> (HostileRegistry, String, String) {
+    let bytes = layer_bytes();
+    let layer_digest = digest_of(&bytes);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": digest_of(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": bytes.len(),
+        }],
+    });
+    let answered = layer_digest.clone();
+    let (registry, digest) = serving(manifest, move |blob| match blob == answered {
+        true => layer(bytes.clone()),
+        false => Answer::Bytes(config.clone()),
+    });
+    (registry, digest, layer_digest)
+}
+
+/// Pulls [`serving_layer`]'s image, its layer answered with `layer`: the pull fails within
+/// bounds and leaves nothing; its error and the layer's digest.
+fn layer_fails_the_pull(layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static) -> (String, String) {
+    let (registry, digest, layer) = serving_layer(layer);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(!out.exists(), "the partly written {out:?} is left");
+    (err, layer)
+}
+
+#[test]
+fn a_redirect_loop_on_a_blob_fails_the_pull() {
+    let (err, layer) = layer_fails_the_pull(|_| Answer::RedirectLoop);
+    assert!(err.contains(&format!("fetching blob {layer}")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+}
+
+/// Only as many bytes as the manifest says the blob has are read of one that never ends.
+#[test]
+fn a_blob_without_end_is_cut_at_its_size() {
+    let (err, layer) = layer_fails_the_pull(|_| Answer::Endless(b"endless"));
+    assert!(
+        err.contains(&format!("the registry sent other bytes for blob {layer}: they have digest")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_blob_whose_digest_does_not_match_fails_the_pull() {
+    let (err, layer) = layer_fails_the_pull(|mut bytes| {
+        bytes.reverse();
+        Answer::Bytes(bytes)
+    });
+    assert!(
+        err.contains(&format!("the registry sent other bytes for blob {layer}: they have digest")),
+        "{err}"
+    );
+}
+
+/// A blob whose `Content-Length` says more than comes before the connection closes, or less
+/// than the blob has.
+#[test]
+fn a_blob_whose_length_lies_fails_the_pull() {
+    let size = layer_bytes().len();
+    let (err, layer) = layer_fails_the_pull(move |bytes| Answer::Claiming {
+        length: size as u64,
+        body: bytes[..size / 2].to_vec(),
+    });
+    assert!(err.contains(&format!("fetching blob {layer}")), "{err}");
+    assert!(err.contains("the transfer broke off"), "{err}");
+    let (err, layer) =
+        layer_fails_the_pull(move |bytes| Answer::Claiming { length: size as u64 / 2, body: bytes });
+    assert!(
+        err.contains(&format!("the registry sent {} bytes of blob {layer}, which has {size}", size / 2)),
+        "{err}"
+    );
+}
+
+/// An index whose entry for the platform is an index: refused after two fetches, whether it
+/// is another index or, as the registry claims, the same one (an index cannot hold its own
+/// digest, but a registry may answer with it for the digest it lists).
+#[test]
+fn an_index_pointing_at_an_index_or_itself_is_refused() {
+    let index = |digest: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest, "size": 300,
+                "platform": { "os": "linux", "architecture": "amd64" },
+            }],
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let listed = format!("sha256:{}", "e".repeat(64));
+    let inner = index(&listed);
+    let outer = index(&digest_of(&inner));
+    let itself = index(&listed);
+    let cases = [
+        (
+            vec![outer, inner],
+            "an index lists another index for the platform; that is not supported".to_owned(),
+        ),
+        (
+            vec![itself.clone()],
+            format!("the registry sent a manifest with digest {} for {listed}", digest_of(&itself)),
+        ),
+    ];
+    for (documents, said) in cases {
+        let first = digest_of(&documents[0]);
+        let registry = HostileRegistry::start(move |_, path| match path {
+            "/v2/" => Answer::Status(200),
+            _ => {
+                let asked = path.rsplit('/').next().unwrap_or_default();
+                let found = documents.iter().find(|d| digest_of(d) == asked);
+                Answer::Bytes(found.unwrap_or(&documents[0]).clone())
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &first, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(err.contains(&said), "{said}:\n{err}");
+        assert_eq!(registry.requests().iter().filter(|r| r.contains("/manifests/")).count(), 2);
+        assert!(!out.exists());
+    }
 }
