@@ -469,18 +469,22 @@ fn a_manifest_whose_length_lies_fails_the_pull() {
     }
 }
 
-/// The layer of [`serving_layer`]'s image: 256 KiB, several writes of an endless answer.
-fn layer_bytes() -> Vec<u8> {
-    (0..256u32 << 10).map(|i| (i % 251) as u8).collect()
+/// The size of the layer of [`serving_layer`]'s image: several writes of an endless answer.
+const LAYER_SIZE: usize = 256 << 10;
+
+/// The layer of [`serving_layer`]'s image, of `size` bytes.
+fn layer_bytes(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// An image of one layer ([`layer_bytes`]) whose registry serves its manifest and config as
-/// they are and answers for the layer `layer` (given its bytes); the registry, the image's
-/// digest and the layer's.
+/// An image of one layer ([`layer_bytes`] of `size`) whose registry serves its manifest and
+/// config as they are and answers for the layer `layer` (given its bytes); the registry, the
+/// image's digest and the layer's.
 fn serving_layer(
+    size: usize,
     layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static,
 ) -> (HostileRegistry, String, String) {
-    let bytes = layer_bytes();
+    let bytes = layer_bytes(size);
     let layer_digest = digest_of(&bytes);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {},
@@ -513,7 +517,7 @@ fn serving_layer(
 /// Pulls [`serving_layer`]'s image, its layer answered with `layer`: the pull fails within
 /// bounds and leaves nothing; its error and the layer's digest.
 fn layer_fails_the_pull(layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static) -> (String, String) {
-    let (registry, digest, layer) = serving_layer(layer);
+    let (registry, digest, layer) = serving_layer(LAYER_SIZE, layer);
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
     let err = fails_in_bounded_time(&mut cmd);
@@ -554,7 +558,7 @@ fn a_blob_whose_digest_does_not_match_fails_the_pull() {
 /// than the blob has.
 #[test]
 fn a_blob_whose_length_lies_fails_the_pull() {
-    let size = layer_bytes().len();
+    let size = LAYER_SIZE;
     let (err, layer) = layer_fails_the_pull(move |bytes| Answer::Claiming {
         length: size as u64,
         body: bytes[..size / 2].to_vec(),
@@ -618,4 +622,16 @@ fn an_index_pointing_at_an_index_or_itself_is_refused() {
         assert_eq!(registry.requests().iter().filter(|r| r.contains("/manifests/")).count(), 2);
         assert!(!out.exists());
     }
+}
+
+/// A full disk under the pulled image, met while a layer is fetched (it is larger than the
+/// builder's buffer) : an error naming the output, nothing left of it.
+#[test]
+fn a_full_disk_fails_the_pull_naming_the_output() {
+    let (registry, digest, _) = serving_layer(4 << 20, Answer::Bytes);
+    let disk = support::disk::SmallDisk::new(64 << 10);
+    let (mut cmd, out) = pull_from(&registry, &digest, disk.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("{}: No space left on device", out.display())), "{err}");
+    assert!(!out.exists());
 }
