@@ -13,6 +13,8 @@ use sha2::{Digest as _, Sha256};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::hostile::{Answer, HostileRegistry};
 use support::TestNix;
@@ -634,4 +636,85 @@ fn a_full_disk_fails_the_pull_naming_the_output() {
     let err = fails_in_bounded_time(&mut cmd);
     assert!(err.contains(&format!("{}: No space left on device", out.display())), "{err}");
     assert!(!out.exists());
+}
+
+/// A registry serving [`serving_layer`]'s image whose layer stalls after one byte while the
+/// switch is on, and comes whole once it is off; the switch, the image's digest and the
+/// layer's.
+fn stalling_until_switched_off() -> (HostileRegistry, Arc<AtomicBool>, String, String) {
+    let stalled = Arc::new(AtomicBool::new(true));
+    let stalling = stalled.clone();
+    let (registry, digest, layer) = serving_layer(LAYER_SIZE, move |bytes| match stalling.load(SeqCst) {
+        true => Answer::StallAfterOneByte { length: bytes.len() as u64 },
+        false => Answer::Bytes(bytes),
+    });
+    (registry, stalled, digest, layer)
+}
+
+/// Starts `cmd`, waits until `registry` is asked for `layer` (once more than it was), and
+/// kills it with SIGKILL.
+fn kill_while_fetching(cmd: &mut Command, registry: &HostileRegistry, layer: &str) {
+    let asked = || registry.requests().iter().filter(|r| r.ends_with(layer)).count();
+    let before = asked();
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while asked() == before && started.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(started.elapsed() < BOUND, "{cmd:?} never asked for the layer");
+}
+
+/// `pullImage`'s builder killed half way through a layer, then run again: the output is the
+/// whole image, the same bytes as a pull that was never cut.
+#[test]
+fn a_pull_killed_half_way_is_replaced_whole_when_run_again() {
+    let (registry, stalled, digest, layer) = stalling_until_switched_off();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    kill_while_fetching(&mut cmd, &registry, &layer);
+    stalled.store(false, SeqCst);
+    support::run_ok(&mut cmd);
+    let whole = tempfile::tempdir().unwrap();
+    let (mut clean, clean_out) = pull_from(&registry, &digest, whole.path());
+    support::run_ok(&mut clean);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean_out).unwrap());
+}
+
+/// `nix-build` of a `pullImage` killed half way through a layer: its output is not in the
+/// store; built again, it is the whole image. (The sandboxed builder outlives the killed
+/// `nix-build` — Nix does not kill it — until its registry timeout, or here the registry's
+/// end: it writes into the sandbox Nix has let go of, not the new build's output.)
+#[test]
+fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
+    let (registry, stalled, digest, layer) = stalling_until_switched_off();
+    // The output's hash, from a pull that was never cut.
+    stalled.store(false, SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut clean, clean_out) = pull_from(&registry, &digest, dir.path());
+    support::run_ok(&mut clean);
+    let whole = std::fs::read(&clean_out).unwrap();
+    let nix = TestNix::new();
+    let expr = format!(
+        r#"builtins.stowage.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}";
+           finalImageName = "team/app"; finalImageTag = "1"; name = "app.oci.tar"; arch = "amd64";
+           sha256 = "{:x}"; }}"#,
+        registry.address(),
+        Sha256::digest(&whole)
+    );
+    let build = || {
+        let mut cmd = nix.cmd("nix-build");
+        cmd.args(["--no-out-link", "--option", "sandbox", "true", "-E", &expr]);
+        cmd
+    };
+    stalled.store(true, SeqCst);
+    kill_while_fetching(&mut build(), &registry, &layer);
+    let out = nix.eval_raw(&format!("({expr}).outPath"));
+    let valid = nix.cmd("nix-store").args(["--check-validity", &out]).output().unwrap();
+    assert!(!valid.status.success(), "{out} is in the store after the kill");
+    stalled.store(false, SeqCst);
+    let built = support::run_ok(&mut build());
+    assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), out);
+    assert_eq!(std::fs::read(&out).unwrap(), whole);
 }

@@ -418,6 +418,8 @@ struct Fault {
     /// registry, its connection closed as well (as a broken network would); else nothing of it
     /// is (as by a proxy that takes a whole body before passing it on).
     pass_on: bool,
+    /// Whether the request, its body read, is held unanswered until the client goes away.
+    hold: bool,
 }
 
 impl FaultyProxy {
@@ -445,6 +447,7 @@ impl FaultyProxy {
             after: None,
             status: Some(500),
             pass_on: false,
+            hold: false,
         };
         self.state.lock().unwrap().fault = Some(fault(base));
     }
@@ -484,6 +487,13 @@ impl FaultyProxy {
             pass_on: true,
             ..f
         });
+    }
+
+    /// Holds the request after the first `skip` requests `method …path_contains…`, once:
+    /// its body is read, and it is never answered nor passed on (the client waits until it
+    /// gives up, or is killed).
+    pub fn hold(&self, method: &str, path_contains: &str, skip: usize) {
+        self.set(method, path_contains, skip, |f| Fault { hold: true, ..f });
     }
 
     /// Serves no more faults.
@@ -547,7 +557,7 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             {
                 if f.skip == 0 {
                     f.times -= 1;
-                    Some((f.status, f.after.unwrap_or(length), f.pass_on))
+                    Some((f.status, f.after.unwrap_or(length), f.pass_on, f.hold))
                 } else {
                     f.skip -= 1;
                     None
@@ -562,7 +572,10 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             state.served += 1;
             state.fired_on = upload.map(str::to_owned);
         }
-        (fire.map(|(status, _, pass_on)| (status, pass_on)), fire.map_or(length, |(_, read, _)| read))
+        (
+            fire.map(|(status, _, pass_on, hold)| (status, pass_on, hold)),
+            fire.map_or(length, |(_, read, _, _)| read),
+        )
     };
     let mut body = Vec::new();
     let got = (&mut from_client).take(read).read_to_end(&mut body);
@@ -586,11 +599,16 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
         return;
     }
     match fire {
+        // Held until the client goes away (its end of the connection closes).
+        Some((_, _, true)) => {
+            let _ = std::io::copy(&mut from_client, &mut std::io::sink());
+            return;
+        }
         // The connection closes unanswered.
-        Some((None, false)) => return,
+        Some((None, false, _)) => return,
         // The registry's too, after what was read.
-        Some((None, true)) => {}
-        Some((Some(status), _)) => {
+        Some((None, true, _)) => {}
+        Some((Some(status), _, _)) => {
             let reason =
                 if status == 416 { "Requested Range Not Satisfiable" } else { "Internal Server Error" };
             let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;
