@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use stowage_core::write::blob_cache::Blob;
 use support::images::{expr, Podman};
-use support::registry::{FaultyProxy, Registry, PASSWORD, USER};
+use support::registry::{
+    inspect_and_copy, inspect_and_copy_with, push_command, FaultyProxy, Registry, PASSWORD, USER,
+};
 use support::{fails, run_ok, TestNix};
 
 /// The image builder under test (`stowage`), as `make` builds it.
@@ -26,35 +28,6 @@ fn stowage() -> PathBuf {
 
 fn push(image: &Path, dest: &str, cache: &Path) -> Output {
     run_ok(&mut push_command(image, dest, cache))
-}
-
-/// `stowage push IMAGE DEST`, its cache and home (where `.docker/config.json` is looked for) in
-/// `home`.
-fn push_command(image: &Path, dest: &str, home: &Path) -> Command {
-    let mut cmd = Command::new(stowage());
-    cmd.arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", home).env("HOME", home);
-    for var in ["REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking
-/// every blob).
-fn inspect_and_copy(at: &str) -> serde_json::Value {
-    inspect_and_copy_with(at, &[])
-}
-
-/// [`inspect_and_copy`], skopeo given `options` (`--creds`, `--cert-dir`) for the registry.
-fn inspect_and_copy_with(at: &str, options: &[String]) -> serde_json::Value {
-    let verify = options.iter().any(|o| o.starts_with("--cert-dir"));
-    let tls: Vec<String> = if verify { vec![] } else { vec!["--tls-verify=false".into()] };
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(&tls).args(options).arg(at));
-    let copy = tempfile::tempdir().unwrap();
-    let layout = format!("oci:{}:x", copy.path().join("l").display());
-    let src: Vec<String> = tls.iter().chain(options).map(|o| o.replacen("--", "--src-", 1)).collect();
-    run_ok(Command::new("skopeo").args(["copy", "-q"]).args(&src).arg(at).arg(&layout));
-    serde_json::from_slice(&raw.stdout).unwrap()
 }
 
 fn app(version: &str) -> String {
