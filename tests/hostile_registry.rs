@@ -5,7 +5,8 @@
 //! than its digest's, an index that lists an index (or itself).
 //! `stowage push` and `pullImage`'s builder (run directly, and once through Nix) each fail
 //! with an error that says what went wrong, within a bounded time (the tests set the registry
-//! timeout to a few seconds), in bounded memory, and write nothing.
+//! timeout to a few seconds), in bounded memory, and write nothing. So does a pull onto a full
+//! disk; a pull killed half way (directly, or through Nix) completes when run again.
 
 mod support;
 

@@ -12,7 +12,8 @@
 //! - **Time**: every request is held to [`Timeouts`]: a deadline for requests without a large
 //!   body, a stall timeout and a minimum rate for blobs.
 //! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
-//!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
+//!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read, and nothing
+//!   of one whose `Content-Length` says it has more.
 
 use crate::registry::access::Access;
 use crate::registry::credentials::{credentials, Credentials};
