@@ -1,8 +1,12 @@
-//! What a hostile-input probe found: registries that drip, stall, fall silent, redirect in a
-//! loop, answer `/v2/` with an error, send a token without end or a config that claims 3 GiB.
+//! What a hostile-input probe found, and what a malicious registry tries: registries that
+//! drip, stall, fall silent, redirect in a loop (on `/v2/`, a token, a manifest, a blob),
+//! answer `/v2/` with an error, send a token without end, a config that claims 3 GiB, a
+//! manifest of 1 GiB, a `Content-Length` that lies, a blob without end or with other bytes
+//! than its digest's, an index that lists an index (or itself).
 //! `stowage push` and `pullImage`'s builder (run directly, and once through Nix) each fail
 //! with an error that says what went wrong, within a bounded time (the tests set the registry
-//! timeout to a few seconds), in bounded memory, and write nothing.
+//! timeout to a few seconds), in bounded memory, and write nothing. So does a pull onto a full
+//! disk; a pull killed half way (directly, or through Nix) completes when run again.
 
 mod support;
 
@@ -10,6 +14,8 @@ use sha2::{Digest as _, Sha256};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::hostile::{Answer, HostileRegistry};
 use support::TestNix;
@@ -199,17 +205,27 @@ fn plain_http_answer_is_said(answer: fn() -> Answer, said: &str) {
     assert_eq!(writes(&registry), Vec::<String>::new());
 }
 
+/// The digest of `bytes`.
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
 /// An image whose registry serves `manifest` (a document) as `team/app@DIGEST` and answers
-/// every blob with `blob`; the digest.
-fn serving(manifest: serde_json::Value, blob: fn() -> Answer) -> (HostileRegistry, String) {
+/// every blob with `blob` (given the blob's digest); the digest.
+fn serving(
+    manifest: serde_json::Value,
+    blob: impl Fn(&str) -> Answer + Send + Sync + 'static,
+) -> (HostileRegistry, String) {
     let bytes = manifest.to_string().into_bytes();
-    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    let digest = digest_of(&bytes);
     let at = format!("/v2/team/app/manifests/{digest}");
     let registry = HostileRegistry::start(move |_, path| match path {
         "/v2/" => Answer::Status(200),
         _ if path == at => Answer::Bytes(bytes.clone()),
-        _ if path.starts_with("/v2/team/app/blobs/") => blob(),
-        _ => Answer::Status(404),
+        _ => match path.strip_prefix("/v2/team/app/blobs/") {
+            Some(blob_digest) => blob(blob_digest),
+            None => Answer::Status(404),
+        },
     });
     (registry, digest)
 }
@@ -257,7 +273,7 @@ fn pull_from(registry: &HostileRegistry, digest: &str, dir: &Path) -> (Command, 
 #[test]
 fn a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
     let size = 3 << 30;
-    let (registry, digest) = serving(manifest_with_config(size), || Answer::Endless(&[0]));
+    let (registry, digest) = serving(manifest_with_config(size), |_| Answer::Endless(&[0]));
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
     let err = fails_in_bounded_time(&mut cmd);
@@ -275,7 +291,8 @@ fn a_config_claiming_3_gib_is_refused_before_it_is_fetched() {
 
 #[test]
 fn a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
-    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let (registry, digest) =
+        serving(manifest_with_config(100), |_| Answer::StallAfterOneByte { length: 100 });
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
     let err = fails_in_bounded_time(&mut cmd);
@@ -286,7 +303,7 @@ fn a_blob_that_stalls_after_one_byte_fails_the_pull_in_bounded_time() {
 
 #[test]
 fn a_blob_that_drips_fails_the_pull_in_bounded_time() {
-    let (registry, digest) = serving(manifest_with_config(1000), || Answer::Drip {
+    let (registry, digest) = serving(manifest_with_config(1000), |_| Answer::Drip {
         length: 1000,
         interval: Duration::from_millis(200),
     });
@@ -318,7 +335,8 @@ fn a_manifest_that_drips_fails_the_pull_in_bounded_time() {
 #[test]
 fn pull_image_takes_the_registry_timeout_from_the_environment() {
     let nix = TestNix::new();
-    let (registry, digest) = serving(manifest_with_config(100), || Answer::StallAfterOneByte { length: 100 });
+    let (registry, digest) =
+        serving(manifest_with_config(100), |_| Answer::StallAfterOneByte { length: 100 });
     let expr = format!(
         r#"builtins.stowage.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}";
            sha256 = "0000000000000000000000000000000000000000000000000000"; }}"#,
@@ -359,4 +377,345 @@ fn registry_timeouts_that_are_not_numbers_are_named() {
     let err = fails_in_bounded_time(cmd.env("STOWAGE_REGISTRY_MIN_RATE", "fast"));
     assert!(err.contains(r#"environment variable STOWAGE_REGISTRY_MIN_RATE is "fast""#), "{err}");
     assert_eq!(registry.requests(), Vec::<String>::new(), "nothing is asked of the registry");
+}
+
+/// A registry that answers `/v2/` and sends everything else round in a loop of redirects.
+fn redirecting_all_but_v2() -> HostileRegistry {
+    HostileRegistry::start(|_, path| if path == "/v2/" { Answer::Status(200) } else { Answer::RedirectLoop })
+}
+
+#[test]
+fn a_redirect_loop_on_the_manifest_fails_the_pull() {
+    let registry = redirecting_all_but_v2();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("fetching the manifest {digest}")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert!(!out.exists());
+}
+
+/// Past `/v2/`, the first request of a push asks whether the registry has a blob: a loop
+/// there fails it before anything is written.
+#[test]
+fn a_redirect_loop_past_v2_fails_the_push() {
+    let registry = redirecting_all_but_v2();
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    assert!(err.contains(&format!("registry {}: asking for blob sha256:", registry.address())), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+#[test]
+fn a_token_service_that_redirects_in_a_loop_fails_the_push() {
+    let registry = with_token_service(|| Answer::RedirectLoop);
+    let home = tempfile::tempdir().unwrap();
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    let realm = format!("http://{}/token", registry.address());
+    assert!(err.contains(&format!("asking {realm} for a token: ")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+    assert_eq!(writes(&registry), Vec::<String>::new());
+}
+
+/// A manifest of 1 GiB, sent without end or only said to be so large: refused at
+/// [`DOCUMENT_LIMIT`], of which no more is read.
+#[test]
+fn a_manifest_of_a_gigabyte_is_refused_at_the_document_limit() {
+    let answers: [fn() -> Answer; 2] =
+        [|| Answer::Endless(b" "), || Answer::Claiming { length: 1 << 30, body: b"{}".to_vec() }];
+    for answer in answers {
+        let registry = HostileRegistry::start(
+            move |_, path| if path == "/v2/" { Answer::Status(200) } else { answer() },
+        );
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(
+            err.contains(&format!("the manifest {digest} is larger than {DOCUMENT_LIMIT} bytes")),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+/// A manifest whose `Content-Length` says more than comes before the connection closes, or
+/// less than the manifest has.
+#[test]
+fn a_manifest_whose_length_lies_fails_the_pull() {
+    let manifest = manifest_with_config(100).to_string().into_bytes();
+    let digest = digest_of(&manifest);
+    let length = manifest.len() as u64;
+    let cases = [
+        (length + 1000, "the transfer broke off".to_owned()),
+        (
+            length - 10,
+            format!(
+                "the registry sent a manifest with digest {}",
+                digest_of(&manifest[..length as usize - 10])
+            ),
+        ),
+    ];
+    for (claimed, said) in cases {
+        let body = manifest.clone();
+        let registry = HostileRegistry::start(move |_, path| match path {
+            "/v2/" => Answer::Status(200),
+            _ => Answer::Claiming { length: claimed, body: body.clone() },
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(err.contains(&said), "{said}:\n{err}");
+        assert!(!out.exists());
+    }
+}
+
+/// The size of the layer of [`serving_layer`]'s image: several writes of an endless answer.
+const LAYER_SIZE: usize = 256 << 10;
+
+/// The layer of [`serving_layer`]'s image, of `size` bytes.
+fn layer_bytes(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// An image of one layer ([`layer_bytes`] of `size`) whose registry serves its manifest and
+/// config as they are and answers for the layer `layer` (given its bytes); the registry, the
+/// image's digest and the layer's.
+fn serving_layer(
+    size: usize,
+    layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static,
+) -> (HostileRegistry, String, String) {
+    let bytes = layer_bytes(size);
+    let layer_digest = digest_of(&bytes);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": digest_of(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": bytes.len(),
+        }],
+    });
+    let answered = layer_digest.clone();
+    let (registry, digest) = serving(manifest, move |blob| match blob == answered {
+        true => layer(bytes.clone()),
+        false => Answer::Bytes(config.clone()),
+    });
+    (registry, digest, layer_digest)
+}
+
+/// Pulls [`serving_layer`]'s image, its layer answered with `layer`: the pull fails within
+/// bounds and leaves nothing; its error and the layer's digest.
+fn layer_fails_the_pull(layer: impl Fn(Vec<u8>) -> Answer + Send + Sync + 'static) -> (String, String) {
+    let (registry, digest, layer) = serving_layer(LAYER_SIZE, layer);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(!out.exists(), "the partly written {out:?} is left");
+    (err, layer)
+}
+
+#[test]
+fn a_redirect_loop_on_a_blob_fails_the_pull() {
+    let (err, layer) = layer_fails_the_pull(|_| Answer::RedirectLoop);
+    assert!(err.contains(&format!("fetching blob {layer}")), "{err}");
+    assert!(err.contains("redirects in a loop (stowage gives up at 5 redirects)"), "{err}");
+}
+
+/// Only as many bytes as the manifest says the blob has are read of one that never ends.
+#[test]
+fn a_blob_without_end_is_cut_at_its_size() {
+    let (err, layer) = layer_fails_the_pull(|_| Answer::Endless(b"endless"));
+    assert!(
+        err.contains(&format!("the registry sent other bytes for blob {layer}: they have digest")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_blob_whose_digest_does_not_match_fails_the_pull() {
+    let (err, layer) = layer_fails_the_pull(|mut bytes| {
+        bytes.reverse();
+        Answer::Bytes(bytes)
+    });
+    assert!(
+        err.contains(&format!("the registry sent other bytes for blob {layer}: they have digest")),
+        "{err}"
+    );
+}
+
+/// A blob whose `Content-Length` says more than comes before the connection closes, or less
+/// than the blob has.
+#[test]
+fn a_blob_whose_length_lies_fails_the_pull() {
+    let size = LAYER_SIZE;
+    let (err, layer) = layer_fails_the_pull(move |bytes| Answer::Claiming {
+        length: size as u64,
+        body: bytes[..size / 2].to_vec(),
+    });
+    assert!(err.contains(&format!("fetching blob {layer}")), "{err}");
+    assert!(err.contains("the transfer broke off"), "{err}");
+    let (err, layer) =
+        layer_fails_the_pull(move |bytes| Answer::Claiming { length: size as u64 / 2, body: bytes });
+    assert!(
+        err.contains(&format!("the registry sent {} bytes of blob {layer}, which has {size}", size / 2)),
+        "{err}"
+    );
+}
+
+/// An index whose entry for the platform is an index: refused after two fetches, whether it
+/// is another index or, as the registry claims, the same one (an index cannot hold its own
+/// digest, but a registry may answer with it for the digest it lists).
+#[test]
+fn an_index_pointing_at_an_index_or_itself_is_refused() {
+    let index = |digest: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest, "size": 300,
+                "platform": { "os": "linux", "architecture": "amd64" },
+            }],
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let listed = format!("sha256:{}", "e".repeat(64));
+    let inner = index(&listed);
+    let outer = index(&digest_of(&inner));
+    let itself = index(&listed);
+    let cases = [
+        (
+            vec![outer, inner],
+            "an index lists another index for the platform; that is not supported".to_owned(),
+        ),
+        (
+            vec![itself.clone()],
+            format!("the registry sent a manifest with digest {} for {listed}", digest_of(&itself)),
+        ),
+    ];
+    for (documents, said) in cases {
+        let first = digest_of(&documents[0]);
+        let registry = HostileRegistry::start(move |_, path| match path {
+            "/v2/" => Answer::Status(200),
+            _ => {
+                let asked = path.rsplit('/').next().unwrap_or_default();
+                let found = documents.iter().find(|d| digest_of(d) == asked);
+                Answer::Bytes(found.unwrap_or(&documents[0]).clone())
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cmd, out) = pull_from(&registry, &first, dir.path());
+        let err = fails_in_bounded_time(&mut cmd);
+        assert!(err.contains(&said), "{said}:\n{err}");
+        assert_eq!(registry.requests().iter().filter(|r| r.contains("/manifests/")).count(), 2);
+        assert!(!out.exists());
+    }
+}
+
+/// A full disk under the pulled image, met while a layer is fetched (it is larger than the
+/// builder's buffer) : an error naming the output, nothing left of it.
+#[test]
+fn a_full_disk_fails_the_pull_naming_the_output() {
+    let (registry, digest, _) = serving_layer(4 << 20, Answer::Bytes);
+    let disk = support::disk::SmallDisk::new(64 << 10);
+    let (mut cmd, out) = pull_from(&registry, &digest, disk.path());
+    let err = fails_in_bounded_time(&mut cmd);
+    assert!(err.contains(&format!("{}: No space left on device", out.display())), "{err}");
+    assert!(!out.exists());
+}
+
+/// A registry serving [`serving_layer`]'s image whose layer stalls after one byte while the
+/// switch is on, and comes whole once it is off; the switch, the image's digest and the
+/// layer's.
+fn stalling_until_switched_off() -> (HostileRegistry, Arc<AtomicBool>, String, String) {
+    let stalled = Arc::new(AtomicBool::new(true));
+    let stalling = stalled.clone();
+    let (registry, digest, layer) = serving_layer(LAYER_SIZE, move |bytes| match stalling.load(SeqCst) {
+        true => Answer::StallAfterOneByte { length: bytes.len() as u64 },
+        false => Answer::Bytes(bytes),
+    });
+    (registry, stalled, digest, layer)
+}
+
+/// Starts `cmd`, waits until `registry` is asked for `layer` (once more than it was), and
+/// kills it with SIGKILL.
+fn kill_while_fetching(cmd: &mut Command, registry: &HostileRegistry, layer: &str) {
+    let asked = || registry.requests().iter().filter(|r| r.ends_with(layer)).count();
+    let before = asked();
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while asked() == before && started.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(started.elapsed() < BOUND, "{cmd:?} never asked for the layer");
+}
+
+/// `pullImage`'s builder killed half way through a layer, then run again: the output is the
+/// whole image, the same bytes as a pull that was never cut.
+#[test]
+fn a_pull_killed_half_way_is_replaced_whole_when_run_again() {
+    let (registry, stalled, digest, layer) = stalling_until_switched_off();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
+    kill_while_fetching(&mut cmd, &registry, &layer);
+    stalled.store(false, SeqCst);
+    support::run_ok(&mut cmd);
+    let whole = tempfile::tempdir().unwrap();
+    let (mut clean, clean_out) = pull_from(&registry, &digest, whole.path());
+    support::run_ok(&mut clean);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&clean_out).unwrap());
+}
+
+/// `nix-build` of a `pullImage` killed half way through a layer: its output is not in the
+/// store; built again, it is the whole image. (The sandboxed builder outlives the killed
+/// `nix-build` — Nix does not kill it — until its registry timeout, or here the registry's
+/// end: it writes into the sandbox Nix has let go of, not the new build's output.)
+#[test]
+fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
+    let (registry, stalled, digest, layer) = stalling_until_switched_off();
+    // The output's hash, from a pull that was never cut.
+    stalled.store(false, SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut clean, clean_out) = pull_from(&registry, &digest, dir.path());
+    support::run_ok(&mut clean);
+    let whole = std::fs::read(&clean_out).unwrap();
+    let nix = TestNix::new();
+    let expr = format!(
+        r#"builtins.stowage.pullImage {{ imageName = "{}/team/app"; imageDigest = "{digest}";
+           finalImageName = "team/app"; finalImageTag = "1"; name = "app.oci.tar"; arch = "amd64";
+           sha256 = "{:x}"; }}"#,
+        registry.address(),
+        Sha256::digest(&whole)
+    );
+    let build = || {
+        let mut cmd = nix.cmd("nix-build");
+        cmd.args(["--no-out-link", "--option", "sandbox", "true", "-E", &expr]);
+        cmd
+    };
+    stalled.store(true, SeqCst);
+    kill_while_fetching(&mut build(), &registry, &layer);
+    let out = nix.eval_raw(&format!("({expr}).outPath"));
+    let valid = nix.cmd("nix-store").args(["--check-validity", &out]).output().unwrap();
+    assert!(!valid.status.success(), "{out} is in the store after the kill");
+    stalled.store(false, SeqCst);
+    let built = support::run_ok(&mut build());
+    assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), out);
+    assert_eq!(std::fs::read(&out).unwrap(), whole);
 }

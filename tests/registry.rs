@@ -8,10 +8,13 @@ mod support;
 use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use stowage_core::write::blob_cache::Blob;
 use support::images::{expr, Podman};
-use support::registry::{FaultyProxy, Registry, PASSWORD, USER};
+use support::registry::{
+    inspect_and_copy, inspect_and_copy_with, push_command, FaultyProxy, Registry, PASSWORD, USER,
+};
 use support::{fails, run_ok, TestNix};
 
 /// The image builder under test (`stowage`), as `make` builds it.
@@ -25,35 +28,6 @@ fn stowage() -> PathBuf {
 
 fn push(image: &Path, dest: &str, cache: &Path) -> Output {
     run_ok(&mut push_command(image, dest, cache))
-}
-
-/// `stowage push IMAGE DEST`, its cache and home (where `.docker/config.json` is looked for) in
-/// `home`.
-fn push_command(image: &Path, dest: &str, home: &Path) -> Command {
-    let mut cmd = Command::new(stowage());
-    cmd.arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", home).env("HOME", home);
-    for var in ["REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking
-/// every blob).
-fn inspect_and_copy(at: &str) -> serde_json::Value {
-    inspect_and_copy_with(at, &[])
-}
-
-/// [`inspect_and_copy`], skopeo given `options` (`--creds`, `--cert-dir`) for the registry.
-fn inspect_and_copy_with(at: &str, options: &[String]) -> serde_json::Value {
-    let verify = options.iter().any(|o| o.starts_with("--cert-dir"));
-    let tls: Vec<String> = if verify { vec![] } else { vec!["--tls-verify=false".into()] };
-    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(&tls).args(options).arg(at));
-    let copy = tempfile::tempdir().unwrap();
-    let layout = format!("oci:{}:x", copy.path().join("l").display());
-    let src: Vec<String> = tls.iter().chain(options).map(|o| o.replacen("--", "--src-", 1)).collect();
-    run_ok(Command::new("skopeo").args(["copy", "-q"]).args(&src).arg(at).arg(&layout));
-    serde_json::from_slice(&raw.stdout).unwrap()
 }
 
 fn app(version: &str) -> String {
@@ -479,6 +453,64 @@ fn a_failed_upload_is_never_a_silent_success() {
     let inspect =
         Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &direct]).output().unwrap();
     assert!(!inspect.status.success(), "no manifest was put");
+}
+
+/// The blobs `registry` holds.
+fn stored_blobs(registry: &Registry) -> BTreeSet<String> {
+    let dirs = |dir: PathBuf| std::fs::read_dir(dir).into_iter().flatten().map(|e| e.unwrap().path());
+    dirs(registry.storage().join("blobs/sha256"))
+        .flat_map(dirs)
+        .filter(|blob| blob.join("data").exists())
+        .map(|blob| format!("sha256:{}", blob.file_name().unwrap().to_string_lossy()))
+        .collect()
+}
+
+/// A push killed (SIGKILL) while it sends a blob, after it sent another, then run again: it
+/// completes, sending only the blobs the registry lacked.
+#[test]
+fn a_push_killed_half_way_sends_only_what_is_missing_when_run_again() {
+    let nix = TestNix::new();
+    let registry = Registry::start();
+    let proxy = FaultyProxy::start(registry.port);
+    let home = tempfile::tempdir().unwrap();
+    let image = nix.build(&expr(&app("1")));
+    let dest = format!("docker://{}/team/app:v1", proxy.address());
+    proxy.hold("PUT", "/blobs/uploads/", 1);
+    let mut push_cmd = push_command(&image, &dest, home.path());
+    let mut killed = push_cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !proxy.fired() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(proxy.fired(), "the push never sent a second blob");
+    let before = stored_blobs(&registry);
+    assert!(!before.is_empty(), "the first blob is in the registry");
+    let sent_before: BTreeSet<String> = proxy.uploads().into_keys().collect();
+
+    proxy.heal();
+    push(&image, &dest, home.path());
+    let manifest = inspect_and_copy(&format!("docker://{}/team/app:v1", registry.address()));
+    let sent_again: Vec<String> = proxy
+        .uploads()
+        .into_iter()
+        .filter(|(path, _)| !sent_before.contains(path))
+        .filter_map(|(_, seen)| seen.digest)
+        .collect();
+    // The image's blobs (its attestations' aside) the killed push had not sent.
+    let image_blobs: BTreeSet<String> = layer_blobs(&manifest)
+        .into_iter()
+        .chain([manifest["config"]["digest"].as_str().unwrap().to_owned()])
+        .collect();
+    let missing: Vec<&String> = image_blobs.difference(&before).collect();
+    assert!(!missing.is_empty(), "the killed push sent every blob");
+    for blob in &missing {
+        assert_eq!(sent_again.iter().filter(|s| s == blob).count(), 1, "{blob} is sent once");
+    }
+    for blob in &before {
+        assert!(!sent_again.contains(blob), "{blob}, which the registry had, is sent again");
+    }
 }
 
 /// A full disk under an image file, an OCI layout or the push's temporary files: an error

@@ -1,8 +1,9 @@
 //! A registry that misbehaves on purpose, for the tests of what stowage does with hostile
 //! answers: plain HTTP on a free port of 127.0.0.1, a thread per connection, each request
 //! answered as the test's script says — a drip, silence, a stall after one byte, a redirect
-//! loop, an error status, a body that never ends — or, scripted to behave, what a registry
-//! Debian does not package would answer (the referrers API's `OCI-Subject`).
+//! loop, an error status, a body that never ends or whose length lies — or, scripted to
+//! behave, what a registry Debian does not package would answer (the referrers API's
+//! `OCI-Subject`).
 //!
 //! Dropping it (also when a test panics) stops it: every waiting answer is woken, every
 //! connection shut down and every thread joined, so nothing of it outlives the test.
@@ -25,6 +26,9 @@ pub enum Answer {
     Bytes(Vec<u8>),
     /// A `200` whose body (these bytes, over and over) never ends.
     Endless(&'static [u8]),
+    /// A `200` whose `Content-Length` says `length` bytes, but whose body is `body` (more or
+    /// fewer), after which the connection is closed.
+    Claiming { length: u64, body: Vec<u8> },
     /// A `200` saying its body has `length` bytes, which come one every `interval`.
     Drip { length: u64, interval: Duration },
     /// A `200` saying its body has `length` bytes, of which one comes, then nothing.
@@ -215,6 +219,9 @@ fn answer(
                 written = out.write_all(&chunk);
             }
             written
+        }
+        Answer::Claiming { length, body } => {
+            out.write_all(head("200 OK", "", Some(length)).as_bytes()).and_then(|()| out.write_all(&body))
         }
         Answer::Drip { length, interval } => {
             let mut written = out.write_all(head("200 OK", "", Some(length)).as_bytes());

@@ -184,6 +184,35 @@ impl Registry {
     }
 }
 
+/// `stowage push IMAGE DEST`, its cache and home (where `.docker/config.json` is looked for) in
+/// `home`.
+pub fn push_command(image: &Path, dest: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(super::builder());
+    cmd.arg("push").arg(image).arg(dest).env("XDG_CACHE_HOME", home).env("HOME", home);
+    for var in ["REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The manifest at `at` (docker://…), after skopeo has copied the image (reading and checking
+/// every blob).
+pub fn inspect_and_copy(at: &str) -> serde_json::Value {
+    inspect_and_copy_with(at, &[])
+}
+
+/// [`inspect_and_copy`], skopeo given `options` (`--creds`, `--cert-dir`) for the registry.
+pub fn inspect_and_copy_with(at: &str, options: &[String]) -> serde_json::Value {
+    let verify = options.iter().any(|o| o.starts_with("--cert-dir"));
+    let tls: Vec<String> = if verify { vec![] } else { vec!["--tls-verify=false".into()] };
+    let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw"]).args(&tls).args(options).arg(at));
+    let copy = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:x", copy.path().join("l").display());
+    let src: Vec<String> = tls.iter().chain(options).map(|o| o.replacen("--", "--src-", 1)).collect();
+    run_ok(Command::new("skopeo").args(["copy", "-q"]).args(&src).arg(at).arg(&layout));
+    serde_json::from_slice(&raw.stdout).unwrap()
+}
+
 /// The `http:` lines of a registry serving TLS with a certificate for 127.0.0.1, signed by a
 /// CA made in `dir` (`ca.crt`).
 fn tls_config(dir: &Path) -> String {
@@ -418,6 +447,8 @@ struct Fault {
     /// registry, its connection closed as well (as a broken network would); else nothing of it
     /// is (as by a proxy that takes a whole body before passing it on).
     pass_on: bool,
+    /// Whether the request, its body read, is held unanswered until the client goes away.
+    hold: bool,
 }
 
 impl FaultyProxy {
@@ -445,6 +476,7 @@ impl FaultyProxy {
             after: None,
             status: Some(500),
             pass_on: false,
+            hold: false,
         };
         self.state.lock().unwrap().fault = Some(fault(base));
     }
@@ -484,6 +516,13 @@ impl FaultyProxy {
             pass_on: true,
             ..f
         });
+    }
+
+    /// Holds the request after the first `skip` requests `method …path_contains…`, once:
+    /// its body is read, and it is never answered nor passed on (the client waits until it
+    /// gives up, or is killed).
+    pub fn hold(&self, method: &str, path_contains: &str, skip: usize) {
+        self.set(method, path_contains, skip, |f| Fault { hold: true, ..f });
     }
 
     /// Serves no more faults.
@@ -547,7 +586,7 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             {
                 if f.skip == 0 {
                     f.times -= 1;
-                    Some((f.status, f.after.unwrap_or(length), f.pass_on))
+                    Some((f.status, f.after.unwrap_or(length), f.pass_on, f.hold))
                 } else {
                     f.skip -= 1;
                     None
@@ -562,7 +601,10 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
             state.served += 1;
             state.fired_on = upload.map(str::to_owned);
         }
-        (fire.map(|(status, _, pass_on)| (status, pass_on)), fire.map_or(length, |(_, read, _)| read))
+        (
+            fire.map(|(status, _, pass_on, hold)| (status, pass_on, hold)),
+            fire.map_or(length, |(_, read, _, _)| read),
+        )
     };
     let mut body = Vec::new();
     let got = (&mut from_client).take(read).read_to_end(&mut body);
@@ -586,11 +628,16 @@ fn proxy_connection(client: TcpStream, upstream: u16, state: &Mutex<ProxyState>)
         return;
     }
     match fire {
+        // Held until the client goes away (its end of the connection closes).
+        Some((_, _, true)) => {
+            let _ = std::io::copy(&mut from_client, &mut std::io::sink());
+            return;
+        }
         // The connection closes unanswered.
-        Some((None, false)) => return,
+        Some((None, false, _)) => return,
         // The registry's too, after what was read.
-        Some((None, true)) => {}
-        Some((Some(status), _)) => {
+        Some((None, true, _)) => {}
+        Some((Some(status), _, _)) => {
             let reason =
                 if status == 416 { "Requested Range Not Satisfiable" } else { "Internal Server Error" };
             let error = r#"{"errors":[{"code":"UNKNOWN","message":"injected by the test's proxy"}]}"#;

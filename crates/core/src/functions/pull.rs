@@ -189,7 +189,7 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
         )));
     }
     let mut config_bytes = Vec::new();
-    source.blob(&config, &mut config_bytes)?;
+    source.blob(&config, (&mut config_bytes, Path::new("(memory)")))?;
     let config_document: ImageConfig =
         oci::parse(&format!("its config {}", config.digest), &config_bytes, "image config")
             .map_err(|e| source.error(e))?;
@@ -207,7 +207,7 @@ fn pull_into(args: &PullArgs, out: &Path, mut progress: impl FnMut(&str)) -> Res
             continue;
         }
         tar.write_all(&file_header(&blob_name(&layer.digest), layer.size, PULLED_MTIME)?).map_err(io_err)?;
-        source.blob(layer, &mut tar)?;
+        source.blob(layer, (&mut tar, out))?;
         tar.write_all(padding(layer.size)).map_err(io_err)?;
         progress(&format!(
             "layer {}/{} {} ({} bytes of {total})",
@@ -344,8 +344,8 @@ impl Source {
         Ok(Fetched { bytes, digest: found, media_type, document })
     }
 
-    /// Copies the blob `blob` to `out`, checking its size and digest.
-    fn blob(&self, blob: &Blob, out: &mut dyn Write) -> Result<()> {
+    /// Copies the blob `blob` to `out` (writing to `into`), checking its size and digest.
+    fn blob(&self, blob: &Blob, out: (&mut dyn Write, &Path)) -> Result<()> {
         let what = format!("fetching blob {} of {}", blob.digest, self.image);
         let (digest, size) = self.repository.copy_blob(&blob.digest, blob.size, out, &what)?;
         if size != blob.size {

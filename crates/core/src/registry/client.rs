@@ -12,7 +12,8 @@
 //! - **Time**: every request is held to [`Timeouts`]: a deadline for requests without a large
 //!   body, a stall timeout and a minimum rate for blobs.
 //! - **Size**: a document read into memory (a manifest, a config, a token's answer) has at most
-//!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read.
+//!   [`DOCUMENT_LIMIT`] bytes; no more than that, and one byte past it, is read, and nothing
+//!   of one whose `Content-Length` says it has more.
 
 use crate::registry::access::Access;
 use crate::registry::credentials::{credentials, Credentials};
@@ -108,9 +109,9 @@ impl Registry {
             Ok(response) | Err(ureq::Error::Status(_, response)) if !spoke_tls(&tls_error) => {
                 Err(not_registry(format!("answered {}", self.status_problem(response))))
             }
-            Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::TooManyRedirects => Err(
-                not_registry(format!("redirects in a loop (stowage gives up at {MAX_REDIRECTS} redirects)")),
-            ),
+            Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::TooManyRedirects => {
+                Err(not_registry(redirect_loop()))
+            }
             _ => Err(self.failure("connecting", tls_error)),
         }
     }
@@ -219,14 +220,11 @@ impl Registry {
             if let Some(basic) = &basic {
                 request = request.set("Authorization", basic);
             }
-            let asking = |e: &(dyn std::error::Error + 'static)| {
-                let problem = self.timeouts.ran_out(e).unwrap_or_else(|| e.to_string());
-                Failure::Refused(format!("asking {realm} for a token: {problem}"))
-            };
+            let asking = |problem: String| Failure::Refused(format!("asking {realm} for a token: {problem}"));
             let token = match request.call() {
                 Ok(response) => {
                     let bytes = read_document(response, DOCUMENT_LIMIT)
-                        .map_err(|e| asking(&e))?
+                        .map_err(|e| asking(self.timeouts.ran_out(&e).unwrap_or_else(|| e.to_string())))?
                         .ok_or_else(|| {
                             Failure::Refused(format!(
                                 "the token service {realm} answered more than {DOCUMENT_LIMIT} bytes; a token is a few kilobytes"
@@ -253,7 +251,10 @@ impl Registry {
                         ),
                     }))
                 }
-                Err(e) => return Err(asking(&e)),
+                Err(ureq::Error::Status(_, response)) => {
+                    return Err(asking(format!("it answered {}", self.status_problem(response))))
+                }
+                Err(ureq::Error::Transport(t)) => return Err(asking(self.transport_problem(&t))),
             };
             format!("Bearer {token}")
         } else {
@@ -272,6 +273,18 @@ impl Registry {
         // A blob's answer has no deadline: its error body is held to the minimum rate.
         let _ = self.pace(response.into_reader()).take(ERROR_BODY_LIMIT).read_to_string(&mut body);
         format!("{code} {status}{}", registry_errors(&body))
+    }
+
+    /// What went wrong with a request that got no answer: time ran out, it was redirected in
+    /// a loop, or the connection failed.
+    fn transport_problem(&self, t: &ureq::Transport) -> String {
+        match self.timeouts.ran_out(t) {
+            Some(ran_out) => ran_out,
+            None if t.kind() == ureq::ErrorKind::TooManyRedirects => {
+                format!("{}: it {}", t.url().map_or("", |u| u.as_str()), redirect_loop())
+            }
+            None => t.to_string(),
+        }
     }
 
     fn no_credentials(&self) -> String {
@@ -294,9 +307,7 @@ impl Registry {
                     None => format!("{what}: {}", self.no_credentials()),
                 },
                 ureq::Error::Status(_, response) => format!("{what}: {}", self.status_problem(response)),
-                ureq::Error::Transport(t) => {
-                    format!("{what}: {}", self.timeouts.ran_out(&t).unwrap_or_else(|| t.to_string()))
-                }
+                ureq::Error::Transport(t) => format!("{what}: {}", self.transport_problem(&t)),
             },
             Failure::Transfer(e) => match self.timeouts.ran_out(&e) {
                 Some(ran_out) => format!("{what}: {ran_out}"),
@@ -337,12 +348,21 @@ impl Failure {
     }
 }
 
-/// The body of `response`, if it has at most `limit` bytes (`None` if it has more): no more
-/// than one byte past the limit is read.
+/// The body of `response`, if it has at most `limit` bytes (`None` if it has more, or its
+/// `Content-Length` says so): no more than one byte past the limit is read.
 pub fn read_document(response: ureq::Response, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    if response.header("Content-Length").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > limit)
+    {
+        return Ok(None);
+    }
     let mut bytes = Vec::new();
     response.into_reader().take(limit + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// What a request that ran into [`MAX_REDIRECTS`] did.
+fn redirect_loop() -> String {
+    format!("redirects in a loop (stowage gives up at {MAX_REDIRECTS} redirects)")
 }
 
 /// The messages of a registry's JSON error body (`{"errors":[{"code","message"}]}`), as

@@ -8,6 +8,7 @@ use crate::format::oci::MediaType;
 use crate::registry::client::{read_document, Failure, Registry};
 use crate::{Error, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 /// What a registry holds under a blob's digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,13 +333,14 @@ impl Repository {
         Ok(bytes.map(|bytes| (bytes, content_type)))
     }
 
-    /// Copies at most `size` bytes of the blob `digest` to `out`: the digest and size of what
-    /// came, for the caller to hold against what it expected.
+    /// Copies at most `size` bytes of the blob `digest` to `out`, which writes to the file
+    /// `into` (named in its errors): the digest and size of what came, for the caller to hold
+    /// against what it expected.
     pub fn copy_blob(
         &self,
         digest: &Digest,
         size: u64,
-        out: &mut dyn Write,
+        (out, into): (&mut dyn Write, &Path),
         what: &str,
     ) -> Result<(Digest, u64)> {
         let response = self
@@ -354,7 +356,7 @@ impl Repository {
             if n == 0 {
                 break;
             }
-            hashed.write_all(&buffer[..n]).map_err(|e| Error::io("(output)", e))?;
+            hashed.write_all(&buffer[..n]).map_err(|e| Error::io(into, e))?;
         }
         let (_, digest, size) = hashed.finish();
         Ok((digest, size))

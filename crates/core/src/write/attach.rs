@@ -294,7 +294,12 @@ pub fn verify(dest: &Destination, key: &PublicKey, access: &Access) -> Result<Ve
         };
         let mut payload = Vec::new();
         let what = format!("fetching the signed payload {payload_digest}");
-        let (found, _) = client.copy_blob(&payload_digest, DOCUMENT_LIMIT, &mut payload, &what)?;
+        let (found, _) = client.copy_blob(
+            &payload_digest,
+            DOCUMENT_LIMIT,
+            (&mut payload, Path::new("(memory)")),
+            &what,
+        )?;
         let signed = signature::signed_digest(&payload);
         let verifies =
             layer["annotations"][SIGNATURE_ANNOTATION].as_str().is_some_and(|s| key.verifies(&payload, s));
