@@ -719,3 +719,49 @@ fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
     assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), out);
     assert_eq!(std::fs::read(&out).unwrap(), whole);
 }
+
+/// What Debian's distribution answers when two pushes of one blob end at the same moment (seen
+/// in tests/concurrency.rs): a `500` to a blob's `HEAD`, and a manifest refused once for a blob
+/// it no longer knows. The push asks again and succeeds; a registry that goes on refusing is
+/// an error that says so.
+#[test]
+fn a_registry_losing_a_blob_to_a_concurrent_push_is_asked_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let registry_with = |refusals: usize| {
+        let (heads, puts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        HostileRegistry::start(move |method, path| match (method, path) {
+            ("GET", "/v2/") => Answer::Status(200),
+            // the first two asks for each blob fail, as the registry does mid-commit
+            ("HEAD", _) if heads.fetch_add(1, Ordering::SeqCst) % 3 < 2 => Answer::Status(500),
+            ("HEAD", _) => Answer::Status(404),
+            ("POST", _) => Answer::WithHeaders(202, "Location: /v2/team/app/blobs/uploads/1\r\n".into()),
+            ("PUT", p)
+                if p.contains("/manifests/sha256:") && puts.fetch_add(1, Ordering::SeqCst) < refusals =>
+            {
+                Answer::Json(
+                    400,
+                    r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
+                )
+            }
+            ("PUT", _) => Answer::Status(201),
+            _ => Answer::Status(404),
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let registry = registry_with(1);
+    let out = push_to(&registry, home.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MANIFEST_BLOB_UNKNOWN blob unknown to registry; checking its blobs again"),
+        "{stderr}"
+    );
+    let tagged = |r: &HostileRegistry| r.requests().iter().any(|r| r == "PUT /v2/team/app/manifests/1");
+    assert!(tagged(&registry));
+
+    let registry = registry_with(usize::MAX);
+    let err = fails_in_bounded_time(&mut push_to(&registry, home.path()));
+    assert!(err.contains("putting the manifest: 400") && err.contains("MANIFEST_BLOB_UNKNOWN"), "{err}");
+    assert!(!tagged(&registry), "nothing is tagged");
+}

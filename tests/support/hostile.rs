@@ -35,6 +35,8 @@ pub enum Answer {
     StallAfterOneByte { length: u64 },
     /// Nothing: the request is read and never answered.
     Silence,
+    /// The status with this JSON body (a registry's `{"errors":[…]}`).
+    Json(u16, &'static str),
     /// The status with these header lines (each ending in `\r\n`) and an empty body, as a
     /// well-behaved registry might answer.
     WithHeaders(u16, String),
@@ -243,6 +245,16 @@ fn answer(
             shared.pause(None);
             Ok(())
         }
+        Answer::Json(code, body) => out
+            .write_all(
+                head(
+                    &format!("{code} Scripted"),
+                    "Content-Type: application/json\r\n",
+                    Some(body.len() as u64),
+                )
+                .as_bytes(),
+            )
+            .and_then(|()| out.write_all(body.as_bytes())),
         Answer::WithHeaders(code, headers) => {
             out.write_all(head(&format!("{code} Scripted"), &headers, Some(0)).as_bytes())
         }

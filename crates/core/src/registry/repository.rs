@@ -33,6 +33,13 @@ pub enum Uploaded {
 /// How many times an upload is resumed before it is given up.
 pub const RETRIES: usize = 3;
 
+/// Whether `error` is a registry's refusal of a manifest for a blob it does not know
+/// (`BLOB_UNKNOWN`, `MANIFEST_BLOB_UNKNOWN`): the registry's error codes are in the problem as
+/// it said them.
+pub fn is_blob_unknown(error: &Error) -> bool {
+    matches!(error, Error::Registry { problem, .. } if problem.contains("BLOB_UNKNOWN"))
+}
+
 /// A repository (`team/app`) of a registry.
 pub struct Repository {
     registry: Registry,
@@ -93,14 +100,26 @@ impl Repository {
 
     /// Whether the registry holds the blob `digest`, of `size` bytes (the size, where it says
     /// it, must be that).
+    ///
+    /// A `5xx` is asked again, [`RETRIES`] times at most, a moment later each time: Debian's
+    /// distribution answers 500 for a blob that another push is committing at that moment.
     pub fn blob_state(&self, digest: &Digest, size: u64) -> Result<BlobState> {
-        match self.registry.send("HEAD", &self.url(&format!("blobs/{digest}")), &[], &[]) {
-            Ok(answer) => match answer.header("Content-Length").and_then(|n| n.parse::<u64>().ok()) {
-                Some(found) if found != size => Ok(BlobState::OtherSize(found)),
-                _ => Ok(BlobState::Present),
-            },
-            Err(e) if e.status() == Some(404) => Ok(BlobState::Missing),
-            Err(e) => Err(self.registry.failure(&format!("asking for blob {digest}"), e)),
+        let mut retries = 0;
+        loop {
+            match self.registry.send("HEAD", &self.url(&format!("blobs/{digest}")), &[], &[]) {
+                Ok(answer) => {
+                    return match answer.header("Content-Length").and_then(|n| n.parse::<u64>().ok()) {
+                        Some(found) if found != size => Ok(BlobState::OtherSize(found)),
+                        _ => Ok(BlobState::Present),
+                    }
+                }
+                Err(e) if e.status() == Some(404) => return Ok(BlobState::Missing),
+                Err(e) if retries < RETRIES && e.status().is_some_and(|s| s >= 500) => {
+                    retries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100 * retries as u64));
+                }
+                Err(e) => return Err(self.registry.failure(&format!("asking for blob {digest}"), e)),
+            }
         }
     }
 

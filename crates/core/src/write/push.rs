@@ -32,7 +32,7 @@ use crate::read::archive::ArchiveReader;
 use crate::registry::access::Access;
 use crate::registry::client::{Failure, Registry};
 use crate::registry::destination::Destination;
-use crate::registry::repository::{BlobState, Repository, Uploaded};
+use crate::registry::repository::{is_blob_unknown, BlobState, Repository, Uploaded, RETRIES};
 use crate::write::archive::produce_layer;
 use crate::write::attach::{attach, Attached, Subject};
 use crate::write::blob_cache::{Blob, BlobCache};
@@ -120,14 +120,13 @@ pub fn push(
         mounts: MountRecord::of_user(),
     };
     let (manifest, media_type) = match images {
-        [image] => (sender.image(image, &mut pushed, &mut progress)?, types.manifest),
+        [image] => (sender.image_and_manifest(image, &mut pushed, &mut progress)?, types.manifest),
         _ => {
             check_platforms(images, |i| format!("image {} ({})", i + 1, platform_of(&images[i].config)))?;
             let mut manifests = Vec::new();
             for image in images {
-                let manifest = sender.image(image, &mut pushed, &mut progress)?;
+                let manifest = sender.image_and_manifest(image, &mut pushed, &mut progress)?;
                 let digest = Digest::of(manifest.as_bytes());
-                client.put_manifest(&digest.to_string(), &manifest, types.manifest)?;
                 progress(&format!("manifest {digest} for {}", platform_of(&image.config)));
                 let mut descriptor = Descriptor::new(types.manifest, digest, manifest.len() as u64);
                 descriptor.platform = ImageConfig::platform_of(&image.config);
@@ -139,7 +138,9 @@ pub fn push(
     let digest = Digest::of(manifest.as_bytes());
     pushed.manifest = digest.to_string();
     if !attached.is_empty() {
-        client.put_manifest(&pushed.manifest, &manifest, media_type)?;
+        if images.len() > 1 {
+            client.put_manifest(&pushed.manifest, &manifest, media_type)?;
+        }
         let subject = Subject { digest, size: manifest.len() as u64, media_type };
         attach(
             &client,
@@ -173,6 +174,37 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
+    /// Sends the blobs of `image` the registry lacks and puts its manifest by digest; returns
+    /// the manifest. A manifest refused for a blob the registry does not know, after the blob
+    /// was sent or found, is put again once the blobs are checked (and sent) again, [`RETRIES`]
+    /// times at most: Debian's distribution can lose a blob's link in the repository when two
+    /// pushes finish uploading it at the same moment.
+    fn image_and_manifest(
+        &self,
+        image: &ImageSpec,
+        pushed: &mut Pushed,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<String> {
+        let mut retries = 0;
+        loop {
+            // blobs found again on a retry were counted the first time
+            let mut again = Pushed::default();
+            let counted = if retries == 0 { &mut *pushed } else { &mut again };
+            let manifest = self.image(image, counted, progress)?;
+            pushed.sent += again.sent;
+            pushed.bytes += again.bytes;
+            pushed.mounted += again.mounted;
+            let digest = Digest::of(manifest.as_bytes()).to_string();
+            match self.client.put_manifest(&digest, &manifest, self.types.manifest) {
+                Err(e) if retries < RETRIES && is_blob_unknown(&e) => {
+                    retries += 1;
+                    progress(&format!("manifest {digest}: {e}; checking its blobs again"));
+                }
+                put => return put.map(|_| manifest),
+            }
+        }
+    }
+
     /// Sends the blobs of `image` the registry lacks; returns its manifest.
     fn image(
         &self,
