@@ -74,8 +74,9 @@ INTEGRATION_TESTS := $(filter-out cli large_files cross_nix pinned_images,$(base
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) +stable fuzz
 FUZZ_TARGETS := read_images unpack_layers registry_documents references plan nar function_args
 FUZZ_SECONDS ?= 300
-fuzz_run = mkdir -p fuzz/target/corpus/$(1) && $(FUZZ) run $(1) fuzz/target/corpus/$(1) fuzz/corpus/$(1) \
-	$(wildcard fuzz/regressions/$(1)) -- -timeout=10 $(2)
+fuzz_inputs = fuzz/corpus/$(1) $(wildcard fuzz/regressions/$(1))
+fuzz_run = mkdir -p fuzz/target/corpus/$(1) && \
+	$(FUZZ) run $(1) fuzz/target/corpus/$(1) $(call fuzz_inputs,$(1)) -- -timeout=10 $(2)
 
 # Each target for FUZZ_SECONDS (`make fuzz FUZZ_TARGETS=nar FUZZ_SECONDS=3600`).
 fuzz:
@@ -88,7 +89,8 @@ fuzz:
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --package stowage-core
 	$(FUZZ) build
-	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),-runs=0) && $(call fuzz_run,$(t),-max_total_time=6) &&) true
+	$(foreach t,$(FUZZ_TARGETS),$(FUZZ) run $(t) $(call fuzz_inputs,$(t)) -- -runs=0 && \
+		$(call fuzz_run,$(t),-max_total_time=6) &&) true
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli --test large_files
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
 		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
