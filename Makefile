@@ -35,7 +35,7 @@ other_plugin = $(call plugin,$(firstword $(filter-out $(1),$(NIX))))
 # closure does. The plugins embed it.
 BUILDER := $(CURDIR)/target/builder/stowage
 
-.PHONY: setup builder build test bench demo clean
+.PHONY: setup builder build test fuzz bench demo clean
 
 setup:
 	@scripts/setup-debian.sh
@@ -62,10 +62,35 @@ LIBRARY_TESTS := pinned_images images sbom tags_and_annotations existing_images 
 # down) first, the rest once per Nix.
 INTEGRATION_TESTS := $(filter-out cli large_files cross_nix pinned_images,$(basename $(notdir $(wildcard tests/*.rs))))
 
-# The Rust tests once; then everything that runs Nix with the plugin, once per Nix; then the
-# image tests in library mode, once per Nix.
+# The fuzz targets (fuzz/, HACKING.md), by cargo-fuzz (`make setup` installs it) on the stable
+# toolchain, whether or not a nightly is there: RUSTC_BOOTSTRAP=1 lets cargo-fuzz's -Z flags
+# through, so a machine with stable alone fuzzes, with the compiler that builds the rest.
+# AddressSanitizer (cargo-fuzz's default) links rustc's own runtime, shipped with the stable
+# toolchain: no clang is needed. Each run starts from its target's committed inputs — its seeds
+# (fuzz/corpus) and every crash once found (fuzz/regressions) — and adds what it finds to a
+# working corpus (fuzz/target/corpus, not committed); crashes go to fuzz/artifacts/TARGET. An
+# input that takes 10 s counts as a hang; libFuzzer's limit of 2 GB counts as running out of
+# memory.
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) +stable fuzz
+FUZZ_TARGETS := read_images unpack_layers registry_documents references plan nar function_args
+FUZZ_SECONDS ?= 300
+fuzz_inputs = fuzz/corpus/$(1) $(wildcard fuzz/regressions/$(1))
+fuzz_run = mkdir -p fuzz/target/corpus/$(1) && \
+	$(FUZZ) run $(1) fuzz/target/corpus/$(1) $(call fuzz_inputs,$(1)) -- -timeout=10 $(2)
+
+# Each target for FUZZ_SECONDS (`make fuzz FUZZ_TARGETS=nar FUZZ_SECONDS=3600`).
+fuzz:
+	$(FUZZ) build
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),-max_total_time=$(FUZZ_SECONDS)) &&) true
+
+# The Rust tests once, and the fuzz targets: every committed input again (a crash found once
+# stays found), then 6 s of new inputs each; then everything that runs Nix with the plugin, once
+# per Nix; then the image tests in library mode, once per Nix.
 test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --package stowage-core
+	$(FUZZ) build
+	$(foreach t,$(FUZZ_TARGETS),$(FUZZ) run $(t) $(call fuzz_inputs,$(t)) -- -runs=0 && \
+		$(call fuzz_run,$(t),-max_total_time=6) &&) true
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli --test large_files
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
 		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \

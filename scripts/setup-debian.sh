@@ -72,6 +72,14 @@ if [[ -z $rust_minor ]] || ((rust_minor < 80)); then
   exit 1
 fi
 
+# cargo-fuzz for `make fuzz` and the fuzz runs of `make test`, from crates.io, pinned.
+cargo_fuzz_version=0.13.2
+if [[ ${STOWAGE_SETUP:-all} == all ]] &&
+  [[ $(cargo fuzz --version 2>/dev/null) != "cargo-fuzz $cargo_fuzz_version" ]]; then
+  echo "setup: installing cargo-fuzz $cargo_fuzz_version" >&2
+  cargo install --quiet --locked cargo-fuzz --version "$cargo_fuzz_version" >&2
+fi
+
 nix_version=$(PKG_CONFIG_PATH=/usr/lib/nix/pkgconfig pkg-config --modversion nix-expr)
 stamp=$nix_prefix/.headers-$nix_version
 if [[ ! -e $stamp ]]; then

@@ -43,10 +43,14 @@ impl TryFrom<String> for Digest {
         if hex.len() != 64 {
             return Err(format!("{s:?} is not a sha256 digest"));
         }
+        // Checked before it is cut into pairs of bytes: a character of several bytes could be cut
+        // in two, and from_str_radix takes a sign ("+a"), which would read as another digest.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{s:?} is not hex"));
+        }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte =
-                u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| format!("{s:?} is not hex"))?;
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex digits");
         }
         Ok(Digest(out))
     }
@@ -130,5 +134,20 @@ mod tests {
         let mut r = DigestReader::new(&b"abc"[..]);
         io::copy(&mut r, &mut io::sink()).unwrap();
         assert_eq!(r.finish(), (d, 3));
+    }
+
+    /// Regression (found by fuzzing registry documents): a digest of 64 bytes holding a
+    /// character of two bytes panicked, as a hostile manifest, config or archive could write it;
+    /// `+` signs made it read as another digest.
+    #[test]
+    fn digests_that_are_not_hex_are_refused() {
+        for hex in [format!("{}ʔ{}", "0".repeat(43), "0".repeat(19)), "+0".repeat(32)] {
+            let text = format!("sha256:{hex}");
+            assert_eq!(hex.len(), 64);
+            assert_eq!(Digest::try_from(text.clone()).unwrap_err(), format!("{text:?} is not hex"));
+            let json = format!(r#"{{"digest":"{text}","mediaType":"x","size":1}}"#);
+            let err = crate::format::oci::parse::<crate::format::oci::Descriptor>("m", json.as_bytes(), "d");
+            assert!(err.unwrap_err().contains("is not hex"));
+        }
     }
 }

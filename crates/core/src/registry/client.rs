@@ -230,13 +230,8 @@ impl Registry {
                                 "the token service {realm} answered more than {DOCUMENT_LIMIT} bytes; a token is a few kilobytes"
                             ))
                         })?;
-                    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-                        Failure::Refused(format!("the token service {realm} answered no JSON"))
-                    })?;
-                    body["token"]
-                        .as_str()
-                        .or(body["access_token"].as_str())
-                        .map(str::to_owned)
+                    token_in(&bytes)
+                        .map_err(|_| Failure::Refused(format!("the token service {realm} answered no JSON")))?
                         .ok_or_else(|| Failure::Refused(format!("the token service {realm} gave no token")))?
                 }
                 Err(ureq::Error::Status(code @ (401 | 403), _)) => {
@@ -366,8 +361,9 @@ fn redirect_loop() -> String {
 }
 
 /// The messages of a registry's JSON error body (`{"errors":[{"code","message"}]}`), as
-/// `: CODE message; …`, or nothing.
-fn registry_errors(body: &str) -> String {
+/// `: CODE message; …`, or nothing. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn registry_errors(body: &str) -> String {
     let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let messages: Vec<String> = parsed["errors"]
         .as_array()
@@ -386,8 +382,18 @@ fn registry_errors(body: &str) -> String {
     }
 }
 
-/// `key="value", key=value` pairs of a challenge; quoted values may hold commas.
-fn challenge_params(text: &str) -> Vec<(String, String)> {
+/// The token in a token service's answer `body` (`token`, or OAuth2's `access_token`), if it
+/// gives one; an error if the answer is no JSON. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn token_in(body: &[u8]) -> serde_json::Result<Option<String>> {
+    let body: serde_json::Value = serde_json::from_slice(body)?;
+    Ok(body["token"].as_str().or(body["access_token"].as_str()).map(str::to_owned))
+}
+
+/// `key="value", key=value` pairs of a challenge; quoted values may hold commas. Public for the
+/// fuzz targets.
+#[doc(hidden)]
+pub fn challenge_params(text: &str) -> Vec<(String, String)> {
     let mut params = Vec::new();
     let mut rest = text.trim();
     while let Some((key, after)) = rest.split_once('=') {
