@@ -72,16 +72,8 @@ enum Command {
         /// file or OCI layout), docker-daemon: (the Docker Engine DOCKER_HOST names) or podman:
         /// (podman load).
         dest: String,
-        /// How layers are compressed for the registry: gz or zstd.
-        #[arg(long, default_value = "gz")]
-        compress: String,
-        /// Also tags the pushed image TAG in the destination's repository (repeatable).
-        #[arg(long = "tag", value_name = "TAG")]
-        tags: Vec<String>,
         #[command(flatten)]
-        attach: AttachArgs,
-        #[command(flatten)]
-        access: AccessArgs,
+        delivery: DeliveryArgs,
     },
     /// Pushes the image of a copy script (an image's copyToRegistry or copyTo): to DEST, or to
     /// where the script says.
@@ -90,16 +82,8 @@ enum Command {
         script: PathBuf,
         /// Where the image goes, as for push.
         dest: Option<String>,
-        /// How layers are compressed for the registry: gz or zstd.
-        #[arg(long, default_value = "gz")]
-        compress: String,
-        /// Also tags the pushed image TAG in the destination's repository (repeatable).
-        #[arg(long = "tag", value_name = "TAG")]
-        tags: Vec<String>,
         #[command(flatten)]
-        attach: AttachArgs,
-        #[command(flatten)]
-        access: AccessArgs,
+        delivery: DeliveryArgs,
     },
     /// Checks an image's signatures in a registry, as cosign verify --key does: prints the
     /// signed payloads that KEY verifies and that name the image's manifest; fails if none.
@@ -123,6 +107,21 @@ enum Command {
     /// Derivation builder (fixed-output): pulls an image by digest from its registry into an
     /// OCI layout tarball at $out.
     BuildPull,
+}
+
+/// How `push` and `copy` deliver an image: compression, tags, attachments, access.
+#[derive(clap::Args)]
+struct DeliveryArgs {
+    /// How layers are compressed for the registry: gz or zstd.
+    #[arg(long, default_value = "gz")]
+    compress: String,
+    /// Also tags the pushed image TAG in the destination's repository (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    #[command(flatten)]
+    attach: AttachArgs,
+    #[command(flatten)]
+    access: AccessArgs,
 }
 
 /// What a push puts beside the image in a registry.
@@ -246,7 +245,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::BuildStream => Ok(derivation::build_stream(say)?),
-        Command::Push { image, dest, compress, tags, attach, access } => {
+        Command::Push { image, dest, delivery: DeliveryArgs { compress, tags, attach, access } } => {
             let attached = attach.attached()?;
             Ok(deliver(&image, &dest, &tags, &attached, &compress, &access.access()?, cores()?, say)?)
         }
@@ -259,7 +258,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| stowage_core::Error::io("(standard output)", e))?;
             Ok(())
         }
-        Command::Copy { script, dest, compress, tags, attach, access } => {
+        Command::Copy { script, dest, delivery: DeliveryArgs { compress, tags, attach, access } } => {
             let copy = CopyScript::read(&script)?;
             let dest = dest.or(copy.dest).ok_or_else(|| {
                 fail("where to? give the destination: copyTo docker://HOST[:PORT]/REPOSITORY[:TAG]")
