@@ -53,7 +53,7 @@ build: setup builder
 
 # The image tests that run again in library mode (without the plugin): every function and option
 # group.
-LIBRARY_TESTS := pinned_images images sbom tags_and_annotations existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull remote_builder nixpkgs_binding nix_db
+LIBRARY_TESTS := pinned_images images sbom tags_and_annotations existing_images fixture_archives binary_cache customisation build_image explicit_layers oci pull remote_builder nixpkgs_binding nix_db concurrency
 
 # Every integration test, tests/*.rs, so that a new one cannot be left out: `cli` runs once (it
 # needs no Nix), and so does `large_files` (it writes 8 GiB some six times, for about eight

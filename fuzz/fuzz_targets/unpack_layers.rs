@@ -2,11 +2,19 @@
 //! into an image root on disk for `buildImage`'s scripts; and checks that nothing was written
 //! outside the root. The input is a lower and an upper layer: the first two bytes (little
 //! endian) are the lower layer's length, the rest after it the upper layer.
+//!
+//! Writes outside the root are caught two ways. Landlock forbids this process every write
+//! outside the folder the runs are made in and libFuzzer's own (corpus, artifacts), so an entry
+//! that escapes by any path (an absolute link to `/etc`, `..` ten times) fails with EACCES or
+//! EXDEV instead of writing, and that error is a crash here: nothing inside the root gives it.
+//! Sentinel files beside the root and above it catch writes into the runs' folder itself.
 #![no_main]
 
+use landlock::{AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, ABI};
 use libfuzzer_sys::fuzz_target;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use stowage_core::format::compress::Compression;
 use stowage_core::format::digest::Digest;
 use stowage_core::image::plan::{ArchiveLayer, LayerId, LayerSource, PlannedLayer};
@@ -42,12 +50,54 @@ fn layer(archive: &Path, offset: u64, size: u64) -> PlannedLayer {
     PlannedLayer { source: LayerSource::Archive(layer), id: LayerId::Digest(Digest([0; 32])), size }
 }
 
+/// The folder each run's folders are made in: beside the fuzz binary, in the build's folder, so
+/// that nothing is left in /tmp; the first call confines this process's writes to it.
+fn runs_folder() -> &'static Path {
+    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let folder = std::env::current_exe().unwrap().with_extension("runs");
+        fs::create_dir_all(&folder).unwrap();
+        confine_writes(&folder);
+        folder
+    })
+}
+
+/// Forbids every write outside `runs` and the folders libFuzzer writes to: the corpus folders
+/// it was given and its artifacts' folder. Reads are not restricted.
+fn confine_writes(runs: &Path) {
+    let abi = ABI::V3;
+    let mut writable = vec![runs.to_path_buf()];
+    for arg in std::env::args().skip(1) {
+        let artifacts =
+            ["-artifact_prefix=", "-exact_artifact_path="].iter().find_map(|p| arg.strip_prefix(p));
+        match artifacts {
+            Some(path) => writable.extend(Path::new(path).parent().map(Path::to_path_buf)),
+            None if Path::new(&arg).is_dir() => writable.push(arg.into()),
+            None => {}
+        }
+    }
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_write(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(landlock::path_beneath_rules(&writable, AccessFs::from_write(abi))))
+        .and_then(|r| r.restrict_self())
+        .expect("a Landlock ruleset");
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        eprintln!("unpack_layers: Landlock is not fully enforced here; only the sentinels catch an escape");
+    }
+}
+
+/// An error that only a write outside the confined folders gives.
+fn refused_by_landlock(error: &str) -> bool {
+    error.contains("(os error 13)") || error.contains("(os error 18)")
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((head, layers)) = data.split_first_chunk::<2>() else { return };
     let lower = u64::from(u16::from_le_bytes(*head)).min(layers.len() as u64);
     // The root's parent and grandparent hold sentinels, so that an entry that escapes the root
     // by `..` or through a link is seen.
-    let outer = tempfile::tempdir().unwrap();
+    let outer = tempfile::tempdir_in(runs_folder()).unwrap();
     let run = outer.path().join("run");
     fs::create_dir(&run).unwrap();
     fs::write(outer.path().join("sentinel"), "kept").unwrap();
@@ -58,7 +108,10 @@ fuzz_target!(|data: &[u8]| {
     fs::write(run.join("sentinel"), "kept").unwrap();
     let planned = [layer(&archive, 0, lower), layer(&archive, lower, layers.len() as u64 - lower)];
     let (mut owners, mut modes) = (Owners::default(), Modes::default());
-    let _ = unpack_layers(&root, &archive, &planned, &scratch, &mut owners, &mut modes);
+    if let Err(error) = unpack_layers(&root, &archive, &planned, &scratch, &mut owners, &mut modes) {
+        let error = error.to_string();
+        assert!(!refused_by_landlock(&error), "a write outside the root was tried: {error}");
+    }
     untouched(&run, &["layers", "root", "scratch", "sentinel"]);
     untouched(outer.path(), &["run", "sentinel"]);
     assert!(names(&scratch).is_empty(), "something was written outside the root, into scratch");

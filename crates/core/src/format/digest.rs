@@ -45,8 +45,10 @@ impl TryFrom<String> for Digest {
         }
         // Checked before it is cut into pairs of bytes: a character of several bytes could be cut
         // in two, and from_str_radix takes a sign ("+a"), which would read as another digest.
-        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{s:?} is not hex"));
+        // Upper case is refused as the OCI spec refuses it: "sha256:AB…" would be written back as
+        // another string than the one that was read, and a registry would not know it.
+        if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("{s:?} is not lower-case hex"));
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
@@ -138,16 +140,20 @@ mod tests {
 
     /// Regression (found by fuzzing registry documents): a digest of 64 bytes holding a
     /// character of two bytes panicked, as a hostile manifest, config or archive could write it;
-    /// `+` signs made it read as another digest.
+    /// `+` signs made it read as another digest, and upper case was written back as lower case.
     #[test]
     fn digests_that_are_not_hex_are_refused() {
-        for hex in [format!("{}ʔ{}", "0".repeat(43), "0".repeat(19)), "+0".repeat(32)] {
+        let upper = Digest::of(b"abc").hex().to_uppercase();
+        for hex in [format!("{}ʔ{}", "0".repeat(43), "0".repeat(19)), "+0".repeat(32), upper] {
             let text = format!("sha256:{hex}");
             assert_eq!(hex.len(), 64);
-            assert_eq!(Digest::try_from(text.clone()).unwrap_err(), format!("{text:?} is not hex"));
+            assert_eq!(
+                Digest::try_from(text.clone()).unwrap_err(),
+                format!("{text:?} is not lower-case hex")
+            );
             let json = format!(r#"{{"digest":"{text}","mediaType":"x","size":1}}"#);
             let err = crate::format::oci::parse::<crate::format::oci::Descriptor>("m", json.as_bytes(), "d");
-            assert!(err.unwrap_err().contains("is not hex"));
+            assert!(err.unwrap_err().contains("is not lower-case hex"));
         }
     }
 }

@@ -249,10 +249,14 @@ pub fn sha256_of(nar_hash: &str) -> std::result::Result<[u8; 32], String> {
         _ => return Err("is not a sha256 hash".into()),
     };
     let bytes = match digits.len() {
-        64 if !sri => (0..32)
-            .map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()
-            .ok_or("has a digit that is not base16")?,
+        // Checked before the digits are cut into pairs: a character of several bytes would be cut
+        // in two (a panic), and from_str_radix takes a sign ("+a").
+        64 if !sri && !digits.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err("has a digit that is not base16".into())
+        }
+        64 if !sri => {
+            (0..32).map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).expect("hex")).collect()
+        }
         52 if !sri => nix_base32(digits)?,
         44 => base64::engine::general_purpose::STANDARD
             .decode(digits)
@@ -318,6 +322,9 @@ mod tests {
             ("sha256:abc", "has 3 digits"),
             (&format!("sha256:{}", NIX32.replace('1', "e")), "not Nix's base32"),
             (&format!("sha256-{HEX}"), "has 64 digits"),
+            // found by reading the code after the digest's panic: the same cut in two
+            (&format!("sha256:{}ʔ{}", "0".repeat(43), "0".repeat(19)), "not base16"),
+            (&format!("sha256:{}", "+0".repeat(32)), "not base16"),
         ] {
             let err = sha256_of(text).unwrap_err();
             assert!(err.contains(why), "{text}: {err}");
