@@ -652,9 +652,14 @@ fn stalling_until_switched_off() -> (HostileRegistry, Arc<AtomicBool>, String, S
     (registry, stalled, digest, layer)
 }
 
-/// Starts `cmd`, waits until `registry` is asked for `layer` (once more than it was), and
-/// kills it with SIGKILL.
-fn kill_while_fetching(cmd: &mut Command, registry: &HostileRegistry, layer: &str) {
+/// Starts `cmd`, waits until `registry` is asked for `layer` (once more than it was), runs
+/// `before_kill`, and kills it with SIGKILL.
+fn kill_while_fetching(
+    cmd: &mut Command,
+    registry: &HostileRegistry,
+    layer: &str,
+    before_kill: impl FnOnce(),
+) {
     let asked = || registry.requests().iter().filter(|r| r.ends_with(layer)).count();
     let before = asked();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -662,6 +667,7 @@ fn kill_while_fetching(cmd: &mut Command, registry: &HostileRegistry, layer: &st
     while asked() == before && started.elapsed() < BOUND {
         std::thread::sleep(Duration::from_millis(20));
     }
+    before_kill();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(started.elapsed() < BOUND, "{cmd:?} never asked for the layer");
@@ -674,7 +680,7 @@ fn a_pull_killed_half_way_is_replaced_whole_when_run_again() {
     let (registry, stalled, digest, layer) = stalling_until_switched_off();
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, out) = pull_from(&registry, &digest, dir.path());
-    kill_while_fetching(&mut cmd, &registry, &layer);
+    kill_while_fetching(&mut cmd, &registry, &layer, || ());
     stalled.store(false, SeqCst);
     support::run_ok(&mut cmd);
     let whole = tempfile::tempdir().unwrap();
@@ -684,11 +690,9 @@ fn a_pull_killed_half_way_is_replaced_whole_when_run_again() {
 }
 
 /// `nix-build` of a `pullImage` killed half way through a layer: its output is not in the
-/// store; built again, it is the whole image. (The sandboxed builder outlives the killed
-/// `nix-build` — Nix does not kill it — until its registry timeout, or here the registry's
-/// end: it writes into the sandbox Nix has let go of, not the new build's output.)
-#[test]
-fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
+/// store; built again, it is the whole image. Without the sandbox, the builder killed with it
+/// had written part of the image at the output's own path in the store.
+fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again(sandbox: &str) {
     let (registry, stalled, digest, layer) = stalling_until_switched_off();
     // The output's hash, from a pull that was never cut.
     stalled.store(false, SeqCst);
@@ -706,18 +710,52 @@ fn a_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
     );
     let build = || {
         let mut cmd = nix.cmd("nix-build");
-        cmd.args(["--no-out-link", "--option", "sandbox", "true", "-E", &expr]);
+        cmd.args(["--no-out-link", "--option", "sandbox", sandbox, "-E", &expr]);
         cmd
     };
-    stalled.store(true, SeqCst);
-    kill_while_fetching(&mut build(), &registry, &layer);
     let out = nix.eval_raw(&format!("({expr}).outPath"));
+    stalled.store(true, SeqCst);
+    let building = || assert!(!builders_of(&out).is_empty(), "no process is seen building {out}");
+    kill_while_fetching(&mut build(), &registry, &layer, building);
     let valid = nix.cmd("nix-store").args(["--check-validity", &out]).output().unwrap();
     assert!(!valid.status.success(), "{out} is in the store after the kill");
     stalled.store(false, SeqCst);
     let built = support::run_ok(&mut build());
     assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), out);
     assert_eq!(std::fs::read(&out).unwrap(), whole);
+    // A sandboxed first builder is still waiting for its layer (Nix does not kill it with
+    // `nix-build`; one without the sandbox dies with it): the registry's end lets it fail, and
+    // whatever it does on the way out must leave the second build's output as it was.
+    drop(registry);
+    let ended = Instant::now();
+    while !builders_of(&out).is_empty() {
+        assert!(ended.elapsed() < BOUND, "the first builder outlived the registry by {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), whole, "{out} after the first builder ended");
+    let check = nix.cmd("nix-store").args(["--verify-path", &out]).output().unwrap();
+    assert!(check.status.success(), "{out}: {}", String::from_utf8_lossy(&check.stderr));
+}
+
+/// The processes building `out`: those whose working folder, the build's, holds the structured
+/// attributes naming it (read through `/proc`, inside the sandbox too).
+fn builders_of(out: &str) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &u32| {
+        let attrs = std::fs::read(format!("/proc/{pid}/cwd/.attrs.json")).unwrap_or_default();
+        attrs.windows(out.len()).any(|w| w == out.as_bytes())
+    })
+    .collect()
+}
+
+#[test]
+fn a_sandboxed_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
+    a_nix_build_of_a_pull_killed_half_way_completes_when_run_again("true");
+}
+
+#[test]
+fn an_unsandboxed_nix_build_of_a_pull_killed_half_way_completes_when_run_again() {
+    a_nix_build_of_a_pull_killed_half_way_completes_when_run_again("false");
 }
 
 /// What Debian's distribution answers when two pushes of one blob end at the same moment (seen
