@@ -1,7 +1,8 @@
 //! Feeds layer tarballs to `script::root::unpack_layers`, which applies them, whiteouts and all,
 //! into an image root on disk for `buildImage`'s scripts; and checks that nothing was written
 //! outside the root. The input is a lower and an upper layer: the first two bytes (little
-//! endian) are the lower layer's length, the rest after it the upper layer.
+//! endian) are the lower layer's length, the rest after it the upper layer; each plain, or
+//! gzip or zstd as its first bytes say.
 //!
 //! Writes outside the root are caught two ways. Landlock forbids this process every write
 //! outside the folder the runs are made in and libFuzzer's own (corpus, artifacts), so an entry
@@ -38,13 +39,19 @@ fn untouched(dir: &Path, expected: &[&str]) {
     assert_eq!(fs::read_to_string(dir.join("sentinel")).unwrap(), "kept", "written through a link");
 }
 
-fn layer(archive: &Path, offset: u64, size: u64) -> PlannedLayer {
+/// The bytes before the first layer in the archive.
+const HEADER: usize = 512;
+
+/// The layer of `bytes` at `offset` in `archive`, compressed as its magic bytes say (as the
+/// reader of a base image says, from the same bytes).
+fn layer(archive: &Path, bytes: &[u8], offset: u64) -> PlannedLayer {
+    let size = bytes.len() as u64;
     let layer = ArchiveLayer {
         archive: archive.to_string_lossy().into_owned(),
         entry: format!("layer at {offset}"),
         offset,
         stored_size: size,
-        compression: Compression::None,
+        compression: Compression::detect(bytes),
     };
     // the id is not checked when a root is unpacked (verify did that before)
     PlannedLayer { source: LayerSource::Archive(layer), id: LayerId::Digest(Digest([0; 32])), size }
@@ -102,11 +109,16 @@ fuzz_target!(|data: &[u8]| {
     fs::create_dir(&run).unwrap();
     fs::write(outer.path().join("sentinel"), "kept").unwrap();
     let (archive, root, scratch) = (run.join("layers"), run.join("root"), run.join("scratch"));
-    fs::write(&archive, layers).unwrap();
+    // The layers follow a tar header's worth of zeros, as in a base image's archive: an archive
+    // that starts with gzip's magic bytes would be read as compressed whole.
+    let stored = [&[0; HEADER][..], layers].concat();
+    fs::write(&archive, &stored).unwrap();
     fs::create_dir(&root).unwrap();
     fs::create_dir(&scratch).unwrap();
     fs::write(run.join("sentinel"), "kept").unwrap();
-    let planned = [layer(&archive, 0, lower), layer(&archive, lower, layers.len() as u64 - lower)];
+    let (lower_bytes, upper_bytes) = layers.split_at(lower as usize);
+    let planned =
+        [layer(&archive, lower_bytes, HEADER as u64), layer(&archive, upper_bytes, HEADER as u64 + lower)];
     let (mut owners, mut modes) = (Owners::default(), Modes::default());
     if let Err(error) = unpack_layers(&root, &archive, &planned, &scratch, &mut owners, &mut modes) {
         let error = error.to_string();
@@ -115,5 +127,5 @@ fuzz_target!(|data: &[u8]| {
     untouched(&run, &["layers", "root", "scratch", "sentinel"]);
     untouched(outer.path(), &["run", "sentinel"]);
     assert!(names(&scratch).is_empty(), "something was written outside the root, into scratch");
-    assert_eq!(fs::read(&archive).unwrap(), layers, "the base image was written to");
+    assert_eq!(fs::read(&archive).unwrap(), stored, "the base image was written to");
 });
