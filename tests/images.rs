@@ -373,6 +373,16 @@ fn bad_arguments() {
             r#"{ name = "a"; config.Cmd = [ "sh" (x: x) ]; }"#,
             "argument 'config.Cmd[1]' is a function, which an image cannot hold",
         ),
+        // deeper than stowage reads, and deeper than serde_json reads (library mode's builder
+        // reads it with the derivation's attributes)
+        (
+            r#"{ name = "a"; config.Labels = let f = n: if n == 0 then { } else { a = f (n - 1); }; in f 110; }"#,
+            "argument 'config' nests sets and lists more than 100 deep",
+        ),
+        (
+            r#"{ name = "a"; config.Labels = let f = n: if n == 0 then { } else { a = f (n - 1); }; in f 200; }"#,
+            "argument 'config' nests sets and lists more than 100 deep",
+        ),
         (r#""a""#, "the argument is a string while a set was expected"),
         ("[ ]", "the argument is a list while a set was expected"),
     ] {

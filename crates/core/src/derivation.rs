@@ -8,7 +8,7 @@ use crate::attest::sbom::{Described, Inventory, SbomFormat};
 use crate::cores::cores;
 use crate::format::closure::ClosureEntry;
 use crate::format::compress::Compression;
-use crate::functions::args::Outputs;
+use crate::functions::args::{self, Outputs};
 use crate::functions::call::Call;
 use crate::functions::customise::{customise, CustomisationInput};
 use crate::functions::fake_nss::FakeNss;
@@ -250,5 +250,8 @@ fn read_attrs<T: DeserializeOwned>() -> Result<T> {
     // directory, which is where a builder starts.
     let path = if named.exists() { named } else { PathBuf::from(".attrs.json") };
     let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Attributes { path, problem: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| {
+        args::too_deep_in_attributes(&path, &text)
+            .unwrap_or(Error::Attributes { path, problem: e.to_string() })
+    })
 }

@@ -5,7 +5,10 @@
 
 use crate::{Error, Result};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// What the evaluating Nix tells about itself that argument checks need.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +31,58 @@ impl Evaluator {
     }
 }
 
+/// How deep sets and lists may be nested in one argument. No image document comes near it; it
+/// stays well under serde_json's own limit (128 levels, which reading a derivation's attributes
+/// meets first, two levels further down), so that an argument too deep is named, not reported
+/// as unreadable JSON.
+pub const MAX_DEPTH: usize = 100;
+
+/// How deep sets and lists nest in the JSON text `json` (0 for a string or a number). Counted
+/// in a loop, not by reading the value, which would recurse as deep.
+pub fn depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for b in json.bytes() {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') | (false, b'"') => in_string = !in_string,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// What is wrong with an argument or attribute nested deeper than [`MAX_DEPTH`].
+pub fn too_deep_problem() -> String {
+    format!("nests sets and lists more than {MAX_DEPTH} deep")
+}
+
+/// The error for a derivation's structured attributes `json` (at `path`) that cannot be read
+/// for an argument (or another attribute) nested too deep: naming the call's function and its
+/// argument, as the plugin does, or the attribute.
+pub fn too_deep_in_attributes(path: &Path, json: &str) -> Option<Error> {
+    let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_str(json).ok()?;
+    let (name, value) = raw.iter().find(|(_, v)| depth(v.get()) > MAX_DEPTH)?;
+    let function = raw.get("function").and_then(|f| serde_json::from_str::<String>(f.get()).ok());
+    let arguments: Option<BTreeMap<String, Box<RawValue>>> = serde_json::from_str(value.get()).ok();
+    let argument =
+        arguments.and_then(|a| a.into_iter().find(|(_, v)| depth(v.get()) > MAX_DEPTH)).map(|(a, _)| a);
+    Some(match (name.as_str(), function, argument) {
+        ("arguments", Some(function), Some(arg)) => {
+            Error::InCall { function, source: Box::new(Error::argument(arg, too_deep_problem())) }
+        }
+        _ => Error::Attributes {
+            path: path.into(),
+            problem: format!("attribute '{name}' {}", too_deep_problem()),
+        },
+    })
+}
+
 /// The attributes a builtin was called with.
 #[derive(Debug)]
 pub struct Args {
@@ -38,13 +93,22 @@ impl Args {
     /// Reads `json`, an object, refusing attributes that are not in `expected` (as a Nix
     /// function with a `{ a ? …, b ? … }` pattern does).
     pub fn parse(json: &str, expected: &[&'static str]) -> Result<Args> {
-        let attrs = match serde_json::from_str(json)? {
-            Value::Object(attrs) => attrs,
-            other => return Err(Error::NotASet { found: nix_type(&other) }),
+        let raw: BTreeMap<String, Box<RawValue>> = match serde_json::from_str(json) {
+            Ok(raw) => raw,
+            Err(_) => return Err(Error::NotASet { found: nix_type(&serde_json::from_str(json)?) }),
         };
-        if let Some(arg) = attrs.keys().find(|k| !expected.contains(&k.as_str())) {
+        if let Some(arg) = raw.keys().find(|k| !expected.contains(&k.as_str())) {
             return Err(Error::UnexpectedArgument { arg: arg.clone(), expected: expected.to_vec() });
         }
+        // Each argument is measured before it is read, so that one nested too deep is named; it
+        // was an "internal error", serde_json's limit reached.
+        let attrs = raw
+            .into_iter()
+            .map(|(name, value)| match depth(value.get()) > MAX_DEPTH {
+                true => Err(Error::argument(&name, too_deep_problem())),
+                false => Ok((name, serde_json::from_str(value.get())?)),
+            })
+            .collect::<Result<Map<String, Value>>>()?;
         Ok(Args { attrs })
     }
 
@@ -139,6 +203,34 @@ pub struct Outputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An argument nested deeper than can be read is named; one exactly as deep as allowed is
+    /// read. (It was "internal error: the plugin passed malformed arguments".)
+    #[test]
+    fn an_argument_nested_too_deep_is_named() {
+        let nested =
+            |depth: usize| format!(r#"{{"name":"x","config":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let args = Args::parse(&nested(MAX_DEPTH), &["name", "config"]).unwrap();
+        assert!(args.value("config").is_some());
+        let err = Args::parse(&nested(MAX_DEPTH + 1), &["name", "config"]).unwrap_err();
+        assert_eq!(err.argument_at_fault(), Some("config"));
+        assert_eq!(
+            err.to_string(),
+            Error::argument("config", "nests sets and lists more than 100 deep").to_string()
+        );
+        assert!(matches!(Args::parse("[1]", &[]), Err(Error::NotASet { found: "a list" })));
+        // brackets in strings, escaped quotes included, do not count
+        assert_eq!(depth(r#"{"a":["[[\"{{",{"b":[]}]}"#), 4);
+        assert_eq!(depth(r#""x""#), 0);
+        // a derivation's attributes too deep for serde_json: the call's argument is named
+        let attrs = format!(r#"{{"function":"buildImage","arguments":{}}}"#, nested(200));
+        let path = Path::new(".attrs.json");
+        let err = too_deep_in_attributes(path, &attrs).unwrap().to_string();
+        assert!(err.contains("buildImage") && err.contains("argument 'config' nests"), "{err}");
+        let err =
+            too_deep_in_attributes(path, &format!(r#"{{"config":{}1{}}}"#, "[".repeat(200), "]".repeat(200)));
+        assert!(err.unwrap().to_string().contains("attribute 'config' nests"));
+    }
 
     #[test]
     fn string_lists() {
