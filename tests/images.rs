@@ -326,6 +326,39 @@ fn max_layers_is_respected() {
     }
 }
 
+/// A Nix string may hold any bytes (`builtins.readFile` of a binary file); one that is not
+/// UTF-8, in an argument or as an attribute name, is named by the plugin (Nix 2.8's said "data
+/// for rust::Str is not utf-8", 2.26's only Nix's JSON error). In library mode Nix itself refuses
+/// it, writing the derivation's attributes.
+#[test]
+fn strings_that_are_not_utf8_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("binary");
+    std::fs::write(&binary, b"a\xffb").unwrap();
+    let bytes = format!("(builtins.readFile {})", binary.display());
+    let nix = TestNix::new();
+    for (args, message) in [
+        (format!(r#"{{ name = {bytes}; }}"#), "argument 'name' is a string that is not UTF-8"),
+        (
+            format!(r#"{{ name = "a"; config.Env = [ "A=1" "B=${{{bytes}}}" ]; }}"#),
+            "argument 'config.Env[1]' is a string that is not UTF-8",
+        ),
+        (
+            format!(
+                r#"{{ name = "a"; config.Labels = builtins.listToAttrs [ {{ name = {bytes}; value = "v"; }} ]; }}"#
+            ),
+            "argument 'config.Labels' is a set with an attribute name that is not UTF-8",
+        ),
+    ] {
+        let stderr = nix.eval_error(&expr(&format!("(s.buildLayeredImage {args}).drvPath")));
+        let message = format!("stowage.buildLayeredImage: {message}");
+        match support::library_mode() {
+            true => assert!(stderr.contains("UTF-8 byte"), "{args}: expected Nix's error in\n{stderr}"),
+            false => assert!(stderr.contains(&message), "{args}: expected {message:?} in\n{stderr}"),
+        }
+    }
+}
+
 #[test]
 fn bad_arguments() {
     // The message of `function` about an argument; without the plugin, a function value is Nix's

@@ -122,6 +122,12 @@ fn goarch_errors() {
         let stderr = nix.eval_error(expr);
         assert!(stderr.contains(message), "{expr}: expected {message:?} in\n{stderr}");
     }
+    // a string that is not UTF-8 (it was "data for rust::Str is not utf-8")
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("binary"), b"x86\xff-linux").unwrap();
+    let stderr = nix
+        .eval_error(&format!("builtins.stowage.goarch (builtins.readFile {}/binary)", dir.path().display()));
+    assert!(stderr.contains("stowage.goarch: argument 'system' is a string that is not UTF-8"), "{stderr}");
     assert_eq!(
         nix.eval_json(r#"(builtins.tryEval (builtins.stowage.goarch "m68k-linux")).success"#),
         json!(false)

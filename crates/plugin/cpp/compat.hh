@@ -104,6 +104,16 @@ inline std::string_view forceStringNoCtx(nix::EvalState & state, nix::Value & v,
 #endif
 }
 
+// The bytes of the string `v` holds (already forced), context aside.
+inline std::string_view stringOf(const nix::Value & v)
+{
+#if STOWAGE_NIX_MODERN
+    return v.string_view();
+#else
+    return v.string.s;
+#endif
+}
+
 // `v` converted to JSON, forcing it deeply; the string context of everything in it is added
 // to `context`.
 inline std::string toJSON(nix::EvalState & state, PosArg pos, nix::Value & v, Context & context)

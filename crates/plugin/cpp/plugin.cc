@@ -33,11 +33,17 @@ auto callRust(EvalState & state, compat::PosArg pos, Call && call) -> decltype(c
     }
 }
 
+// The bytes of `s`, for Rust to read (as UTF-8 only where it checked they are).
+rust::Slice<const uint8_t> bytesOf(std::string_view s)
+{
+    return rust::Slice<const uint8_t>(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+}
+
 void primGoarch(EvalState & state, compat::PosArg pos, Value ** args, Value & v)
 {
     expectType(state, pos, *args[0], nString, "goarch");
     auto system = compat::forceStringNoCtx(state, *args[0], pos);
-    auto platform = callRust(state, pos, [&] { return ffi::goarch(rust::Str(system.data(), system.size())); });
+    auto platform = callRust(state, pos, [&] { return ffi::goarch(bytesOf(system)); });
     auto attrs = state.buildBindings(2);
     attrs.alloc("architecture").mkString(std::string(platform.architecture));
     if (!platform.variant.empty())
@@ -100,9 +106,17 @@ const Attr * attrAtFault(EvalState & state, Value & args, std::string_view argum
     return found;
 }
 
-// The first value within `v` (called `path`, as `config.Cmd[0]`) that has no JSON form, such as
-// a function, as a path and a type; toJSON's own error names neither. Follows what toJSON
-// follows: a set with `outPath` is that path, one with `__toString` its string.
+// Whether `s` is UTF-8, as an image's documents must be; a Nix string may hold any bytes.
+bool isUtf8(std::string_view s)
+{
+    return ffi::is_utf8(bytesOf(s));
+}
+
+// The first value within `v` (called `path`, as `config.Cmd[0]`) that an image cannot hold, as
+// a path and what it is: one with no JSON form (a function), or a string or attribute name that
+// is not UTF-8; toJSON's own error names neither, and Nix 2.8 writes such a string as it is.
+// Follows what toJSON follows: a set with `outPath` is that path, one with `__toString` its
+// string.
 std::optional<std::pair<std::string, std::string>> unconvertible(
     EvalState & state, compat::PosArg pos, Value & v, const std::string & path)
 {
@@ -110,15 +124,23 @@ std::optional<std::pair<std::string, std::string>> unconvertible(
     switch (v.type()) {
     case nFunction:
         return std::make_pair(path, std::string(showType(v)));
+    case nString:
+        if (!isUtf8(compat::stringOf(v)))
+            return std::make_pair(path, std::string("a string that is not UTF-8 (as builtins.readFile gives of a binary file)"));
+        return std::nullopt;
     case nAttrs: {
         auto attrs = compat::attrsOf(v);
         if (attrs->get(state.symbols.create("__toString")))
             return std::nullopt;
         if (auto outPath = attrs->get(state.symbols.create("outPath")))
             return unconvertible(state, pos, *outPath->value, path);
-        for (auto & attr : *attrs)
-            if (auto found = unconvertible(state, pos, *attr.value, path + "." + compat::attrName(state, attr)))
+        for (auto & attr : *attrs) {
+            auto name = compat::attrName(state, attr);
+            if (!isUtf8(name))
+                return std::make_pair(path, std::string("a set with an attribute name that is not UTF-8"));
+            if (auto found = unconvertible(state, pos, *attr.value, path + "." + name))
                 return found;
+        }
         return std::nullopt;
     }
     case nList:
@@ -131,26 +153,39 @@ std::optional<std::pair<std::string, std::string>> unconvertible(
     }
 }
 
+// Throws, naming the builtin `function` and the argument, at the argument's position, if a value
+// within `args` is one an image cannot hold.
+void refuseUnconvertible(EvalState & state, compat::PosArg pos, const std::string & function, Value & args)
+{
+    for (auto & attr : *compat::attrsOf(args)) {
+        auto name = compat::attrName(state, attr);
+        if (!isUtf8(name))
+            compat::throwCatchable(state, pos, fmt("stowage.%s: an argument's name is not UTF-8", function));
+        auto found = unconvertible(state, pos, *attr.value, name);
+        if (!found)
+            continue;
+        auto at = attrAtFault(state, args, found->first);
+        compat::throwCatchable(state, at ? compat::attrPos(*at) : pos,
+            fmt("stowage.%s: argument '%s' is %s, which an image cannot hold: give a string, a number, a "
+                "boolean, null, a path, a derivation, or a list or set of these",
+                function, found->first, found->second));
+    }
+}
+
 // The arguments `args` of the builtin `function` as JSON, their context added to `context`; a
-// value that has none (a function) is an error naming the builtin and the argument, at the
-// argument's position.
+// value an image cannot hold is an error naming the builtin and the argument.
 std::string argumentsJSON(EvalState & state, compat::PosArg pos, const std::string & function, Value & args, compat::Context & context)
 {
+    std::string json;
     try {
-        return compat::toJSON(state, pos, args, context);
+        json = compat::toJSON(state, pos, args, context);
     } catch (nix::Error &) {
-        for (auto & attr : *compat::attrsOf(args)) {
-            auto found = unconvertible(state, pos, *attr.value, compat::attrName(state, attr));
-            if (!found)
-                continue;
-            auto at = attrAtFault(state, args, found->first);
-            compat::throwCatchable(state, at ? compat::attrPos(*at) : pos,
-                fmt("stowage.%s: argument '%s' is %s, which an image cannot hold: give a string, a number, a "
-                    "boolean, null, a path, a derivation, or a list or set of these",
-                    function, found->first, found->second));
-        }
+        refuseUnconvertible(state, pos, function, args);
         throw;
     }
+    if (!isUtf8(json))
+        refuseUnconvertible(state, pos, function, args);
+    return json;
 }
 
 // The arguments of one of the library's functions, checked and normalised by the core (the Nix

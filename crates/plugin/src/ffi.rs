@@ -42,8 +42,11 @@ mod bridge {
     extern "Rust" {
         /// The crate version.
         fn version() -> &'static str;
-        /// `builtins.stowage.goarch system`.
-        fn goarch(system: &str) -> Result<GoPlatform>;
+        /// Whether `bytes` are UTF-8: a Nix string may hold any bytes (`builtins.readFile` of a
+        /// binary file), an image's documents only text.
+        fn is_utf8(bytes: &[u8]) -> bool;
+        /// `builtins.stowage.goarch system`; `system` as Nix holds it, any bytes.
+        fn goarch(system: &[u8]) -> Result<GoPlatform>;
         /// The NAR of `builtins.stowage.fakeNss args`, for the shim to add to the store.
         fn fake_nss_nar(args_json: &str) -> Result<Vec<u8>>;
         /// The arguments of the library function `function`, checked.
@@ -101,8 +104,14 @@ fn version() -> &'static str {
     stowage_core::VERSION
 }
 
-fn goarch(system: &str) -> Result<bridge::GoPlatform, String> {
+fn is_utf8(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok()
+}
+
+fn goarch(system: &[u8]) -> Result<bridge::GoPlatform, String> {
     Ok(entry("goarch", || {
+        let system = std::str::from_utf8(system)
+            .map_err(|_| stowage_core::Error::argument("system", "is a string that is not UTF-8"))?;
         let Platform { architecture, variant, .. } = Platform::from_nix_system(system)?;
         Ok(bridge::GoPlatform { architecture, variant: variant.unwrap_or_default() })
     })?)
