@@ -90,7 +90,7 @@ test: build
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --package stowage-core
 	$(FUZZ) build
 	$(foreach t,$(FUZZ_TARGETS),$(FUZZ) run $(t) $(call fuzz_inputs,$(t)) -- -runs=0 && \
-		$(call fuzz_run,$(t),-max_total_time=6 -verbosity=0) &&) true
+		$(call fuzz_run,$(t),-max_total_time=6 -verbosity=0 -print_funcs=0) &&) true
 	$(call with_nix,$(firstword $(NIX))) $(CARGO) test --release --locked --test cli --test large_files
 	$(foreach n,$(NIX),$(call with_nix,$(n)) $(CARGO) test --release --locked --test pinned_images && \
 		$(call with_nix,$(n)) STOWAGE_OTHER_PLUGIN=$(call other_plugin,$(n)) \
